@@ -1,0 +1,226 @@
+#include "core/connection.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cstring>
+
+#include <spdlog/spdlog.h>
+
+#include "core/event_loop.h"
+#include "core/net.h"
+
+namespace sluice {
+
+const char* to_string(CloseReason r) {
+  switch (r) {
+    case CloseReason::kPeerClosed: return "closed by peer";
+    case CloseReason::kPeerReset: return "connection error";
+    case CloseReason::kLocal: return "closed locally";
+    case CloseReason::kFrameError: return "frame error";
+    case CloseReason::kServerStop: return "server stopping";
+    case CloseReason::kRefused: return "refused";
+  }
+  return "?";
+}
+
+void Handler::on_peer_shutdown(Connection& conn) { conn.close(); }
+
+Connection::Connection(EventLoop& loop, int fd, uint64_t id, Handler& handler,
+                       Owner& owner, const codec::Codec* codec,
+                       const ConnectionLimits& limits)
+    : io::Channel(fd, Kind::kStream),
+      loop_(loop),
+      id_(id),
+      handler_(handler),
+      owner_(owner),
+      codec_(codec),
+      limits_(limits),
+      peer_(peer_name(fd)) {}
+
+Connection::~Connection() {
+  if (!attached_ && state_ != State::kClosed) ::close(fd());
+}
+
+int Connection::start() {
+  if (codec_) decoder_ = codec_->new_decoder();
+  int rc = loop_.backend().attach(*this);
+  if (rc < 0) {
+    state_ = State::kClosed;
+    return rc;
+  }
+  attached_ = true;
+  handler_.on_open(*this);
+  return 0;
+}
+
+bool Connection::send(std::string_view payload) {
+  if (state_ != State::kOpen || shutdown_wanted_) return false;
+  if (!codec_) return send_raw(payload);
+  const size_t before = output().readable();
+  if (!codec_->encode(payload, output())) {
+    spdlog::warn("conn #{} {}: {} codec cannot frame a {}-byte message; not sent",
+                 id_, peer_, codec_->name(), payload.size());
+    return false;
+  }
+  queued(output().readable() - before);
+  return true;
+}
+
+bool Connection::send_raw(std::string_view bytes) {
+  if (state_ != State::kOpen || shutdown_wanted_) return false;
+  if (bytes.empty()) return true;
+  output().append(bytes);
+  queued(bytes.size());
+  return true;
+}
+
+void Connection::queued(size_t n) {
+  pending_ += n;
+  if (!backpressured_ && pending_ > limits_.high_water) {
+    backpressured_ = true;
+    update_reading();
+    handler_.on_high_water(*this, pending_);
+  }
+  schedule_flush();
+}
+
+void Connection::shutdown() {
+  if (state_ != State::kOpen || shutdown_wanted_) return;
+  shutdown_wanted_ = true;
+  maybe_finish();
+}
+
+void Connection::set_reading(bool on) {
+  user_paused_ = !on;
+  update_reading();
+}
+
+void Connection::update_reading() {
+  const bool want = state_ == State::kOpen && !user_paused_ && !backpressured_ &&
+                    !peer_shut_;
+  if (want == want_read()) return;
+  set_want_read(want);
+  schedule_flush();
+}
+
+void Connection::schedule_flush() {
+  if (flush_scheduled_ || !attached_ || state_ >= State::kDetaching) return;
+  flush_scheduled_ = true;
+  // `this` stays valid: connections are only destroyed through
+  // EventLoop::destroy_later, which runs after every deferred task.
+  loop_.defer([this] {
+    flush_scheduled_ = false;
+    if (state_ < State::kDetaching) loop_.backend().update(*this);
+  });
+}
+
+void Connection::on_input(size_t n) {
+  (void)n;
+  if (state_ != State::kOpen) {
+    input().retrieve_all();  // closing: what the peer still sends is dropped
+    return;
+  }
+  if (!codec_) {
+    handler_.on_message(*this, input().view());
+    input().retrieve_all();
+    return;
+  }
+  codec::CodecErrc err =
+      codec::drain_frames(*decoder_, input(), [this](std::string_view frame) {
+        handler_.on_message(*this, frame);
+        return state_ == State::kOpen;
+      });
+  if (err != codec::CodecErrc::kNone) {
+    spdlog::warn("conn #{} {}: {} codec: {}; closing", id_, peer_,
+                 codec_->name(), codec::to_string(err));
+    input().retrieve_all();
+    close_with(CloseReason::kFrameError, 0, false);
+  } else if (state_ != State::kOpen) {
+    input().retrieve_all();
+  }
+}
+
+void Connection::on_sent(size_t n) {
+  pending_ -= n;
+  if (backpressured_ && pending_ <= limits_.low_water) {
+    backpressured_ = false;
+    update_reading();
+    handler_.on_drain(*this);
+  }
+  if (pending_ == 0) maybe_finish();
+}
+
+void Connection::on_eof() {
+  peer_shut_ = true;
+  update_reading();
+  if (!input().empty()) {
+    spdlog::debug("conn #{} {}: peer closed with {} bytes of an incomplete "
+                  "frame",
+                  id_, peer_, input().readable());
+    input().retrieve_all();
+  }
+  if (state_ == State::kOpen) {
+    reason_ = CloseReason::kPeerClosed;
+    handler_.on_peer_shutdown(*this);
+  }
+  maybe_finish();
+}
+
+void Connection::on_error(int err) {
+  spdlog::debug("conn #{} {}: socket error: {}", id_, peer_, std::strerror(-err));
+  close_with(CloseReason::kPeerReset, err, true);
+}
+
+void Connection::close_with(CloseReason reason, int err, bool drop_output) {
+  if (state_ == State::kOpen) {
+    state_ = State::kClosing;
+    // A peer that already closed made this an orderly close whoever calls
+    // close() in response.
+    reason_ = (peer_shut_ && reason == CloseReason::kLocal) ? CloseReason::kPeerClosed
+                                                            : reason;
+    error_ = err;
+    update_reading();
+  } else if (state_ != State::kClosing) {
+    return;
+  }
+  if (drop_output || write_shut_) {
+    if (err) {
+      reason_ = reason;
+      error_ = err;
+    }
+    detach_now();
+    return;
+  }
+  maybe_finish();
+}
+
+void Connection::maybe_finish() {
+  if (pending_ != 0) return;
+  if (state_ == State::kClosing) {
+    detach_now();
+    return;
+  }
+  if (state_ == State::kOpen && shutdown_wanted_ && !write_shut_) {
+    write_shut_ = true;
+    ::shutdown(fd(), SHUT_WR);
+    if (peer_shut_) close_with(CloseReason::kPeerClosed, 0, false);
+  }
+}
+
+void Connection::detach_now() {
+  if (state_ >= State::kDetaching) return;
+  state_ = State::kDetaching;
+  handler_.on_close(*this, reason_, error_);
+  loop_.backend().detach(*this);
+}
+
+void Connection::on_detached() {
+  state_ = State::kClosed;
+  ::close(fd());
+  owner_.release(*this);
+}
+
+}  // namespace sluice

@@ -1,0 +1,127 @@
+// Connection: one accepted TCP stream, its buffers, its framing and its
+// life cycle, identical on every back end.
+//
+// States:  open -> closing (stop reading, flush what is owed) -> detaching
+//          (back end releases the channel) -> closed (fd closed, object
+//          destroyed at the end of the loop iteration).
+// A half-close (shutdown()) keeps reading but sends FIN once everything
+// owed is sent.
+//
+// Backpressure: once more than high_water bytes are queued and not yet
+// taken by the kernel, reading from this peer pauses (the handler hears
+// on_high_water) until they fall to low_water. So a peer that never reads
+// costs at most high_water plus one read of memory.
+//
+// Thread rules: loop thread only (the loop the connection belongs to).
+// To reach a connection from another thread, post to its loop and look it
+// up there by id.
+#pragma once
+
+#include <any>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include "codec/codec.h"
+#include "core/handler.h"
+#include "io/backend.h"
+
+namespace sluice {
+
+class EventLoop;
+
+struct ConnectionLimits {
+  size_t high_water = 4 << 20;
+  size_t low_water = 1 << 20;
+};
+
+class Connection final : public io::Channel {
+ public:
+  // Called once the connection is fully released (on the loop thread); the
+  // owner must then hand the object to loop.destroy_later().
+  class Owner {
+   public:
+    virtual void release(Connection& conn) = 0;
+
+   protected:
+    ~Owner() = default;
+  };
+
+  Connection(EventLoop& loop, int fd, uint64_t id, Handler& handler,
+             Owner& owner, const codec::Codec* codec,
+             const ConnectionLimits& limits);
+  ~Connection() override;
+
+  // Attaches to the loop's back end and calls on_open. Returns 0 or -errno
+  // (the connection is then closed with kRefused).
+  int start();
+
+  uint64_t id() const { return id_; }
+  EventLoop& loop() { return loop_; }
+  const std::string& peer() const { return peer_; }
+  bool is_open() const { return state_ == State::kOpen; }
+  // Bytes queued for sending and not yet handed to the kernel.
+  size_t pending_output() const { return pending_; }
+  std::any& context() { return context_; }
+
+  // Sends one message, framed by the codec if there is one. Returns false
+  // if the connection is closing or the codec cannot frame the payload.
+  bool send(std::string_view payload);
+  // Sends bytes as they are, bypassing the codec.
+  bool send_raw(std::string_view bytes);
+  // Half-close: FIN after everything queued is sent; reading continues.
+  void shutdown();
+  // Graceful close: stop reading, send what is queued, then close.
+  void close() { close_with(CloseReason::kLocal, 0, false); }
+  // Close now, dropping queued output.
+  void abort() { close_with(CloseReason::kLocal, 0, true); }
+  // Pause or resume reading (in addition to automatic backpressure).
+  void set_reading(bool on);
+
+  // Used by Server on shutdown.
+  void close_for_stop(bool drop_output) {
+    close_with(CloseReason::kServerStop, 0, drop_output);
+  }
+
+ private:
+  enum class State { kOpen, kClosing, kDetaching, kClosed };
+
+  // io::Channel events.
+  void on_input(size_t n) override;
+  void on_sent(size_t n) override;
+  void on_eof() override;
+  void on_error(int err) override;
+  void on_detached() override;
+
+  void queued(size_t n);
+  void schedule_flush();
+  void update_reading();
+  void close_with(CloseReason reason, int err, bool drop_output);
+  void maybe_finish();
+  void detach_now();
+
+  EventLoop& loop_;
+  uint64_t id_;
+  Handler& handler_;
+  Owner& owner_;
+  const codec::Codec* codec_;
+  std::unique_ptr<codec::Decoder> decoder_;
+  ConnectionLimits limits_;
+  std::string peer_;
+  std::any context_;
+
+  State state_ = State::kOpen;
+  CloseReason reason_ = CloseReason::kPeerClosed;
+  int error_ = 0;
+  size_t pending_ = 0;
+  bool flush_scheduled_ = false;
+  bool user_paused_ = false;
+  bool backpressured_ = false;
+  bool peer_shut_ = false;      // EOF seen
+  bool shutdown_wanted_ = false;  // FIN after flush
+  bool write_shut_ = false;     // FIN sent
+  bool attached_ = false;
+};
+
+}  // namespace sluice

@@ -1,0 +1,124 @@
+#include "core/event_loop.h"
+
+#include <spdlog/spdlog.h>
+
+#include "io/registry.h"
+
+namespace sluice {
+
+EventLoop::EventLoop(std::unique_ptr<io::Backend> backend)
+    : backend_(std::move(backend)), thread_id_(std::this_thread::get_id()) {}
+
+EventLoop::~EventLoop() {
+  // Tasks may own resources; run nothing, but destroy them here, on the
+  // owning thread, before the back end goes.
+  graveyard_.clear();
+}
+
+std::unique_ptr<EventLoop> EventLoop::create(std::string_view io_name,
+                                             const io::BackendOptions& options,
+                                             std::string* error) {
+  std::string name = io_name.empty() ? io::default_backend() : std::string(io_name);
+  std::unique_ptr<io::Backend> backend = io::create(name, options, error);
+  if (!backend) return nullptr;
+  return std::make_unique<EventLoop>(std::move(backend));
+}
+
+bool EventLoop::in_loop_thread() const {
+  return thread_id_.load(std::memory_order_relaxed) == std::this_thread::get_id();
+}
+
+void EventLoop::run() {
+  thread_id_.store(std::this_thread::get_id());
+  while (!quit_.load(std::memory_order_acquire)) {
+    int rc = backend_->wait(next_timeout());
+    if (rc < 0) {
+      spdlog::error("loop: {} back end wait failed: {}", backend_->name(), rc);
+      break;
+    }
+    timers_.run_expired(Clock::now());
+    run_posted();
+    run_deferred();
+    graveyard_.clear();
+    ++iterations_;
+  }
+  // A quit() from inside a callback still gets its queued work done.
+  run_posted();
+  run_deferred();
+  graveyard_.clear();
+}
+
+void EventLoop::quit() {
+  quit_.store(true, std::memory_order_release);
+  if (!in_loop_thread()) backend_->wakeup();
+}
+
+void EventLoop::post(Task task) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    posted_.push_back(std::move(task));
+  }
+  has_posted_.store(true, std::memory_order_release);
+  // On the loop thread the next wait() uses a zero timeout instead.
+  if (!in_loop_thread()) backend_->wakeup();
+}
+
+void EventLoop::run_in_loop(Task task) {
+  if (in_loop_thread()) {
+    task();
+  } else {
+    post(std::move(task));
+  }
+}
+
+void EventLoop::run_posted() {
+  if (!has_posted_.load(std::memory_order_acquire)) return;
+  std::vector<Task> tasks;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    tasks.swap(posted_);
+    has_posted_.store(false, std::memory_order_relaxed);
+  }
+  for (Task& t : tasks) t();
+}
+
+void EventLoop::run_deferred() {
+  // Deferred tasks may defer more (a flush that completes a close); each
+  // round takes the current batch.
+  while (!deferred_.empty()) {
+    std::vector<Task> batch;
+    batch.swap(deferred_);
+    for (Task& t : batch) t();
+  }
+}
+
+std::chrono::milliseconds EventLoop::next_timeout() {
+  using std::chrono::milliseconds;
+  if (has_posted_.load(std::memory_order_acquire) || !deferred_.empty()) {
+    return milliseconds(0);
+  }
+  Clock::time_point next = timers_.next_deadline();
+  if (next == Clock::time_point::max()) return milliseconds(-1);
+  Clock::duration left = next - Clock::now();
+  if (left <= Clock::duration::zero()) return milliseconds(0);
+  // Round up: waking early would spin until the deadline.
+  return std::chrono::ceil<milliseconds>(left);
+}
+
+TimerId EventLoop::run_after(Clock::duration delay, TimerCallback cb) {
+  return timers_.add(Clock::now() + delay, Clock::duration::zero(), std::move(cb));
+}
+
+TimerId EventLoop::run_every(Clock::duration interval, TimerCallback cb) {
+  return timers_.add(Clock::now() + interval, interval, std::move(cb));
+}
+
+bool EventLoop::cancel(TimerId id) { return timers_.cancel(id); }
+
+void EventLoop::defer(Task task) { deferred_.push_back(std::move(task)); }
+
+void EventLoop::destroy_later(std::unique_ptr<io::Channel> obj) {
+  graveyard_.push_back(std::move(obj));
+}
+
+}  // namespace sluice

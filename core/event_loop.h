@@ -1,0 +1,100 @@
+// EventLoop: one per thread. Drives one IO back end, a timer queue, a
+// cross-thread task queue and end-of-iteration work.
+//
+// One iteration:
+//   1. backend.wait(until the next timer, or 0 if tasks are queued)
+//      -> IO completions run channel callbacks (user handlers)
+//   2. expired timers run
+//   3. posted tasks run (FIFO)
+//   4. deferred tasks run (e.g. flushing output queued by 1-3), until none
+//   5. objects handed to destroy_later() are destroyed
+// Because of 4 and 5, a handler may close a connection, or queue output
+// many times, from any callback: the flush is one back-end call per
+// connection per iteration, and nothing is freed while a callback that
+// might still touch it is on the stack.
+//
+// Thread rules:
+//  * run() is called once, by the thread that becomes the loop thread.
+//    Before run(), the creating thread may set the loop up (attach
+//    channels, add timers).
+//  * post() and quit() may be called from any thread (mutex-protected queue
+//    plus the back end's wakeup: an eventfd, a ring message, a condvar).
+//  * Everything else is loop-thread only.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <string_view>
+#include <thread>
+#include <vector>
+
+#include "core/timer_queue.h"
+#include "io/backend.h"
+
+namespace sluice {
+
+class EventLoop {
+ public:
+  using Task = std::function<void()>;
+
+  explicit EventLoop(std::unique_ptr<io::Backend> backend);
+  ~EventLoop();
+  EventLoop(const EventLoop&) = delete;
+  EventLoop& operator=(const EventLoop&) = delete;
+
+  // Creates a loop on the named back end (empty: the best available). On
+  // failure returns nullptr and sets *error.
+  static std::unique_ptr<EventLoop> create(std::string_view io_name,
+                                           const io::BackendOptions& options,
+                                           std::string* error);
+
+  // Runs until quit(). Loop thread.
+  void run();
+  // Any thread: run() returns after the current iteration.
+  void quit();
+
+  // Any thread: runs task on the loop thread, in FIFO order with other
+  // posted tasks.
+  void post(Task task);
+  // Runs task now if called on the loop thread, else posts it.
+  void run_in_loop(Task task);
+  bool in_loop_thread() const;
+
+  // Timers (loop thread).
+  TimerId run_after(Clock::duration delay, TimerCallback cb);
+  TimerId run_every(Clock::duration interval, TimerCallback cb);
+  bool cancel(TimerId id);
+
+  // Loop thread: runs task at the end of this iteration (step 4).
+  void defer(Task task);
+  // Loop thread: destroys the object at the end of this iteration (step 5).
+  void destroy_later(std::unique_ptr<io::Channel> obj);
+
+  io::Backend& backend() { return *backend_; }
+  std::string_view io_name() const { return backend_->name(); }
+  uint64_t iterations() const { return iterations_; }
+
+ private:
+  void run_posted();
+  void run_deferred();
+  std::chrono::milliseconds next_timeout();
+
+  std::unique_ptr<io::Backend> backend_;
+  TimerQueue timers_;
+  std::atomic<bool> quit_{false};
+  std::atomic<std::thread::id> thread_id_;
+
+  std::mutex mu_;
+  std::vector<Task> posted_;  // guarded by mu_
+  std::atomic<bool> has_posted_{false};
+
+  std::vector<Task> deferred_;
+  std::vector<std::unique_ptr<io::Channel>> graveyard_;
+  uint64_t iterations_ = 0;
+};
+
+}  // namespace sluice

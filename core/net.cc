@@ -1,0 +1,96 @@
+#include "core/net.h"
+
+#include <arpa/inet.h>
+#include <netinet/tcp.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+namespace sluice {
+
+int make_address(const std::string& host, uint16_t port, sockaddr_storage* addr,
+                 socklen_t* len) {
+  std::memset(addr, 0, sizeof *addr);
+  const std::string h = host == "localhost" ? "127.0.0.1" : host;
+  auto* v4 = reinterpret_cast<sockaddr_in*>(addr);
+  if (::inet_pton(AF_INET, h.c_str(), &v4->sin_addr) == 1) {
+    v4->sin_family = AF_INET;
+    v4->sin_port = htons(port);
+    *len = sizeof *v4;
+    return 0;
+  }
+  auto* v6 = reinterpret_cast<sockaddr_in6*>(addr);
+  std::string h6 = h;
+  if (h6.size() > 2 && h6.front() == '[' && h6.back() == ']') {
+    h6 = h6.substr(1, h6.size() - 2);
+  }
+  if (::inet_pton(AF_INET6, h6.c_str(), &v6->sin6_addr) == 1) {
+    v6->sin6_family = AF_INET6;
+    v6->sin6_port = htons(port);
+    *len = sizeof *v6;
+    return 0;
+  }
+  return -EINVAL;
+}
+
+int listen_tcp(const std::string& host, uint16_t port, const ListenOptions& opts) {
+  sockaddr_storage addr;
+  socklen_t len;
+  if (int rc = make_address(host, port, &addr, &len); rc < 0) return rc;
+  int fd = ::socket(addr.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return -errno;
+  int one = 1;
+  if (opts.reuse_addr) ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+  if (opts.reuse_port) ::setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
+  if (::bind(fd, reinterpret_cast<sockaddr*>(&addr), len) < 0 ||
+      ::listen(fd, opts.backlog) < 0) {
+    int err = errno;
+    ::close(fd);
+    return -err;
+  }
+  return fd;
+}
+
+uint16_t local_port(int fd) {
+  sockaddr_storage addr;
+  socklen_t len = sizeof addr;
+  if (::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) < 0) return 0;
+  if (addr.ss_family == AF_INET) {
+    return ntohs(reinterpret_cast<sockaddr_in*>(&addr)->sin_port);
+  }
+  return ntohs(reinterpret_cast<sockaddr_in6*>(&addr)->sin6_port);
+}
+
+std::string peer_name(int fd) {
+  sockaddr_storage addr;
+  socklen_t len = sizeof addr;
+  if (::getpeername(fd, reinterpret_cast<sockaddr*>(&addr), &len) < 0) return "?";
+  char buf[INET6_ADDRSTRLEN] = {};
+  if (addr.ss_family == AF_INET) {
+    auto* a = reinterpret_cast<sockaddr_in*>(&addr);
+    ::inet_ntop(AF_INET, &a->sin_addr, buf, sizeof buf);
+    return std::string(buf) + ":" + std::to_string(ntohs(a->sin_port));
+  }
+  auto* a = reinterpret_cast<sockaddr_in6*>(&addr);
+  ::inet_ntop(AF_INET6, &a->sin6_addr, buf, sizeof buf);
+  return "[" + std::string(buf) + "]:" + std::to_string(ntohs(a->sin6_port));
+}
+
+int connect_tcp(const std::string& host, uint16_t port) {
+  sockaddr_storage addr;
+  socklen_t len;
+  if (int rc = make_address(host, port, &addr, &len); rc < 0) return rc;
+  int fd = ::socket(addr.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return -errno;
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), len) < 0) {
+    int err = errno;
+    ::close(fd);
+    return -err;
+  }
+  int one = 1;
+  ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  return fd;
+}
+
+}  // namespace sluice

@@ -1,0 +1,208 @@
+#include "core/server.h"
+
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cstring>
+
+#include <spdlog/spdlog.h>
+
+namespace sluice {
+
+// The listening socket as a channel of loop 0.
+class Server::Acceptor final : public io::Channel {
+ public:
+  Acceptor(int fd, Server& server) : io::Channel(fd, Kind::kListener), server_(server) {}
+  ~Acceptor() override {
+    if (!released_) ::close(fd());
+  }
+
+  bool released() const { return released_; }
+
+ private:
+  void on_accept(int fd) override { server_.on_accepted(fd); }
+
+  void on_accept_error(int err) override {
+    // Log at most once a second: EMFILE under load would otherwise flood.
+    Clock::time_point now = Clock::now();
+    ++suppressed_;
+    if (now - last_log_ < std::chrono::seconds(1)) return;
+    spdlog::warn("accept failed: {} ({} times since last report)",
+                 std::strerror(-err), suppressed_);
+    suppressed_ = 0;
+    last_log_ = now;
+  }
+
+  void on_detached() override;
+
+  Server& server_;
+  bool released_ = false;
+  Clock::time_point last_log_{};
+  uint64_t suppressed_ = 0;
+};
+
+struct Server::Slot final : Connection::Owner {
+  Slot(Server& s, std::unique_ptr<EventLoop> l, size_t i)
+      : server(s), loop(std::move(l)), index(i) {}
+
+  void release(Connection& conn) override {
+    auto it = conns.find(conn.id());
+    if (it == conns.end()) return;
+    loop->destroy_later(std::move(it->second));
+    conns.erase(it);
+    server.live_.fetch_sub(1, std::memory_order_relaxed);
+    maybe_quit();
+  }
+
+  void maybe_quit() {
+    if (!stopping || !conns.empty()) return;
+    if (index == 0 && server.acceptor_ && !server.acceptor_->released()) return;
+    loop->quit();
+  }
+
+  Server& server;
+  std::unique_ptr<EventLoop> loop;
+  size_t index;
+  std::thread thread;
+  std::unordered_map<uint64_t, std::unique_ptr<Connection>> conns;
+  bool stopping = false;
+};
+
+void Server::Acceptor::on_detached() {
+  ::close(fd());
+  released_ = true;
+  server_.slots_[0]->maybe_quit();
+}
+
+Server::Server(ServerOptions options, Handler& handler,
+               std::unique_ptr<codec::Codec> codec)
+    : options_(std::move(options)), handler_(handler), codec_(std::move(codec)) {
+  if (options_.threads == 0) options_.threads = 1;
+}
+
+Server::~Server() {
+  stop();
+  // Loops are gone; the acceptor was never attached or is released.
+  delete acceptor_;
+}
+
+int Server::start(std::string* error) {
+  if (started_) return 0;
+  // Writes use MSG_NOSIGNAL, but a stray SIGPIPE must never kill a server.
+  ::signal(SIGPIPE, SIG_IGN);
+
+  for (size_t i = 0; i < options_.threads; ++i) {
+    auto loop = EventLoop::create(options_.io, options_.io_options, error);
+    if (!loop) {
+      slots_.clear();
+      return -ENOTSUP;
+    }
+    slots_.push_back(std::make_unique<Slot>(*this, std::move(loop), i));
+  }
+  io_name_ = std::string(slots_[0]->loop->io_name());
+
+  int fd = listen_tcp(options_.host, options_.port, options_.listen);
+  if (fd < 0) {
+    if (error) {
+      *error = "cannot listen on " + options_.host + ":" +
+               std::to_string(options_.port) + ": " + std::strerror(-fd);
+    }
+    slots_.clear();
+    return fd;
+  }
+  port_ = local_port(fd);
+  acceptor_ = new Acceptor(fd, *this);
+  if (int rc = slots_[0]->loop->backend().attach(*acceptor_); rc < 0) {
+    if (error) *error = std::string("cannot watch the listening socket: ") + std::strerror(-rc);
+    delete acceptor_;
+    acceptor_ = nullptr;
+    slots_.clear();
+    return rc;
+  }
+  for (auto& slot : slots_) {
+    EventLoop* loop = slot->loop.get();
+    slot->thread = std::thread([loop] { loop->run(); });
+  }
+  started_ = true;
+  return 0;
+}
+
+void Server::on_accepted(int fd) {
+  if (options_.tcp_nodelay) {
+    int one = 1;
+    ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  }
+  Slot& slot = *slots_[next_slot_++ % slots_.size()];
+  if (slot.index == 0) {
+    adopt(slot, fd);
+  } else {
+    // The server outlives its loops (stop() joins them), so `this` is safe.
+    slot.loop->post([this, &slot, fd] { adopt(slot, fd); });
+  }
+}
+
+void Server::adopt(Slot& slot, int fd) {
+  if (slot.stopping) {
+    ::close(fd);
+    return;
+  }
+  const uint64_t id = next_id_.fetch_add(1, std::memory_order_relaxed);
+  auto owned = std::make_unique<Connection>(*slot.loop, fd, id, handler_, slot,
+                                            codec_.get(), options_.limits);
+  Connection& conn = *owned;
+  slot.conns.emplace(id, std::move(owned));
+  live_.fetch_add(1, std::memory_order_relaxed);
+  if (int rc = conn.start(); rc < 0) {
+    spdlog::warn("conn #{} {}: refused: {} back end cannot take it: {}", id,
+                 conn.peer(), io_name_, std::strerror(-rc));
+    auto it = slot.conns.find(id);
+    slot.loop->destroy_later(std::move(it->second));  // closes the fd
+    slot.conns.erase(it);
+    live_.fetch_sub(1, std::memory_order_relaxed);
+  }
+}
+
+void Server::stop_slot(Slot& slot) {
+  slot.stopping = true;
+  if (slot.index == 0 && acceptor_ && !acceptor_->released()) {
+    slot.loop->backend().detach(*acceptor_);
+  }
+  // Closing may release (erase) connections synchronously: iterate a copy.
+  std::vector<uint64_t> ids;
+  ids.reserve(slot.conns.size());
+  for (auto& [id, conn] : slot.conns) ids.push_back(id);
+  for (uint64_t id : ids) {
+    if (auto it = slot.conns.find(id); it != slot.conns.end()) {
+      it->second->close_for_stop(false);
+    }
+  }
+  // Peers that do not take what they are owed get cut off at the deadline.
+  Slot* s = &slot;
+  slot.loop->run_after(options_.stop_deadline, [s] {
+    std::vector<Connection*> left;
+    for (auto& [id, conn] : s->conns) left.push_back(conn.get());
+    for (Connection* c : left) c->close_for_stop(true);
+  });
+  slot.loop->run_after(options_.stop_deadline * 2, [s] {
+    spdlog::error("server stop: loop {} still has {} connections; quitting",
+                  s->index, s->conns.size());
+    s->loop->quit();
+  });
+  slot.maybe_quit();
+}
+
+void Server::stop() {
+  if (!started_ || stopped_) return;
+  stopped_ = true;
+  for (auto& slot : slots_) {
+    Slot* s = slot.get();
+    s->loop->post([this, s] { stop_slot(*s); });
+  }
+  for (auto& slot : slots_) slot->thread.join();
+  slots_.clear();
+}
+
+}  // namespace sluice

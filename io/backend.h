@@ -1,0 +1,143 @@
+// The IO back-end interface: the one seam between sluice's core and an IO
+// model (blocking, nonblocking, select, poll, epoll, io_uring).
+//
+// Why completion style at the seam: a proactor (io_uring, or threads doing
+// blocking calls) cannot expose "fd is readable", but every reactor can
+// cheaply turn readiness into completions ("n bytes arrived in your input
+// buffer", "n bytes left your output"). So core code (Connection, Server,
+// user handlers) only ever sees completions, and each back end does the
+// actual recv/send/accept in whatever way its model dictates. Readiness
+// back ends share that adaptation in io/reactor.h and differ only in a
+// 3-method Poller.
+//
+// Thread rules:
+//  * A Backend belongs to exactly one EventLoop and is driven by that loop's
+//    thread: every method except wakeup() is called on the loop thread.
+//  * wakeup() may be called from any thread.
+//  * Every Channel callback (on_*) is invoked on the loop thread, from
+//    inside wait() or flush(). Back ends that use helper threads (blocking)
+//    hand completions to the loop thread first.
+//
+// Ownership: the core owns Channels and their descriptors. A back end keeps
+// per-channel state in Channel::io (created in attach, destroyed when the
+// channel is released). After detach() the back end stops touching the fd
+// and, once no operation of its own can still refer to the channel, calls
+// on_detached(); only then may the core close the fd and free the channel.
+#pragma once
+
+#include <sys/socket.h>
+
+#include <chrono>
+#include <cstddef>
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include "core/buffer.h"
+
+namespace sluice::io {
+
+// Per-channel state private to a back end (in-flight buffers, helper
+// threads, registered interest ...).
+class ChannelState {
+ public:
+  virtual ~ChannelState() = default;
+};
+
+class Channel {
+ public:
+  enum class Kind {
+    kListener,  // a listening TCP socket: produces on_accept
+    kStream,    // a connected TCP socket: input/output byte streams
+  };
+
+  Channel(int fd, Kind kind) : fd_(fd), kind_(kind) {}
+  virtual ~Channel() = default;
+  Channel(const Channel&) = delete;
+  Channel& operator=(const Channel&) = delete;
+
+  int fd() const { return fd_; }
+  Kind kind() const { return kind_; }
+
+  // Stream data. The back end appends received bytes to input and sends
+  // from output. A back end may move output's bytes into a buffer of its
+  // own while a send is in flight (io_uring, blocking), so core code counts
+  // unsent bytes itself rather than looking at output().readable().
+  Buffer& input() { return input_; }
+  Buffer& output() { return output_; }
+
+  // Whether the core wants input now (false while applying backpressure).
+  // Set by the core; back ends only read it.
+  bool want_read() const { return want_read_; }
+  void set_want_read(bool on) { want_read_ = on; }
+
+  // Completion events, all on the loop thread.
+  // Listener: a new connection; the callee owns new_fd (already
+  // close-on-exec; blocking mode is set by attach()).
+  virtual void on_accept(int new_fd) { (void)new_fd; }
+  // Listener: accept failed with -err (EMFILE, ENFILE, ENOBUFS ...). The
+  // back end keeps listening.
+  virtual void on_accept_error(int err) { (void)err; }
+  // Stream: n > 0 bytes were appended to input().
+  virtual void on_input(size_t n) { (void)n; }
+  // Stream: n > 0 bytes of output were handed to the kernel.
+  virtual void on_sent(size_t n) { (void)n; }
+  // Stream: the peer shut down its write side (read returned 0). No more
+  // on_input follows.
+  virtual void on_eof() {}
+  // Stream: a fatal socket error (-errno, e.g. -ECONNRESET, -EPIPE). The
+  // core will detach.
+  virtual void on_error(int err) { (void)err; }
+  // The back end has released the channel (see Ownership above).
+  virtual void on_detached() {}
+
+  // Back-end private state; only the owning back end touches it.
+  std::unique_ptr<ChannelState> io;
+
+ private:
+  int fd_;
+  Kind kind_;
+  bool want_read_ = true;
+  Buffer input_;
+  Buffer output_;
+};
+
+struct BackendOptions {
+  // epoll only: edge-triggered instead of level-triggered notification.
+  bool edge_triggered = false;
+  // blocking only: cap on concurrently served connections (threads).
+  size_t max_conns = 4096;
+  // uring only: submission queue depth.
+  unsigned uring_entries = 4096;
+};
+
+class Backend {
+ public:
+  virtual ~Backend() = default;
+  virtual std::string_view name() const = 0;
+
+  // Starts serving a channel: listeners start accepting, streams start
+  // reading (if want_read()). Returns 0 or -errno (then the channel was not
+  // taken and on_detached will not be called).
+  virtual int attach(Channel& ch) = 0;
+
+  // The channel's want_read() or pending output changed: start or stop
+  // reading, and send what output() holds. Called by the core after a
+  // handler queued output and when backpressure toggles; cheap if nothing
+  // changed. May call on_sent/on_error synchronously.
+  virtual void update(Channel& ch) = 0;
+
+  // Stops all IO on the channel (cancelling in-flight operations). Calls
+  // on_detached() now or later from wait().
+  virtual void detach(Channel& ch) = 0;
+
+  // Waits up to `timeout` (negative: no limit) for IO and dispatches
+  // completions. Returns the number of events dispatched, or -errno on a
+  // fatal back-end error.
+  virtual int wait(std::chrono::milliseconds timeout) = 0;
+
+  // Makes a concurrent or future wait() return promptly. Any thread.
+  virtual void wakeup() = 0;
+};
+
+}  // namespace sluice::io

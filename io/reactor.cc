@@ -1,0 +1,226 @@
+#include "io/reactor.h"
+
+#include <fcntl.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <stdexcept>
+
+#include <spdlog/spdlog.h>
+
+namespace sluice::io {
+
+struct ReactorBackend::State final : ChannelState {
+  uint32_t interest = 0;  // what is registered with the poller now
+  bool attached = true;
+  bool eof = false;     // read side finished: never read again
+  bool failed = false;  // socket error reported: no more IO at all
+};
+
+namespace {
+// A burst of connections is taken in one go, but bounded so one listener
+// cannot starve the loop's other channels.
+constexpr int kMaxAcceptsPerEvent = 64;
+}  // namespace
+
+int set_nonblocking(int fd, bool on) {
+  int flags = ::fcntl(fd, F_GETFL, 0);
+  if (flags < 0) return -errno;
+  int want = on ? (flags | O_NONBLOCK) : (flags & ~O_NONBLOCK);
+  if (want != flags && ::fcntl(fd, F_SETFL, want) < 0) return -errno;
+  return 0;
+}
+
+ReactorBackend::ReactorBackend(std::string name, std::unique_ptr<Poller> poller)
+    : name_(std::move(name)), poller_(std::move(poller)) {
+  wake_fd_ = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  if (wake_fd_ < 0) {
+    throw std::runtime_error(std::string("eventfd: ") + std::strerror(errno));
+  }
+  int rc = poller_->set_interest(wake_fd_, Poller::kRead, nullptr);
+  if (rc < 0) {
+    ::close(wake_fd_);
+    throw std::runtime_error(std::string("poller: cannot watch eventfd: ") +
+                             std::strerror(-rc));
+  }
+  events_.reserve(256);
+}
+
+ReactorBackend::~ReactorBackend() {
+  poller_->set_interest(wake_fd_, 0, nullptr);
+  ::close(wake_fd_);
+}
+
+ReactorBackend::State& ReactorBackend::state(Channel& ch) {
+  return static_cast<State&>(*ch.io);
+}
+
+int ReactorBackend::attach(Channel& ch) {
+  int rc = set_nonblocking(ch.fd(), true);
+  if (rc < 0) return rc;
+  ch.io = std::make_unique<State>();
+  rc = apply_interest(ch, state(ch));
+  if (rc < 0) ch.io.reset();
+  return rc;
+}
+
+int ReactorBackend::apply_interest(Channel& ch, State& st) {
+  uint32_t want = 0;
+  if (st.attached && !st.failed) {
+    if (ch.kind() == Channel::Kind::kListener) {
+      want = Poller::kRead;
+    } else {
+      if (ch.want_read() && !st.eof) want |= Poller::kRead;
+      if (!ch.output().empty()) want |= Poller::kWrite;
+    }
+  }
+  if (want == st.interest) return 0;
+  int rc = poller_->set_interest(ch.fd(), want, &ch);
+  if (rc == 0) st.interest = want;
+  return rc;
+}
+
+void ReactorBackend::update(Channel& ch) {
+  State& st = state(ch);
+  if (!st.attached) return;
+  // Fast path: write now instead of waiting a round trip for writability.
+  if (!(st.interest & Poller::kWrite) && !ch.output().empty()) {
+    handle_write(ch, st);
+    if (!st.attached) return;
+  }
+  int rc = apply_interest(ch, st);
+  if (rc < 0) fail(ch, st, rc);
+}
+
+void ReactorBackend::detach(Channel& ch) {
+  State& st = state(ch);
+  if (!st.attached) return;
+  st.attached = false;
+  if (st.interest) poller_->set_interest(ch.fd(), 0, nullptr);
+  st.interest = 0;
+  ch.on_detached();
+}
+
+int ReactorBackend::wait(std::chrono::milliseconds timeout) {
+  events_.clear();
+  int rc = poller_->wait(timeout, progress_, events_);
+  progress_ = 0;
+  if (rc < 0) return rc;
+  for (const Poller::Event& ev : events_) {
+    if (ev.ctx == nullptr) {
+      // Reset the flag before draining so a concurrent wakeup() either is
+      // drained now or writes the eventfd again; the loop runs its posted
+      // queue after wait() returns in both cases.
+      wake_pending_.store(false, std::memory_order_release);
+      uint64_t v;
+      if (::read(wake_fd_, &v, sizeof v) == sizeof v) ++progress_;
+      continue;
+    }
+    handle(*static_cast<Channel*>(ev.ctx), ev.events);
+  }
+  return static_cast<int>(events_.size());
+}
+
+void ReactorBackend::wakeup() {
+  if (wake_pending_.exchange(true, std::memory_order_acq_rel)) return;
+  uint64_t one = 1;
+  ssize_t n = ::write(wake_fd_, &one, sizeof one);
+  (void)n;  // a full eventfd counter still means "awake"
+  poller_->interrupt();
+}
+
+void ReactorBackend::handle(Channel& ch, uint32_t events) {
+  State& st = state(ch);
+  if (!st.attached) return;  // detached earlier in this batch
+  if (ch.kind() == Channel::Kind::kListener) {
+    handle_accept(ch);
+    return;
+  }
+  // An error or hang-up is surfaced by whichever call is still wanted:
+  // read sees the reset or EOF, write sees EPIPE.
+  if (events & Poller::kError) events |= st.interest;
+  if ((events & Poller::kRead) && (st.interest & Poller::kRead)) {
+    handle_read(ch, st);
+    if (!st.attached) return;
+  }
+  if ((events & Poller::kWrite) && (st.interest & Poller::kWrite)) {
+    handle_write(ch, st);
+    if (!st.attached) return;
+  }
+  int rc = apply_interest(ch, st);
+  if (rc < 0) fail(ch, st, rc);
+}
+
+void ReactorBackend::handle_accept(Channel& ch) {
+  State& st = state(ch);
+  for (int i = 0; i < kMaxAcceptsPerEvent && st.attached; ++i) {
+    int fd = ::accept4(ch.fd(), nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (fd >= 0) {
+      ++progress_;
+      ch.on_accept(fd);
+      continue;
+    }
+    int err = errno;
+    if (err == EINTR || err == ECONNABORTED) continue;
+    if (err == EAGAIN || err == EWOULDBLOCK) return;
+    ++progress_;
+    ch.on_accept_error(-err);
+    return;
+  }
+}
+
+void ReactorBackend::handle_read(Channel& ch, State& st) {
+  const bool drain = poller_->edge_triggered();
+  while (st.attached && ch.want_read()) {
+    ssize_t n = ch.input().read_fd(ch.fd());
+    if (n > 0) {
+      ++progress_;
+      ch.on_input(static_cast<size_t>(n));
+      if (!drain) return;  // level-triggered: one read per event is fair
+      continue;
+    }
+    if (n == 0) {
+      ++progress_;
+      st.eof = true;
+      ch.on_eof();
+      return;
+    }
+    if (n == -EINTR) continue;
+    if (n == -EAGAIN || n == -EWOULDBLOCK) return;
+    fail(ch, st, static_cast<int>(n));
+    return;
+  }
+}
+
+void ReactorBackend::handle_write(Channel& ch, State& st) {
+  Buffer& out = ch.output();
+  while (st.attached && !out.empty()) {
+    const size_t len = out.readable();
+    ssize_t n = ::send(ch.fd(), out.peek(), len, MSG_NOSIGNAL);
+    if (n > 0) {
+      ++progress_;
+      out.retrieve(static_cast<size_t>(n));
+      ch.on_sent(static_cast<size_t>(n));
+      if (static_cast<size_t>(n) < len) return;  // socket buffer is full
+      continue;
+    }
+    int err = errno;
+    if (n < 0 && err == EINTR) continue;
+    if (n < 0 && (err == EAGAIN || err == EWOULDBLOCK)) return;
+    fail(ch, st, n < 0 ? -err : -EPIPE);
+    return;
+  }
+}
+
+void ReactorBackend::fail(Channel& ch, State& st, int err) {
+  ++progress_;
+  if (st.interest) poller_->set_interest(ch.fd(), 0, nullptr);
+  st.interest = 0;
+  st.failed = true;
+  ch.on_error(err);
+}
+
+}  // namespace sluice::io
