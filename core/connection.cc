@@ -48,6 +48,7 @@ int Connection::start() {
   if (codec_) decoder_ = codec_->new_decoder();
   int rc = loop_.backend().attach(*this);
   if (rc < 0) {
+    ::close(fd());
     state_ = State::kClosed;
     return rc;
   }
@@ -134,8 +135,8 @@ void Connection::on_input(size_t n) {
         return state_ == State::kOpen;
       });
   if (err != codec::CodecErrc::kNone) {
-    spdlog::warn("conn #{} {}: {} codec: {}; closing", id_, peer_,
-                 codec_->name(), codec::to_string(err));
+    spdlog::warn("conn #{} {}: {} codec: {} (max frame {} bytes); closing", id_,
+                 peer_, codec_->name(), codec::to_string(err), codec_->max_frame());
     input().retrieve_all();
     close_with(CloseReason::kFrameError, 0, false);
   } else if (state_ != State::kOpen) {

@@ -34,6 +34,7 @@
 #include <string_view>
 
 #include "core/buffer.h"
+#include "io/datagram.h"
 
 namespace sluice::io {
 
@@ -49,6 +50,7 @@ class Channel {
   enum class Kind {
     kListener,  // a listening TCP socket: produces on_accept
     kStream,    // a connected TCP socket: input/output byte streams
+    kDatagram,  // a bound UDP socket: on_datagram in, datagrams() out
   };
 
   Channel(int fd, Kind kind) : fd_(fd), kind_(kind) {}
@@ -65,6 +67,10 @@ class Channel {
   // unsent bytes itself rather than looking at output().readable().
   Buffer& input() { return input_; }
   Buffer& output() { return output_; }
+  // Datagram channels: outgoing datagrams; update() sends them, in order.
+  // A datagram the kernel refuses (e.g. EMSGSIZE, unreachable) is dropped
+  // and counted, never fatal to the channel.
+  DatagramQueue& datagrams() { return datagrams_; }
 
   // Whether the core wants input now (false while applying backpressure).
   // Set by the core; back ends only read it.
@@ -80,6 +86,9 @@ class Channel {
   virtual void on_accept_error(int err) { (void)err; }
   // Stream: n > 0 bytes were appended to input().
   virtual void on_input(size_t n) { (void)n; }
+  // Datagram: one datagram arrived (views valid only during the call).
+  // Reading pauses while want_read() is false, as for streams.
+  virtual void on_datagram(const Datagram& d) { (void)d; }
   // Stream: n > 0 bytes of output were handed to the kernel.
   virtual void on_sent(size_t n) { (void)n; }
   // Stream: the peer shut down its write side (read returned 0). No more
@@ -100,6 +109,7 @@ class Channel {
   bool want_read_ = true;
   Buffer input_;
   Buffer output_;
+  DatagramQueue datagrams_;
 };
 
 struct BackendOptions {

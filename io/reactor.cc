@@ -7,6 +7,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <algorithm>
 #include <stdexcept>
 
 #include <spdlog/spdlog.h>
@@ -21,10 +22,19 @@ struct ReactorBackend::State final : ChannelState {
 };
 
 namespace {
+// Datagrams per recvmmsg/sendmmsg call.
+constexpr size_t kBatch = 32;
 // A burst of connections is taken in one go, but bounded so one listener
 // cannot starve the loop's other channels.
 constexpr int kMaxAcceptsPerEvent = 64;
 }  // namespace
+
+struct ReactorBackend::DatagramSlab {
+  std::vector<char> bytes = std::vector<char>(kBatch * kMaxDatagram);
+  mmsghdr msgs[kBatch];
+  iovec iov[kBatch];
+  sockaddr_storage addrs[kBatch];
+};
 
 int set_nonblocking(int fd, bool on) {
   int flags = ::fcntl(fd, F_GETFL, 0);
@@ -74,7 +84,7 @@ int ReactorBackend::apply_interest(Channel& ch, State& st) {
       want = Poller::kRead;
     } else {
       if (ch.want_read() && !st.eof) want |= Poller::kRead;
-      if (!ch.output().empty()) want |= Poller::kWrite;
+      if (!ch.output().empty() || !ch.datagrams().empty()) want |= Poller::kWrite;
     }
   }
   if (want == st.interest) return 0;
@@ -87,8 +97,9 @@ void ReactorBackend::update(Channel& ch) {
   State& st = state(ch);
   if (!st.attached) return;
   // Fast path: write now instead of waiting a round trip for writability.
-  if (!(st.interest & Poller::kWrite) && !ch.output().empty()) {
-    handle_write(ch, st);
+  if (!(st.interest & Poller::kWrite)) {
+    if (!ch.output().empty()) handle_write(ch, st);
+    if (!ch.datagrams().empty()) handle_send_datagrams(ch, st);
     if (!st.attached) return;
   }
   int rc = apply_interest(ch, st);
@@ -142,12 +153,13 @@ void ReactorBackend::handle(Channel& ch, uint32_t events) {
   // An error or hang-up is surfaced by whichever call is still wanted:
   // read sees the reset or EOF, write sees EPIPE.
   if (events & Poller::kError) events |= st.interest;
+  const bool udp = ch.kind() == Channel::Kind::kDatagram;
   if ((events & Poller::kRead) && (st.interest & Poller::kRead)) {
-    handle_read(ch, st);
+    udp ? handle_recv_datagrams(ch, st) : handle_read(ch, st);
     if (!st.attached) return;
   }
   if ((events & Poller::kWrite) && (st.interest & Poller::kWrite)) {
-    handle_write(ch, st);
+    udp ? handle_send_datagrams(ch, st) : handle_write(ch, st);
     if (!st.attached) return;
   }
   int rc = apply_interest(ch, st);
@@ -212,6 +224,74 @@ void ReactorBackend::handle_write(Channel& ch, State& st) {
     if (n < 0 && (err == EAGAIN || err == EWOULDBLOCK)) return;
     fail(ch, st, n < 0 ? -err : -EPIPE);
     return;
+  }
+}
+
+void ReactorBackend::handle_recv_datagrams(Channel& ch, State& st) {
+  if (!dgram_) dgram_ = std::make_unique<DatagramSlab>();
+  DatagramSlab& d = *dgram_;
+  const bool drain = poller_->edge_triggered();
+  while (st.attached && ch.want_read()) {
+    for (size_t i = 0; i < kBatch; ++i) {
+      d.iov[i] = {d.bytes.data() + i * kMaxDatagram, kMaxDatagram};
+      d.msgs[i].msg_hdr = {};
+      d.msgs[i].msg_hdr.msg_name = &d.addrs[i];
+      d.msgs[i].msg_hdr.msg_namelen = sizeof d.addrs[i];
+      d.msgs[i].msg_hdr.msg_iov = &d.iov[i];
+      d.msgs[i].msg_hdr.msg_iovlen = 1;
+    }
+    int n = ::recvmmsg(ch.fd(), d.msgs, kBatch, MSG_DONTWAIT, nullptr);
+    if (n < 0) {
+      int err = errno;
+      if (err == EINTR) continue;
+      // ICMP errors from earlier sends surface here (ECONNREFUSED ...):
+      // they concern one peer, not the socket, so they are not fatal.
+      if (err != EAGAIN && err != EWOULDBLOCK) {
+        spdlog::debug("udp fd {}: recvmmsg: {}", ch.fd(), std::strerror(err));
+        continue;
+      }
+      return;
+    }
+    progress_ += n;
+    for (int i = 0; i < n && st.attached; ++i) {
+      const msghdr& h = d.msgs[i].msg_hdr;
+      ch.on_datagram({static_cast<const sockaddr*>(h.msg_name), h.msg_namelen,
+                      {d.bytes.data() + i * kMaxDatagram, d.msgs[i].msg_len}});
+    }
+    if (!drain && static_cast<size_t>(n) < kBatch) return;
+  }
+}
+
+void ReactorBackend::handle_send_datagrams(Channel& ch, State& st) {
+  DatagramQueue& q = ch.datagrams();
+  mmsghdr msgs[kBatch];
+  iovec iov[kBatch];
+  while (st.attached && !q.empty()) {
+    const size_t batch = std::min(q.size(), kBatch);
+    for (size_t i = 0; i < batch; ++i) {
+      const DatagramQueue::Item& it = q.item(i);
+      std::string_view p = q.payload(it);
+      iov[i] = {const_cast<char*>(p.data()), p.size()};
+      msgs[i].msg_hdr = {};
+      msgs[i].msg_hdr.msg_name = const_cast<sockaddr_storage*>(&it.addr);
+      msgs[i].msg_hdr.msg_namelen = it.addr_len;
+      msgs[i].msg_hdr.msg_iov = &iov[i];
+      msgs[i].msg_hdr.msg_iovlen = 1;
+    }
+    int n = ::sendmmsg(ch.fd(), msgs, static_cast<unsigned>(batch), MSG_NOSIGNAL);
+    if (n > 0) {
+      progress_ += n;
+      q.pop(static_cast<size_t>(n));
+      continue;
+    }
+    int err = errno;
+    if (err == EINTR) continue;
+    if (err == EAGAIN || err == EWOULDBLOCK || err == ENOBUFS) return;
+    // The first datagram of the batch was refused (EMSGSIZE, unreachable
+    // ...): drop just that one and go on with the rest.
+    spdlog::debug("udp fd {}: dropping a {}-byte datagram: {}", ch.fd(),
+                  q.item(0).size, std::strerror(err));
+    q.pop(1);
   }
 }
 

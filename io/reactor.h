@@ -12,6 +12,8 @@
 //    reader cannot spin on a hang-up it is not ready to handle.
 //  * Writes are attempted directly from update() (muduo's fast path): the
 //    write interest is only registered while output is left over.
+//  * UDP channels move datagrams in batches (recvmmsg/sendmmsg): one
+//    syscall for up to kBatch datagrams each way.
 #pragma once
 
 #include <atomic>
@@ -44,6 +46,8 @@ class ReactorBackend final : public Backend {
   void handle_accept(Channel& ch);
   void handle_read(Channel& ch, State& st);
   void handle_write(Channel& ch, State& st);
+  void handle_recv_datagrams(Channel& ch, State& st);
+  void handle_send_datagrams(Channel& ch, State& st);
   void fail(Channel& ch, State& st, int err);
 
   std::string name_;
@@ -52,6 +56,8 @@ class ReactorBackend final : public Backend {
   std::atomic<bool> wake_pending_{false};
   std::vector<Poller::Event> events_;
   int progress_ = 0;  // work done in the current pass
+  struct DatagramSlab;  // recvmmsg buffers, allocated on first UDP use
+  std::unique_ptr<DatagramSlab> dgram_;
 };
 
 // Makes fd nonblocking (and keeps other flags). Returns 0 or -errno.

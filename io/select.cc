@@ -23,10 +23,17 @@ class SelectPoller final : public Poller {
   int set_interest(int fd, uint32_t interest, void* ctx) override {
     if (fd < 0 || fd >= FD_SETSIZE) {
       if (interest == 0) return 0;
-      // FD_SET beyond the bitmap would corrupt memory: refuse instead.
-      spdlog::warn("select: fd {} is >= FD_SETSIZE ({}); select cannot watch "
-                   "it, refusing this connection",
-                   fd, FD_SETSIZE);
+      // FD_SET beyond the bitmap would corrupt memory: refuse instead. The
+      // caller logs the refusal per connection; this says why, once a second.
+      auto now = std::chrono::steady_clock::now();
+      ++refused_;
+      if (now - last_log_ >= std::chrono::seconds(1)) {
+        spdlog::warn("select: cannot watch fd {} (>= FD_SETSIZE {}); {} such "
+                     "descriptors refused since the last report",
+                     fd, FD_SETSIZE, refused_);
+        refused_ = 0;
+        last_log_ = now;
+      }
       return -EMFILE;
     }
     if (interest & kRead) FD_SET(fd, &read_); else FD_CLR(fd, &read_);
@@ -66,6 +73,8 @@ class SelectPoller final : public Poller {
   std::vector<void*> ctx_;
   std::vector<uint32_t> interest_;
   int max_fd_ = -1;
+  std::chrono::steady_clock::time_point last_log_{};
+  uint64_t refused_ = 0;
 };
 
 }  // namespace

@@ -56,7 +56,8 @@ int main(int argc, char** argv) {
   app.add_option("--log-level", log_level, "trace|debug|info|warn|error")->capture_default_str();
   CLI11_PARSE(app, argc, argv);
 
-  spdlog::set_level(spdlog::level::from_str(log_level));
+  sluice::servers::init_logging(log_level);
+  sluice::servers::raise_fd_limit();
   if (list_io) return sluice::servers::print_backends();
 
   std::unique_ptr<sluice::codec::Codec> codec;
