@@ -122,12 +122,14 @@ int ReactorBackend::wait(std::chrono::milliseconds timeout) {
   if (rc < 0) return rc;
   for (const Poller::Event& ev : events_) {
     if (ev.ctx == nullptr) {
-      // Reset the flag before draining so a concurrent wakeup() either is
-      // drained now or writes the eventfd again; the loop runs its posted
-      // queue after wait() returns in both cases.
-      wake_pending_.store(false, std::memory_order_release);
+      // Drain first, then clear the flag. A wakeup() between the two sees
+      // the flag still set and skips its write, which is fine: the loop
+      // runs its posted queue after wait() returns. Clearing first would
+      // let that wakeup's write be drained here while its flag stays set,
+      // and every later wakeup() would then be skipped (a lost wakeup).
       uint64_t v;
       if (::read(wake_fd_, &v, sizeof v) == sizeof v) ++progress_;
+      wake_pending_.store(false, std::memory_order_release);
       continue;
     }
     handle(*static_cast<Channel*>(ev.ctx), ev.events);
