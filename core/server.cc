@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <cstring>
+#include <future>
 
 #include <spdlog/spdlog.h>
 
@@ -83,11 +84,7 @@ Server::Server(ServerOptions options, Handler& handler,
   if (options_.threads == 0) options_.threads = 1;
 }
 
-Server::~Server() {
-  stop();
-  // Loops are gone; the acceptor was never attached or is released.
-  delete acceptor_;
-}
+Server::~Server() { stop(); }
 
 int Server::start(std::string* error) {
   if (started_) return 0;
@@ -114,17 +111,28 @@ int Server::start(std::string* error) {
     return fd;
   }
   port_ = local_port(fd);
-  acceptor_ = new Acceptor(fd, *this);
+  acceptor_ = std::make_unique<Acceptor>(fd, *this);
   if (int rc = slots_[0]->loop->backend().attach(*acceptor_); rc < 0) {
     if (error) *error = std::string("cannot watch the listening socket: ") + std::strerror(-rc);
-    delete acceptor_;
-    acceptor_ = nullptr;
+    acceptor_.reset();
     slots_.clear();
     return rc;
   }
+  std::shared_future<void> posted = posts_done_.get_future().share();
   for (auto& slot : slots_) {
-    EventLoop* loop = slot->loop.get();
-    slot->thread = std::thread([loop] { loop->run(); });
+    Slot* s = slot.get();
+    // Each loop is torn down on its own thread: a back end such as
+    // io_uring (SINGLE_ISSUER) can only drain its in-flight operations from
+    // the thread that drove it.
+    s->thread = std::thread([this, s, posted] {
+      s->loop->run();
+      // post() touches the loop after queueing its task, so the loop may
+      // only be destroyed once stop() has finished posting to it.
+      posted.wait();
+      s->conns.clear();
+      if (s->index == 0) acceptor_.reset();
+      s->loop.reset();
+    });
   }
   started_ = true;
   return 0;
@@ -167,9 +175,6 @@ void Server::adopt(Slot& slot, int fd) {
 
 void Server::stop_slot(Slot& slot) {
   slot.stopping = true;
-  if (slot.index == 0 && acceptor_ && !acceptor_->released()) {
-    slot.loop->backend().detach(*acceptor_);
-  }
   // Closing may release (erase) connections synchronously: iterate a copy.
   std::vector<uint64_t> ids;
   ids.reserve(slot.conns.size());
@@ -197,10 +202,22 @@ void Server::stop_slot(Slot& slot) {
 void Server::stop() {
   if (!started_ || stopped_) return;
   stopped_ = true;
+  // First stop accepting, and wait for it: after that loop 0 posts no more
+  // new connections to the other loops, so none can be posted to a loop
+  // that has already quit (its descriptor would leak).
+  std::promise<void> accepting_stopped;
+  slots_[0]->loop->post([this, &accepting_stopped] {
+    if (acceptor_ && !acceptor_->released()) {
+      slots_[0]->loop->backend().detach(*acceptor_);
+    }
+    accepting_stopped.set_value();
+  });
+  accepting_stopped.get_future().wait();
   for (auto& slot : slots_) {
     Slot* s = slot.get();
     s->loop->post([this, s] { stop_slot(*s); });
   }
+  posts_done_.set_value();
   for (auto& slot : slots_) slot->thread.join();
   slots_.clear();
 }

@@ -16,6 +16,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <future>
 #include <memory>
 #include <string>
 #include <thread>
@@ -77,9 +78,11 @@ class Server {
   Handler& handler_;
   std::unique_ptr<codec::Codec> codec_;
   std::vector<std::unique_ptr<Slot>> slots_;
-  Acceptor* acceptor_ = nullptr;  // owned by slot 0's loop until released
+  // The listening socket; destroyed on loop 0's thread after it stops.
+  std::unique_ptr<Acceptor> acceptor_;
   uint16_t port_ = 0;
   std::string io_name_;
+  std::promise<void> posts_done_;  // set once stop() posted its last task
   std::atomic<size_t> live_{0};
   std::atomic<uint64_t> next_id_{1};
   size_t next_slot_ = 0;  // loop 0 thread only
