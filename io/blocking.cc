@@ -151,7 +151,13 @@ class Handle final : public ChannelState {
 class BlockingBackend final : public Backend {
  public:
   explicit BlockingBackend(const BackendOptions& options)
-      : max_conns_(options.max_conns) {}
+      : max_conns_(options.max_conns) {
+    // Create spdlog's registry (a function-local static) here, before any
+    // helper thread can log: pthread_create then orders it before every
+    // thread's first log call, which ThreadSanitizer can see (it cannot see
+    // the static's guard inside the uninstrumented libspdlog).
+    (void)spdlog::default_logger_raw();
+  }
   ~BlockingBackend() override;
 
   std::string_view name() const override { return "blocking"; }

@@ -1069,13 +1069,20 @@ class UdpChannel final : public Channel {
   Backend& b_;
 };
 
-// Owns a back end and one attached UdpChannel; detaches and checks the
-// single on_detached at the end.
+// Owns a back end and one attached UdpChannel (its socket connected to
+// 127.0.0.1:connect_to first, if given); detaches and checks the single
+// on_detached at the end.
 struct UdpServer {
-  explicit UdpServer(int bufsize = 0) {
+  explicit UdpServer(int bufsize = 0, uint16_t connect_to = 0) {
     backend = make_blocking_backend({});
     int fd = udp_local(&port, bufsize);
     EXPECT_GE(fd, 0);
+    if (connect_to != 0) {
+      const sockaddr_in pa = local_addr(connect_to);
+      EXPECT_EQ(::connect(fd, reinterpret_cast<const sockaddr*>(&pa),
+                          sizeof pa),
+                0);
+    }
     ch = std::make_unique<UdpChannel>(*backend, fd);
     EXPECT_EQ(backend->attach(*ch), 0);
   }
@@ -1380,10 +1387,7 @@ TEST(BlockingBackendUdp, RefusedSendsAndIcmpErrorsAreNotFatal) {
     EXPECT_TRUE(r < 0 && err == ECONNREFUSED) << r << " " << err;
     ::close(ctl);
   }
-  UdpServer s;
-  ASSERT_EQ(::connect(s.ch->fd(), reinterpret_cast<const sockaddr*>(&pa),
-                      sizeof pa),
-            0);
+  UdpServer s(0, peer_port);
   s.ch->echo = false;
   // An oversized datagram (EMSGSIZE) and sends into the void.
   s.ch->datagrams().push(reinterpret_cast<const sockaddr*>(&pa), sizeof pa,
