@@ -14,6 +14,17 @@
 // only queue SQEs, or submit when the SQ is full). Op state is updated
 // before each callback, and a channel's ChanRec is only freed from
 // process_pending(), which never runs inside a callback.
+//
+// Datagram channels keep their ops in a DgramState hanging off the ChanRec:
+// a fixed array of receive slots (slot 0 carries the multishot recvmsg; in
+// the single-shot fallback every slot is one recvmsg with its own msghdr,
+// address and payload buffer) and a fixed array of send slots (one sendmsg
+// each, with its msghdr/iovec). Op::slot indexes them; the arrays are sized
+// at attach and never reallocated, so an Op's address (its user_data) and
+// the msghdr the kernel reads stay put. Sends take whole batches: the
+// channel's DatagramQueue is swapped into DgramState::tx and only swapped
+// again once every datagram of the batch has its final CQE, so the payload
+// and address views handed to the kernel stay valid.
 #include "io/uring.h"
 
 #include <fcntl.h>
@@ -30,6 +41,8 @@
 #include <chrono>
 #include <cstdio>
 #include <cstring>
+#include <deque>
+#include <initializer_list>
 #include <thread>
 #include <unordered_map>
 #include <utility>
@@ -42,8 +55,23 @@ namespace {
 
 constexpr unsigned kMaxEntries = 32768;      // IORING_MAX_ENTRIES
 constexpr unsigned kMaxBufRing = 32768;      // kernel limit for ring_entries
-constexpr uint16_t kBufGroup = 0;            // our one provided-buffer group
+constexpr uint16_t kBufGroup = 0;            // provided buffers for streams
+constexpr uint16_t kDgramGroup = 1;          // ... and for datagrams
 constexpr size_t kScratchSize = 16 * 1024;   // single-shot recv fallback
+// What multishot recvmsg writes in front of each payload: the out header
+// and room for any source address (we ask for no control data).
+constexpr size_t kDgramHeader =
+    sizeof(io_uring_recvmsg_out) + sizeof(sockaddr_storage);
+// Default datagram buffer: exactly one kMaxDatagram payload plus header.
+constexpr size_t kDgramDefaultBufSize = kMaxDatagram + kDgramHeader;
+// Consecutive non-fatal receive errors before re-arming waits for a timer.
+constexpr unsigned kDgramErrorsBeforeBackoff = 16;
+// Pause before retrying sends after EAGAIN/ENOBUFS, or re-arming receives
+// after an error burst.
+constexpr unsigned kDgramRetryMs = 1;
+// Consecutive retry rounds without any datagram leaving (~1 s at 1 ms)
+// before the rest of the batch is dropped.
+constexpr unsigned kDgramMaxRetryRounds = 1000;
 constexpr size_t kMaxSendLen = 1u << 30;     // SQE len is 32-bit
 constexpr size_t kShrinkAbove = 1u << 20;    // drop big idle send buffers
 constexpr unsigned kAcceptErrorsBeforeBackoff = 3;
@@ -98,6 +126,15 @@ std::string missing_kernel_support(io_uring* ring, unsigned features) {
   return {};
 }
 
+bool opcodes_supported(io_uring* ring, std::initializer_list<int> ops) {
+  io_uring_probe* probe = io_uring_get_probe_ring(ring);
+  if (!probe) return false;
+  bool all = true;
+  for (int op : ops) all = all && io_uring_opcode_supported(probe, op);
+  io_uring_free_probe(probe);
+  return all;
+}
+
 std::string setup_error(int err) {  // err > 0, from io_uring_setup
   int disabled = read_sysctl_int("/proc/sys/kernel/io_uring_disabled");
   switch (err) {
@@ -122,17 +159,68 @@ std::string setup_error(int err) {  // err > 0, from io_uring_setup
 
 struct ChanRec;
 
-enum class OpKind : uint8_t { kAccept, kRecv, kSend, kTimer, kWake };
+enum class OpKind : uint8_t {
+  kAccept,
+  kRecv,
+  kSend,
+  kTimer,
+  kWake,
+  kDgramRecv,  // recvmsg (multishot or single-shot) of a datagram channel
+  kDgramSend,  // sendmsg of one datagram
+};
 
 struct alignas(8) Op {
-  explicit Op(OpKind k, ChanRec* r = nullptr) : kind(k), rec(r) {}
+  explicit Op(OpKind k, ChanRec* r = nullptr, uint32_t s = 0)
+      : kind(k), rec(r), slot(s) {}
   OpKind kind;
   ChanRec* rec;             // null for back-end ops (wake)
+  uint32_t slot;            // datagram ops: index into DgramState's slots
   bool inflight = false;    // final CQE not reaped yet
   bool cancel_sent = false; // a cancel for this arming was queued
   bool multishot = false;   // how it was armed
   unsigned cancels = 0;     // cancel SQEs aimed at it, CQE not reaped yet
   size_t len = 0;           // send: bytes in the SQE
+};
+
+// One receive operation of a datagram channel.
+struct DgramRecvSlot {
+  DgramRecvSlot(ChanRec* r, uint32_t i) : op(OpKind::kDgramRecv, r, i) {}
+  Op op;
+  bool lent = false;  // buf is being shown to on_datagram: do not re-arm
+  msghdr msg{};       // read by the kernel when the SQE is submitted
+  iovec iov{};
+  sockaddr_storage addr{};      // single-shot: the source address
+  std::unique_ptr<char[]> buf;  // single-shot: the payload buffer
+};
+
+// One sendmsg of a datagram channel.
+struct DgramSendSlot {
+  DgramSendSlot(ChanRec* r, uint32_t i) : op(OpKind::kDgramSend, r, i) {}
+  Op op;
+  msghdr msg{};
+  iovec iov{};
+  size_t item = 0;  // index into DgramState::tx
+};
+
+struct DgramState {
+  // Both fixed in size at attach (Op addresses are user_data).
+  std::vector<std::unique_ptr<DgramRecvSlot>> rx;
+  std::vector<std::unique_ptr<DgramSendSlot>> txs;
+  DatagramQueue held;  // received while want_read() was off (or behind
+                       // such), delivered in order once it is on again
+  DatagramQueue tx;    // the batch being sent: owned here, stable
+  size_t tx_next = 0;  // next item of tx to submit
+  std::deque<size_t> tx_retry;  // items to submit again (EAGAIN ...)
+  unsigned tx_inflight = 0;     // send slots in use
+  unsigned retry_rounds = 0;    // timer rounds since a datagram last left
+  bool tx_wait = false;         // resubmit only after the timer fires
+  bool rx_backoff = false;      // re-arm receives only after the timer
+  bool received_any = false;
+  unsigned rx_errors = 0;       // consecutive non-fatal receive errors
+
+  bool tx_batch_done() const {
+    return tx_inflight == 0 && tx_next >= tx.size() && tx_retry.empty();
+  }
 };
 
 struct ChanRec {
@@ -160,7 +248,96 @@ struct ChanRec {
   bool held_eof = false;       // on_eof not yet called
   Buffer sending;              // in flight: owned here, stable for the kernel
   std::unique_ptr<char[]> scratch;  // single-shot recv fallback
-  __kernel_timespec ts{};           // accept backoff
+  __kernel_timespec ts{};           // accept backoff / datagram retry
+  std::unique_ptr<DgramState> dg;   // datagram channels only
+};
+
+// A provided-buffer ring (one buffer group): count buffers of size bytes,
+// mmap'ed (address space only until the kernel fills them).
+struct BufRing {
+  io_uring_buf_ring* br = nullptr;
+  size_t br_bytes = 0;
+  char* bufs = nullptr;
+  size_t bufs_bytes = 0;
+  unsigned count = 0;
+  unsigned size = 0;
+  int mask = 0;
+  uint16_t bgid = 0;
+
+  bool ok() const { return br != nullptr; }
+  char* buf(int bid) const { return bufs + size_t(bid) * size; }
+
+  // Rounds count down to a power of two (with a warn line). Logs and
+  // returns false on failure (then nothing is left mapped).
+  bool setup(io_uring* ring, unsigned want_count, unsigned want_size,
+             uint16_t group, const char* what) {
+    unsigned n = std::clamp(want_count, 1u, kMaxBufRing);
+    if (n & (n - 1)) {  // round down to a power of two
+      unsigned pow = 1;
+      while (pow * 2 <= n) pow *= 2;
+      spdlog::warn("uring: {} buf_count {} is not a power of two, using {}",
+                   what, n, pow);
+      n = pow;
+    }
+    long page = ::sysconf(_SC_PAGESIZE);
+    br_bytes = n * sizeof(io_uring_buf);
+    br_bytes = (br_bytes + page - 1) / page * page;
+    bufs_bytes = size_t{n} * want_size;
+    void* brm = ::mmap(nullptr, br_bytes, PROT_READ | PROT_WRITE,
+                       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    void* bm = ::mmap(nullptr, bufs_bytes, PROT_READ | PROT_WRITE,
+                      MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (brm == MAP_FAILED || bm == MAP_FAILED) {
+      int err = errno;
+      spdlog::warn("uring: mmap for {} buffer ring failed: {}", what,
+                   errno_name(err));
+      if (brm != MAP_FAILED) ::munmap(brm, br_bytes);
+      if (bm != MAP_FAILED) ::munmap(bm, bufs_bytes);
+      return false;
+    }
+    io_uring_buf_reg reg{};
+    reg.ring_addr = reinterpret_cast<uintptr_t>(brm);
+    reg.ring_entries = n;
+    reg.bgid = group;
+    int r = io_uring_register_buf_ring(ring, &reg, 0);
+    if (r < 0) {
+      spdlog::info("uring: no provided-buffer ring for {} ({})", what,
+                   errno_name(-r));
+      ::munmap(brm, br_bytes);
+      ::munmap(bm, bufs_bytes);
+      return false;
+    }
+    br = static_cast<io_uring_buf_ring*>(brm);
+    bufs = static_cast<char*>(bm);
+    count = n;
+    size = want_size;
+    bgid = group;
+    mask = io_uring_buf_ring_mask(n);
+    io_uring_buf_ring_init(br);
+    for (unsigned i = 0; i < n; ++i) {
+      io_uring_buf_ring_add(br, buf(static_cast<int>(i)), size,
+                            static_cast<unsigned short>(i), mask,
+                            static_cast<int>(i));
+    }
+    io_uring_buf_ring_advance(br, static_cast<int>(n));
+    return true;
+  }
+
+  // Gives buffer bid back to the kernel (bid < 0: none).
+  void recycle(int bid) {
+    if (bid < 0 || !br) return;
+    io_uring_buf_ring_add(br, buf(bid), size, static_cast<unsigned short>(bid),
+                          mask, 0);
+    io_uring_buf_ring_advance(br, 1);
+  }
+
+  // After the ring is gone.
+  void release() {
+    if (br) ::munmap(br, br_bytes);
+    if (bufs) ::munmap(bufs, bufs_bytes);
+    br = nullptr;
+    bufs = nullptr;
+  }
 };
 
 struct UringChannelState final : ChannelState {
@@ -207,15 +384,25 @@ class UringBackendImpl final : public UringBackend {
   bool arm_accept(ChanRec* r);
   bool arm_recv(ChanRec* r);
   bool arm_send(ChanRec* r);
-  bool arm_timer(ChanRec* r);
+  bool arm_timer(ChanRec* r, unsigned ms);
   bool arm_wake();
-  void recycle(int bid);
+  bool arm_recvmsg(ChanRec* r, DgramRecvSlot& s);
+  bool arm_sendmsg(ChanRec* r, DgramSendSlot& s, size_t item);
+  void recycle(int bid) { stream_ring_.recycle(bid); }
+  template <class F>
+  void for_each_op(ChanRec* r, F&& f);
   void sync(ChanRec* r);
+  bool sync_dgram(ChanRec* r);
+  bool pump_sends(ChanRec* r);
+  bool has_held(ChanRec* r) const {
+    return r->held > 0 || r->held_eof || (r->dg && !r->dg->held.empty());
+  }
   void queue(ChanRec* r);
   void after(ChanRec* r);
   void fail(ChanRec* r, int err, const char* what);
   int process_pending();
   int deliver_held(ChanRec* r);
+  int deliver_held_dgrams(ChanRec* r);
   void finalize(ChanRec* r);
   size_t reap(std::vector<Cqe>& out);
   int dispatch(const Cqe& c);
@@ -223,6 +410,8 @@ class UringBackendImpl final : public UringBackend {
   int on_recv_cqe(ChanRec* r, const Cqe& c);
   int on_send_cqe(ChanRec* r, const Cqe& c);
   int on_timer_cqe(ChanRec* r, const Cqe& c);
+  int on_dgram_recv_cqe(Op* op, const Cqe& c);
+  int on_dgram_send_cqe(Op* op, const Cqe& c);
   void on_wake_cqe(const Cqe& c);
   void drain_for_exit();
 
@@ -239,17 +428,17 @@ class UringBackendImpl final : public UringBackend {
   uint64_t wake_buf_ = 0;
   std::atomic<bool> wake_pending_{false};
 
-  io_uring_buf_ring* br_ = nullptr;
-  size_t br_bytes_ = 0;
-  char* bufs_ = nullptr;
-  size_t bufs_bytes_ = 0;
-  unsigned buf_count_ = 0;
-  unsigned buf_size_ = 0;
-  int br_mask_ = 0;
+  BufRing stream_ring_;  // group kBufGroup: multishot recv on streams
+  BufRing dgram_ring_;   // group kDgramGroup: multishot recvmsg
 
   bool ms_accept_ = false;
   bool ms_recv_ = false;
   bool buf_ring_ = false;
+  bool dgram_ok_ = false;    // IORING_OP_RECVMSG and SENDMSG supported
+  bool ms_recvmsg_ = false;  // multishot recvmsg into dgram_ring_
+  size_t dgram_cap_ = 0;     // payload bytes one receive can take
+  unsigned dgram_recv_depth_ = 1;  // single-shot recvmsg ops per channel
+  unsigned dgram_send_depth_ = 1;  // sendmsg ops in flight per channel
 
   UringTuning tuning_;
   UringInfo info_;
@@ -327,66 +516,49 @@ bool UringBackendImpl::init(const BackendOptions& options,
   bool k519 = k60 || (p.flags & IORING_SETUP_COOP_TASKRUN) != 0;
 
   if (!tuning.disable_buf_ring && k60) {
-    unsigned count = std::clamp(tuning.buf_count, 1u, kMaxBufRing);
-    if (count & (count - 1)) {  // round down to a power of two
-      unsigned pow = 1;
-      while (pow * 2 <= count) pow *= 2;
-      spdlog::warn("uring: buf_count {} is not a power of two, using {}",
-                   count, pow);
-      count = pow;
-    }
-    unsigned size = std::max(tuning.buf_size, 64u);
-    long page = ::sysconf(_SC_PAGESIZE);
-    br_bytes_ = count * sizeof(io_uring_buf);
-    br_bytes_ = (br_bytes_ + page - 1) / page * page;
-    bufs_bytes_ = size_t{count} * size;
-    void* brm = ::mmap(nullptr, br_bytes_, PROT_READ | PROT_WRITE,
-                       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    void* bm = ::mmap(nullptr, bufs_bytes_, PROT_READ | PROT_WRITE,
-                      MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (brm == MAP_FAILED || bm == MAP_FAILED) {
-      int err = errno;
-      spdlog::warn("uring: mmap for buffer ring failed: {}", errno_name(err));
-      if (brm != MAP_FAILED) ::munmap(brm, br_bytes_);
-      if (bm != MAP_FAILED) ::munmap(bm, bufs_bytes_);
-    } else {
-      br_ = static_cast<io_uring_buf_ring*>(brm);
-      bufs_ = static_cast<char*>(bm);
-      io_uring_buf_reg reg{};
-      reg.ring_addr = reinterpret_cast<uintptr_t>(br_);
-      reg.ring_entries = count;
-      reg.bgid = kBufGroup;
-      int r = io_uring_register_buf_ring(&ring_, &reg, 0);
-      if (r < 0) {
-        spdlog::info("uring: no provided-buffer ring ({}), single-shot recv",
-                     errno_name(-r));
-        ::munmap(br_, br_bytes_);
-        ::munmap(bufs_, bufs_bytes_);
-        br_ = nullptr;
-        bufs_ = nullptr;
-      } else {
-        buf_ring_ = true;
-        buf_count_ = count;
-        buf_size_ = size;
-        br_mask_ = io_uring_buf_ring_mask(count);
-        io_uring_buf_ring_init(br_);
-        for (unsigned i = 0; i < count; ++i) {
-          io_uring_buf_ring_add(br_, bufs_ + size_t{i} * size, size,
-                                static_cast<unsigned short>(i), br_mask_,
-                                static_cast<int>(i));
-        }
-        io_uring_buf_ring_advance(br_, static_cast<int>(count));
-      }
-    }
+    buf_ring_ = stream_ring_.setup(&ring_, tuning.buf_count,
+                                   std::max(tuning.buf_size, 64u), kBufGroup,
+                                   "streams");
   }
   ms_recv_ = buf_ring_ && k60;
   ms_accept_ = k519 && !tuning.disable_multishot_accept;
 
+  // Datagrams: IORING_OP_RECVMSG/SENDMSG (5.3+). Multishot recvmsg (6.0+)
+  // takes provided buffers from a group of its own, each buffer holding
+  // the recvmsg_out header, the source address and the payload.
+  dgram_ok_ = opcodes_supported(&ring_, {IORING_OP_RECVMSG,
+                                         IORING_OP_SENDMSG});
+  size_t dgram_size = tuning.dgram_buf_size == 0
+                          ? kDgramDefaultBufSize
+                          : std::max<size_t>(tuning.dgram_buf_size,
+                                             kDgramHeader + 64);
+  // A multiple of 16 keeps every buffer's sockaddr (at +16) aligned.
+  dgram_size = std::min<size_t>((dgram_size + 15) & ~size_t{15},
+                                kDgramDefaultBufSize);
+  static_assert(kDgramDefaultBufSize % 16 == 0);
+  dgram_cap_ = dgram_size - kDgramHeader;
+  dgram_recv_depth_ = std::clamp(tuning.dgram_recv_depth, 1u, 1024u);
+  dgram_send_depth_ = std::clamp(tuning.dgram_send_depth, 1u, 4096u);
+  if (dgram_ok_ && k60 && !tuning.disable_multishot_recvmsg) {
+    ms_recvmsg_ = dgram_ring_.setup(&ring_, tuning.dgram_buf_count,
+                                    static_cast<unsigned>(dgram_size),
+                                    kDgramGroup, "datagrams");
+  }
+  if (!dgram_ok_) {
+    spdlog::info("uring: kernel lacks IORING_OP_RECVMSG/SENDMSG: datagram "
+                 "channels cannot be attached");
+  }
+
   info_.multishot_accept = ms_accept_;
   info_.multishot_recv = ms_recv_;
   info_.buf_ring = buf_ring_;
-  info_.buf_count = buf_count_;
-  info_.buf_size = buf_size_;
+  info_.buf_count = stream_ring_.count;
+  info_.buf_size = stream_ring_.size;
+  info_.datagrams = dgram_ok_;
+  info_.multishot_recvmsg = ms_recvmsg_;
+  info_.dgram_buf_count = dgram_ring_.count;
+  info_.dgram_buf_size = dgram_ring_.size;
+  info_.dgram_payload_cap = static_cast<unsigned>(dgram_cap_);
 
   // Queued now, submitted by the first wait() on the loop thread.
   arm_wake();
@@ -400,8 +572,8 @@ UringBackendImpl::~UringBackendImpl() {
     drain_for_exit();
     io_uring_queue_exit(&ring_);
   }
-  if (br_) ::munmap(br_, br_bytes_);
-  if (bufs_) ::munmap(bufs_, bufs_bytes_);
+  stream_ring_.release();
+  dgram_ring_.release();
   if (wake_fd_ >= 0) ::close(wake_fd_);
 }
 
@@ -558,15 +730,64 @@ bool UringBackendImpl::arm_send(ChanRec* r) {
   return true;
 }
 
-bool UringBackendImpl::arm_timer(ChanRec* r) {
+bool UringBackendImpl::arm_timer(ChanRec* r, unsigned ms) {
   io_uring_sqe* sqe = get_sqe();
   if (!sqe) return false;
-  unsigned ms = tuning_.accept_backoff_ms;
   r->ts.tv_sec = ms / 1000;
   r->ts.tv_nsec = static_cast<long long>(ms % 1000) * 1000 * 1000;
   io_uring_prep_timeout(sqe, &r->ts, 0, 0);
   track(&r->timer, sqe);
-  ++stats_.accept_backoffs;
+  return true;
+}
+
+bool UringBackendImpl::arm_recvmsg(ChanRec* r, DgramRecvSlot& s) {
+  io_uring_sqe* sqe = get_sqe();
+  if (!sqe) return false;
+  s.msg = msghdr{};
+  if (ms_recvmsg_) {
+    // The kernel lays out [recvmsg_out][name: msg_namelen][payload] in
+    // each provided buffer; msg_name itself is not used.
+    s.msg.msg_namelen = sizeof(sockaddr_storage);
+    io_uring_prep_recvmsg_multishot(sqe, r->fd, &s.msg, 0);
+    sqe->flags |= IOSQE_BUFFER_SELECT;
+    sqe->buf_group = kDgramGroup;
+  } else {
+    if (!s.buf) s.buf = std::make_unique<char[]>(dgram_cap_);
+    s.iov = {s.buf.get(), dgram_cap_};
+    s.msg.msg_name = &s.addr;
+    s.msg.msg_namelen = sizeof s.addr;
+    s.msg.msg_iov = &s.iov;
+    s.msg.msg_iovlen = 1;
+    io_uring_prep_recvmsg(sqe, r->fd, &s.msg, 0);
+  }
+  s.op.multishot = ms_recvmsg_;
+  track(&s.op, sqe);
+  ++stats_.dgram_recv_arms;
+  return true;
+}
+
+bool UringBackendImpl::arm_sendmsg(ChanRec* r, DgramSendSlot& s, size_t item) {
+  io_uring_sqe* sqe = get_sqe();
+  if (!sqe) return false;
+  DgramState& d = *r->dg;
+  const DatagramQueue::Item& it = d.tx.item(item);
+  std::string_view p = d.tx.payload(it);
+  s.iov = {const_cast<char*>(p.data()), p.size()};
+  s.msg = msghdr{};
+  if (it.addr_len > 0) {  // none: the connected peer
+    s.msg.msg_name = const_cast<sockaddr_storage*>(&it.addr);
+    s.msg.msg_namelen = it.addr_len;
+  }
+  s.msg.msg_iov = &s.iov;
+  s.msg.msg_iovlen = 1;
+  unsigned flags = MSG_NOSIGNAL;
+  if (tuning_.dgram_send_dontwait) flags |= MSG_DONTWAIT;
+  io_uring_prep_sendmsg(sqe, r->fd, &s.msg, flags);
+  s.item = item;
+  s.op.len = p.size();
+  track(&s.op, sqe);
+  ++d.tx_inflight;
+  ++stats_.dgram_sends;
   return true;
 }
 
@@ -578,11 +799,13 @@ bool UringBackendImpl::arm_wake() {
   return true;
 }
 
-void UringBackendImpl::recycle(int bid) {
-  if (bid < 0 || !br_) return;
-  io_uring_buf_ring_add(br_, bufs_ + size_t(bid) * buf_size_, buf_size_,
-                        static_cast<unsigned short>(bid), br_mask_, 0);
-  io_uring_buf_ring_advance(br_, 1);
+template <class F>
+void UringBackendImpl::for_each_op(ChanRec* r, F&& f) {
+  for (Op* op : {&r->accept, &r->recv, &r->send, &r->timer}) f(op);
+  if (r->dg) {
+    for (auto& s : r->dg->rx) f(&s->op);
+    for (auto& s : r->dg->txs) f(&s->op);
+  }
 }
 
 // Brings the submitted ops of a channel in line with what it wants. Only
@@ -591,13 +814,18 @@ void UringBackendImpl::recycle(int bid) {
 void UringBackendImpl::sync(ChanRec* r) {
   bool ok = true;
   if (r->detached) {
-    for (Op* op : {&r->accept, &r->recv, &r->send, &r->timer}) {
+    for_each_op(r, [&](Op* op) {
       if (ok && op->inflight && !op->cancel_sent) ok = send_cancel(op);
-    }
+    });
     if (!ok) queue(r);
     return;
   }
   Channel& ch = *r->ch;
+  if (ch.kind() == Channel::Kind::kDatagram) {
+    ok = sync_dgram(r);
+    if (!ok || (!r->errored && ch.want_read() && has_held(r))) queue(r);
+    return;
+  }
   if (ch.kind() == Channel::Kind::kListener) {
     if (ch.want_read()) {
       if (!r->accept.inflight && r->accept.cancels == 0 && !r->timer.inflight)
@@ -622,8 +850,78 @@ void UringBackendImpl::sync(ChanRec* r) {
     }
     if (!r->sending.empty()) ok = arm_send(r);
   }
-  if (!ok || (!r->errored && ch.want_read() && (r->held > 0 || r->held_eof)))
-    queue(r);
+  if (!ok || (!r->errored && ch.want_read() && has_held(r))) queue(r);
+}
+
+// The datagram part of sync(): receives armed (or cancelled) as
+// want_read() says, queued datagrams handed to sendmsg. False if the SQ
+// could not take everything (the caller queues r for a retry).
+bool UringBackendImpl::sync_dgram(ChanRec* r) {
+  DgramState& d = *r->dg;
+  Channel& ch = *r->ch;
+  bool ok = true;
+  if (ch.want_read() && !r->eof && !r->errored) {
+    if (!d.rx_backoff) {
+      // Multishot: slot 0 alone. Single-shot: every slot kept in flight.
+      size_t n = ms_recvmsg_ ? 1 : d.rx.size();
+      for (size_t i = 0; ok && i < n; ++i) {
+        DgramRecvSlot& s = *d.rx[i];
+        // As for streams: a cancel still aimed at the slot's previous
+        // arming could hit a new one with the same user_data.
+        if (!s.op.inflight && s.op.cancels == 0 && !s.lent) {
+          ok = arm_recvmsg(r, s);
+        }
+      }
+    }
+  } else {
+    for (auto& s : d.rx) {
+      if (ok && s->op.inflight && !s->op.cancel_sent) ok = send_cancel(&s->op);
+    }
+  }
+  if (ok && !r->errored && !d.tx_wait) ok = pump_sends(r);
+  if (ok && (d.tx_wait || d.rx_backoff) && !r->timer.inflight &&
+      r->timer.cancels == 0) {
+    ok = arm_timer(r, kDgramRetryMs);
+  }
+  return ok;
+}
+
+// Submits sendmsg for datagrams of the current batch (retries first),
+// up to dgram_send_depth_ in flight; starts the next batch (takes the
+// channel's queue) when the current one is done.
+bool UringBackendImpl::pump_sends(ChanRec* r) {
+  DgramState& d = *r->dg;
+  Channel& ch = *r->ch;
+  if (d.tx_batch_done()) {
+    if (!d.tx.empty()) d.tx.pop(d.tx.size());
+    d.tx_next = 0;
+    if (!ch.datagrams().empty()) std::swap(d.tx, ch.datagrams());
+  }
+  // While retrying after EAGAIN/ENOBUFS, one datagram probes the socket;
+  // the full pipeline resumes once one leaves (retry_rounds back to 0).
+  size_t limit = d.retry_rounds > 0 ? 1 : d.txs.size();
+  size_t free_hint = 0;
+  while (d.tx_inflight < limit &&
+         (!d.tx_retry.empty() || d.tx_next < d.tx.size())) {
+    DgramSendSlot* slot = nullptr;
+    for (; free_hint < d.txs.size(); ++free_hint) {
+      DgramSendSlot& s = *d.txs[free_hint];
+      if (!s.op.inflight && s.op.cancels == 0) {
+        slot = &s;
+        break;
+      }
+    }
+    if (!slot) break;
+    bool retry = !d.tx_retry.empty();
+    size_t item = retry ? d.tx_retry.front() : d.tx_next;
+    if (!arm_sendmsg(r, *slot, item)) return false;
+    if (retry) {
+      d.tx_retry.pop_front();
+    } else {
+      ++d.tx_next;
+    }
+  }
+  return true;
 }
 
 void UringBackendImpl::queue(ChanRec* r) {
@@ -663,6 +961,22 @@ int UringBackendImpl::attach(Channel& ch) {
   if (ch.io) return -EEXIST;
   auto rec = std::make_unique<ChanRec>(&ch);
   ChanRec* r = rec.get();
+  if (ch.kind() == Channel::Kind::kDatagram) {
+    if (!dgram_ok_) return -EOPNOTSUPP;
+    int type = 0;
+    socklen_t len = sizeof type;
+    if (::getsockopt(ch.fd(), SOL_SOCKET, SO_TYPE, &type, &len) < 0) {
+      return -errno;
+    }
+    if (type != SOCK_DGRAM) return -EINVAL;
+    r->dg = std::make_unique<DgramState>();
+    for (uint32_t i = 0; i < dgram_recv_depth_; ++i) {
+      r->dg->rx.push_back(std::make_unique<DgramRecvSlot>(r, i));
+    }
+    for (uint32_t i = 0; i < dgram_send_depth_; ++i) {
+      r->dg->txs.push_back(std::make_unique<DgramSendSlot>(r, i));
+    }
+  }
   recs_.emplace(r, std::move(rec));
   auto st = std::make_unique<UringChannelState>();
   st->rec = r;
@@ -783,6 +1097,10 @@ int UringBackendImpl::dispatch(const Cqe& c) {
       return on_send_cqe(op->rec, c);
     case OpKind::kTimer:
       return on_timer_cqe(op->rec, c);
+    case OpKind::kDgramRecv:
+      return on_dgram_recv_cqe(op, c);
+    case OpKind::kDgramSend:
+      return on_dgram_send_cqe(op, c);
   }
   return 0;
 }
@@ -843,7 +1161,8 @@ int UringBackendImpl::on_accept_cqe(ChanRec* r, const Cqe& c) {
       if (final && !r->detached && !op.inflight &&
           (is_resource_error(err) ||
            r->accept_errors >= kAcceptErrorsBeforeBackoff)) {
-        arm_timer(r);  // re-arm accept when it fires
+        // re-arm accept when it fires
+        if (arm_timer(r, tuning_.accept_backoff_ms)) ++stats_.accept_backoffs;
       }
     }
   }
@@ -853,7 +1172,179 @@ int UringBackendImpl::on_accept_cqe(ChanRec* r, const Cqe& c) {
 
 int UringBackendImpl::on_timer_cqe(ChanRec* r, const Cqe&) {
   finish(&r->timer);
+  if (DgramState* d = r->dg.get()) {
+    d->rx_backoff = false;
+    if (d->tx_wait) {
+      d->tx_wait = false;
+      if (++d->retry_rounds > kDgramMaxRetryRounds && !r->detached) {
+        // Nothing left for ~1 s: give up on the rest of this batch (the
+        // next batch gets a fresh chance).
+        size_t n = d->tx_retry.size() + (d->tx.size() - d->tx_next);
+        stats_.dgram_dropped += n;
+        spdlog::debug("uring: udp fd {}: dropping {} datagrams, nothing "
+                      "sent for {} retry rounds",
+                      r->fd, n, kDgramMaxRetryRounds);
+        d->tx_retry.clear();
+        d->tx_next = d->tx.size();
+        d->retry_rounds = 0;
+      }
+    }
+  }
   after(r);
+  return 0;
+}
+
+static bool is_fatal_dgram_recv_error(int err) {
+  // Errors that make the socket itself unusable. Everything else (ICMP
+  // reports of earlier sends: ECONNREFUSED, EHOSTUNREACH ...; ENOMEM ...)
+  // concerns one datagram or peer.
+  return err == -EBADF || err == -ENOTSOCK || err == -EFAULT ||
+         err == -EOPNOTSUPP || err == -EINVAL;
+}
+
+int UringBackendImpl::on_dgram_recv_cqe(Op* op, const Cqe& c) {
+  ChanRec* r = op->rec;
+  DgramState& d = *r->dg;
+  DgramRecvSlot& s = *d.rx[op->slot];
+  bool final = !(c.flags & IORING_CQE_F_MORE);
+  bool was_multishot = op->multishot;
+  if (final) {
+    finish(op);
+  } else if (op->cancel_sent && op->cancels == 0) {
+    op->cancel_sent = false;  // the cancel missed it: after() sends another
+  }
+  int bid = (c.flags & IORING_CQE_F_BUFFER)
+                ? static_cast<int>(c.flags >> IORING_CQE_BUFFER_SHIFT)
+                : -1;
+  if (r->detached || r->errored || r->eof) {
+    dgram_ring_.recycle(bid);
+    after(r);
+    return 0;
+  }
+  Channel& ch = *r->ch;
+  int n = 0;
+  if (c.res >= 0) {
+    const sockaddr* addr = nullptr;
+    socklen_t addr_len = 0;
+    std::string_view data;
+    bool truncated = false;
+    bool valid = true;
+    if (was_multishot) {
+      msghdr mh{};
+      mh.msg_namelen = sizeof(sockaddr_storage);
+      io_uring_recvmsg_out* o =
+          bid < 0 ? nullptr
+                  : io_uring_recvmsg_validate(dgram_ring_.buf(bid), c.res, &mh);
+      if (!o) {
+        valid = false;
+      } else {
+        addr = static_cast<const sockaddr*>(io_uring_recvmsg_name(o));
+        addr_len = std::min<socklen_t>(o->namelen, mh.msg_namelen);
+        size_t len = io_uring_recvmsg_payload_length(o, c.res, &mh);
+        data = {static_cast<const char*>(io_uring_recvmsg_payload(o, &mh)),
+                len};
+        truncated = (o->flags & MSG_TRUNC) != 0 || o->payloadlen > len;
+      }
+    } else {
+      addr = reinterpret_cast<const sockaddr*>(&s.addr);
+      addr_len = std::min<socklen_t>(s.msg.msg_namelen, sizeof s.addr);
+      data = {s.buf.get(), static_cast<size_t>(c.res)};
+      truncated = (s.msg.msg_flags & MSG_TRUNC) != 0;
+    }
+    if (!valid) {
+      dgram_ring_.recycle(bid);
+      fail(r, -EIO, "recvmsg (no or short buffer in CQE)");
+      after(r);
+      return 1;
+    }
+    if (data.empty() && addr_len == 0) {
+      // 0 bytes from nobody: the read side was shut down. Stop receiving
+      // (re-arming would complete at once, forever).
+      r->eof = true;
+      spdlog::warn("uring: udp fd {}: read side shut down, receiving stops",
+                   r->fd);
+    } else if (truncated) {
+      ++stats_.dgram_truncated;
+      spdlog::debug("uring: udp fd {}: dropping a truncated datagram (more "
+                    "than {} bytes)",
+                    r->fd, data.size());
+    } else {
+      d.received_any = true;
+      d.rx_errors = 0;
+      ++stats_.dgram_received;
+      if (ch.want_read() && d.held.empty()) {
+        s.lent = !was_multishot;  // keep sync() from re-arming into it
+        ch.on_datagram({addr, addr_len, data});
+        s.lent = false;
+        ++n;
+      } else {
+        d.held.push(addr, addr_len, data);  // in order, for later
+      }
+    }
+    dgram_ring_.recycle(bid);
+  } else {
+    dgram_ring_.recycle(bid);
+    int err = c.res;
+    if (err == -ENOBUFS && was_multishot) {
+      // The datagram ring ran dry (the datagram stays in the socket):
+      // every buffer goes back as its CQE is handled, so by the time the
+      // re-armed recvmsg (queued by after()) is submitted it is refilled.
+      ++stats_.dgram_enobufs;
+    } else if (err == -ECANCELED || err == -EINTR || err == -EAGAIN) {
+      // our own cancel (want_read off), or interrupted: re-arm if wanted
+    } else if (err == -EINVAL && was_multishot && !d.received_any &&
+               ms_recvmsg_) {
+      ms_recvmsg_ = false;
+      info_.multishot_recvmsg = false;
+      spdlog::info("uring: multishot recvmsg unsupported (EINVAL), using "
+                   "{} single-shot recvmsg per channel",
+                   dgram_recv_depth_);
+    } else if (is_fatal_dgram_recv_error(err)) {
+      fail(r, err, "recvmsg");
+      ++n;
+    } else {
+      ++stats_.dgram_recv_errors;
+      spdlog::debug("uring: udp fd {}: recvmsg: {} (not fatal)", r->fd,
+                    errno_name(-err));
+      if (++d.rx_errors >= kDgramErrorsBeforeBackoff) {
+        d.rx_errors = 0;
+        d.rx_backoff = true;  // sync() arms the timer; no hot loop
+      }
+    }
+  }
+  after(r);
+  return n;
+}
+
+int UringBackendImpl::on_dgram_send_cqe(Op* op, const Cqe& c) {
+  ChanRec* r = op->rec;
+  DgramState& d = *r->dg;
+  DgramSendSlot& s = *d.txs[op->slot];
+  finish(op);
+  --d.tx_inflight;
+  if (r->detached || r->errored) {
+    after(r);
+    return 0;
+  }
+  int err = c.res;
+  if (err >= 0) {
+    ++stats_.dgram_sent;
+    d.retry_rounds = 0;
+  } else if (err == -EAGAIN || err == -EWOULDBLOCK || err == -ENOBUFS ||
+             err == -ENOMEM || err == -EINTR) {
+    // Socket buffer full / transient: send it again after a short pause
+    // (sync() arms the timer; the other sends in flight go on).
+    ++stats_.dgram_send_retries;
+    d.tx_retry.push_back(s.item);
+    d.tx_wait = true;
+  } else {
+    // Refused (EMSGSIZE, unreachable, EPERM, ECONNREFUSED from an earlier
+    // ICMP report ...): drop this one, never fatal.
+    ++stats_.dgram_dropped;
+    spdlog::debug("uring: udp fd {}: dropping a {}-byte datagram: {}", r->fd,
+                  op->len, errno_name(-err));
+  }
+  after(r);  // more of the batch, or the next batch
   return 0;
 }
 
@@ -870,7 +1361,7 @@ int UringBackendImpl::on_recv_cqe(ChanRec* r, const Cqe& c) {
   int bid = -1;
   if (c.flags & IORING_CQE_F_BUFFER) {
     bid = static_cast<int>(c.flags >> IORING_CQE_BUFFER_SHIFT);
-    data = bufs_ + size_t(bid) * buf_size_;
+    data = stream_ring_.buf(bid);
   } else if (!was_multishot) {
     data = r->scratch.get();
   }
@@ -971,6 +1462,24 @@ int UringBackendImpl::deliver_held(ChanRec* r) {
   return n;
 }
 
+// Datagrams held back while want_read() was off, oldest first, until
+// want_read() turns off again (or the channel is detached / failed).
+int UringBackendImpl::deliver_held_dgrams(ChanRec* r) {
+  DgramState& d = *r->dg;
+  int n = 0;
+  while (!d.held.empty() && !r->detached && !r->errored &&
+         r->ch->want_read()) {
+    // Only CQE handling pushes to held, never a callback: the views stay
+    // valid through the call.
+    const DatagramQueue::Item& it = d.held.item(0);
+    r->ch->on_datagram({reinterpret_cast<const sockaddr*>(&it.addr),
+                        it.addr_len, d.held.payload(it)});
+    d.held.pop(1);
+    ++n;
+  }
+  return n;
+}
+
 void UringBackendImpl::finalize(ChanRec* r) {
   Channel* ch = r->ch;
   recs_.erase(r);  // frees r (in-flight send buffer, scratch)
@@ -994,8 +1503,8 @@ int UringBackendImpl::process_pending() {
       }
       continue;
     }
-    if (!r->errored && r->ch->want_read() && (r->held > 0 || r->held_eof)) {
-      n += deliver_held(r);
+    if (!r->errored && r->ch->want_read() && has_held(r)) {
+      n += r->dg ? deliver_held_dgrams(r) : deliver_held(r);
     }
     if (r->detached) {
       if (r->inflight == 0) queue(r);
@@ -1065,6 +1574,15 @@ std::string UringInfo::describe() const {
          std::to_string(buf_size);
   } else {
     s += " buf_ring=no";
+  }
+  if (!datagrams) {
+    s += " datagrams=no";
+  } else if (multishot_recvmsg) {
+    s += " multishot_recvmsg=yes dgram_ring=" +
+         std::to_string(dgram_buf_count) + "x" +
+         std::to_string(dgram_buf_size);
+  } else {
+    s += " multishot_recvmsg=no";
   }
   return s;
 }
