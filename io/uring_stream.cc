@@ -1,0 +1,183 @@
+// Streams on the io_uring back end: one multishot IORING_OP_RECV into the
+// stream buffer ring (single-shot recv into a per-channel scratch buffer
+// where the kernel lacks it), at most one IORING_OP_SEND in flight, and
+// input held back while want_read() is off. See io/uring.h.
+#include <liburing.h>
+#include <sys/socket.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <memory>
+
+#include <spdlog/spdlog.h>
+
+#include "io/uring_impl.h"
+
+namespace sluice::io::uring_internal {
+namespace {
+
+constexpr size_t kScratchSize = 16 * 1024;  // single-shot recv fallback
+constexpr size_t kMaxSendLen = 1u << 30;    // SQE len is 32-bit
+constexpr size_t kShrinkAbove = 1u << 20;   // drop big idle send buffers
+
+}  // namespace
+
+bool UringBackendImpl::arm_recv(ChanRec* r) {
+  io_uring_sqe* sqe = get_sqe();
+  if (!sqe) return false;
+  if (ms_recv_) {
+    io_uring_prep_recv_multishot(sqe, r->fd, nullptr, 0, 0);
+    sqe->flags |= IOSQE_BUFFER_SELECT;
+    sqe->buf_group = kBufGroup;
+  } else {
+    if (!r->scratch) r->scratch = std::make_unique<char[]>(kScratchSize);
+    io_uring_prep_recv(sqe, r->fd, r->scratch.get(), kScratchSize, 0);
+  }
+  r->recv.multishot = ms_recv_;
+  track(&r->recv, sqe);
+  ++stats_.recv_arms;
+  return true;
+}
+
+bool UringBackendImpl::arm_send(ChanRec* r) {
+  io_uring_sqe* sqe = get_sqe();
+  if (!sqe) return false;
+  size_t len = std::min(r->sending.readable(), kMaxSendLen);
+  io_uring_prep_send(sqe, r->fd, r->sending.peek(), len, MSG_NOSIGNAL);
+  r->send.len = len;
+  track(&r->send, sqe);
+  ++stats_.sends;
+  return true;
+}
+
+// The stream part of sync(): recv armed (or cancelled) as want_read()
+// says, output() handed to a send when none is in flight. False if the SQ
+// could not take everything.
+bool UringBackendImpl::sync_stream(ChanRec* r) {
+  Channel& ch = *r->ch;
+  bool ok = true;
+  bool want = ch.want_read() && !r->eof && !r->errored;
+  if (want) {
+    // A cancel still aimed at the previous recv could hit a new one with
+    // the same user_data: wait for its CQE before re-arming.
+    if (!r->recv.inflight && r->recv.cancels == 0) ok = arm_recv(r);
+  } else if (r->recv.inflight && !r->recv.cancel_sent) {
+    ok = send_cancel(&r->recv);
+  }
+  if (ok && !r->errored && !r->send.inflight) {
+    if (r->sending.empty() && !ch.output().empty()) {
+      r->sending.swap(ch.output());
+    }
+    if (!r->sending.empty()) ok = arm_send(r);
+  }
+  return ok;
+}
+
+int UringBackendImpl::on_recv_cqe(ChanRec* r, const Cqe& c) {
+  Op& op = r->recv;
+  bool was_multishot = op.multishot;
+  finish_if_final(&op, c);
+  const char* data = nullptr;
+  int bid = buffer_id(c);
+  if (bid >= 0) {
+    data = stream_ring_.buf(bid);
+  } else if (!was_multishot) {
+    data = r->scratch.get();
+  }
+  if (r->detached || r->errored) {
+    recycle(bid);
+    after(r);
+    return 0;
+  }
+  Channel& ch = *r->ch;
+  int n = 0;
+  if (c.res > 0) {
+    if (!data) {
+      recycle(bid);
+      fail(r, -EIO, "recv (no buffer in CQE)");
+      after(r);
+      return 1;
+    }
+    ch.input().append(data, static_cast<size_t>(c.res));
+    recycle(bid);
+    r->received_any = true;
+    if (ch.want_read() && !r->held_eof) {
+      size_t total = static_cast<size_t>(c.res) + r->held;
+      r->held = 0;
+      ch.on_input(total);
+      ++n;
+    } else {
+      r->held += static_cast<size_t>(c.res);
+    }
+  } else if (c.res == 0) {
+    recycle(bid);
+    r->eof = true;
+    r->held_eof = true;
+    if (ch.want_read()) n += deliver_held(r);
+  } else if (c.res == -ENOBUFS) {
+    // The ring ran dry: every buffer goes back as its CQE is handled, so
+    // by the time the re-armed recv (queued by after()) is submitted, the
+    // rest of this batch has refilled it.
+    ++stats_.enobufs;
+  } else if (is_cancel_or_retry(c.res)) {
+    // our own cancel (want_read off), or interrupted: re-arm if wanted
+  } else if (c.res == -EINVAL && was_multishot && !r->received_any &&
+             ms_recv_) {
+    ms_recv_ = false;
+    info_.multishot_recv = false;
+    spdlog::info("uring: multishot recv unsupported (EINVAL), using "
+                 "single-shot recv");
+  } else {
+    fail(r, c.res, "recv");
+    ++n;
+  }
+  after(r);
+  return n;
+}
+
+int UringBackendImpl::on_send_cqe(ChanRec* r, const Cqe& c) {
+  Op& op = r->send;
+  finish(&op);
+  if (r->detached || r->errored) {
+    after(r);
+    return 0;
+  }
+  int n = 0;
+  if (c.res > 0) {
+    size_t sent = static_cast<size_t>(c.res);
+    if (sent < op.len) ++stats_.partial_sends;
+    r->sending.retrieve(sent);
+    if (r->sending.empty() && r->sending.capacity() > kShrinkAbove) {
+      r->sending.shrink();
+    }
+    r->ch->on_sent(sent);
+    ++n;
+  } else if (c.res == 0 || c.res == -EAGAIN || c.res == -EINTR) {
+    // nothing went out; after() re-submits the rest
+  } else {
+    fail(r, c.res, "send");
+    ++n;
+  }
+  after(r);  // continues a short send, or swaps in more output
+  return n;
+}
+
+// Input (and an eof) held back while want_read() was off.
+int UringBackendImpl::deliver_held(ChanRec* r) {
+  int n = 0;
+  if (r->held > 0) {
+    size_t h = r->held;
+    r->held = 0;
+    r->ch->on_input(h);
+    ++n;
+  }
+  if (r->held_eof && !r->detached && !r->errored && r->ch->want_read() &&
+      r->held == 0) {
+    r->held_eof = false;
+    r->ch->on_eof();
+    ++n;
+  }
+  return n;
+}
+
+}  // namespace sluice::io::uring_internal
