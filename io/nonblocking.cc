@@ -4,6 +4,7 @@
 #include <condition_variable>
 #include <mutex>
 
+#include "io/fd_slots.h"
 #include "io/poller.h"
 #include "io/reactor.h"
 
@@ -20,27 +21,18 @@ constexpr microseconds kMaxBackoff{1000};
 class RetryPoller final : public Poller {
  public:
   int set_interest(int fd, uint32_t interest, void* ctx) override {
-    if (static_cast<size_t>(fd) >= index_.size()) {
-      index_.resize(static_cast<size_t>(fd) * 2 + 64, -1);
-    }
-    int& slot = index_[fd];
     if (interest == 0) {
-      if (slot < 0) return 0;
-      const size_t last = entries_.size() - 1;
-      if (static_cast<size_t>(slot) != last) {
-        entries_[slot] = entries_[last];
-        index_[entries_[slot].fd] = slot;
+      if (slots_.remove(fd, [this](size_t from, size_t to) { entries_[to] = entries_[from]; })) {
+        entries_.pop_back();
       }
-      entries_.pop_back();
-      slot = -1;
       return 0;
     }
+    int slot = slots_.find(fd);
     if (slot < 0) {
-      slot = static_cast<int>(entries_.size());
-      entries_.push_back({fd, interest, ctx});
+      slots_.add(fd);
+      entries_.push_back({interest, ctx});
     } else {
-      entries_[slot].interest = interest;
-      entries_[slot].ctx = ctx;
+      entries_[slot] = {interest, ctx};
     }
     return 0;
   }
@@ -74,12 +66,11 @@ class RetryPoller final : public Poller {
 
  private:
   struct Entry {
-    int fd;
     uint32_t interest;
     void* ctx;
   };
-  std::vector<Entry> entries_;
-  std::vector<int> index_;  // fd -> slot in entries_, -1 if not watched
+  FdSlots slots_;
+  std::vector<Entry> entries_;  // per slot
   microseconds backoff_{0};
   std::mutex mu_;
   std::condition_variable cv_;

@@ -4,6 +4,7 @@
 
 #include <cerrno>
 
+#include "io/fd_slots.h"
 #include "io/poller.h"
 #include "io/reactor.h"
 
@@ -13,29 +14,22 @@ namespace {
 class PollPoller final : public Poller {
  public:
   int set_interest(int fd, uint32_t interest, void* ctx) override {
-    if (static_cast<size_t>(fd) >= index_.size()) {
-      index_.resize(static_cast<size_t>(fd) * 2 + 64, -1);
-    }
-    int& slot = index_[fd];
     if (interest == 0) {
-      if (slot < 0) return 0;
-      // Swap-remove keeps the array dense so poll() scans no holes.
-      const size_t last = fds_.size() - 1;
-      if (static_cast<size_t>(slot) != last) {
-        fds_[slot] = fds_[last];
-        ctxs_[slot] = ctxs_[last];
-        index_[fds_[slot].fd] = slot;
+      if (slots_.remove(fd, [this](size_t from, size_t to) {
+            fds_[to] = fds_[from];
+            ctxs_[to] = ctxs_[from];
+          })) {
+        fds_.pop_back();
+        ctxs_.pop_back();
       }
-      fds_.pop_back();
-      ctxs_.pop_back();
-      slot = -1;
       return 0;
     }
     short events = 0;
     if (interest & kRead) events |= POLLIN;
     if (interest & kWrite) events |= POLLOUT;
+    int slot = slots_.find(fd);
     if (slot < 0) {
-      slot = static_cast<int>(fds_.size());
+      slots_.add(fd);
       fds_.push_back({fd, events, 0});
       ctxs_.push_back(ctx);
     } else {
@@ -63,9 +57,9 @@ class PollPoller final : public Poller {
   }
 
  private:
-  std::vector<struct pollfd> fds_;
-  std::vector<void*> ctxs_;
-  std::vector<int> index_;  // fd -> slot in fds_, -1 if not watched
+  FdSlots slots_;
+  std::vector<struct pollfd> fds_;  // per slot, contiguous for poll()
+  std::vector<void*> ctxs_;         // per slot
 };
 
 }  // namespace
