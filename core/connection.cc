@@ -7,6 +7,7 @@
 
 #include <cstring>
 
+#include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
 #include "core/event_loop.h"
@@ -41,6 +42,7 @@ Connection::Connection(EventLoop& loop, int fd, uint64_t id, Handler& handler,
       peer_(peer_name(fd)) {}
 
 Connection::~Connection() {
+  stop_idle();
   if (!attached_ && state_ != State::kClosed) ::close(fd());
 }
 
@@ -53,8 +55,60 @@ int Connection::start() {
     return rc;
   }
   attached_ = true;
+  if (idle_on_) {
+    idle_.start(idle_.options(), Clock::now());  // the clocks start now
+    arm_idle();
+  }
   handler_.on_open(*this);
   return 0;
+}
+
+void Connection::set_idle(const IdleOptions& options) {
+  idle_on_ = options.enabled();
+  idle_.start(options, Clock::now());
+  if (!idle_on_) {
+    stop_idle();
+  } else if (attached_ && state_ < State::kDetaching) {
+    arm_idle();
+  }
+}
+
+void Connection::arm_idle() {
+  const Clock::time_point when = idle_.next_check();
+  // Re-arming reuses the timer's node (also from inside its own callback).
+  if (idle_timer_ != 0 && loop_.reset_timer_at(idle_timer_, when)) return;
+  // `this` stays valid for the timer's life: it is cancelled in
+  // detach_now() and in the destructor, both on the loop thread.
+  idle_timer_ = loop_.run_at(when, [this] { on_idle_timer(); });
+}
+
+void Connection::on_idle_timer() {
+  if (state_ >= State::kDetaching || !idle_on_) return;  // cancelled meanwhile
+  const Clock::time_point now = Clock::now();
+  if (idle_.options().writer.count() > 0 || idle_.options().all.count() > 0) {
+    // Output progress the back end has not reported (yet): the peer kept
+    // acknowledging bytes. A back end hears of progress only at its own
+    // granularity (a whole blocking send(), a writability threshold), so
+    // without this a large send draining steadily could look writer-idle.
+    const int64_t acked = tcp_bytes_acked(fd());
+    if (acked >= 0) {
+      if (static_cast<uint64_t>(acked) > acked_) idle_.on_write(now);
+      acked_ = static_cast<uint64_t>(acked);
+    }
+  }
+  const IdleState::Fired fired = idle_.poll(now);
+  for (size_t i = 0; i < fired.count && state_ < State::kDetaching; ++i) {
+    handler_.on_idle(*this, fired.kinds[i]);
+  }
+  // The handler may have closed the connection (stop_idle() ran) or turned
+  // idle detection off; otherwise look again when something can be idle.
+  if (state_ < State::kDetaching && idle_on_) arm_idle();
+}
+
+void Connection::stop_idle() {
+  if (idle_timer_ == 0) return;
+  loop_.cancel(idle_timer_);  // false while it fires: then it is freed after
+  idle_timer_ = 0;
 }
 
 bool Connection::send(std::string_view payload) {
@@ -120,6 +174,7 @@ void Connection::schedule_flush() {
 
 void Connection::on_input(size_t n) {
   (void)n;
+  if (idle_on_) idle_.on_read(Clock::now());
   if (state_ != State::kOpen) {
     input().retrieve_all();  // closing: what the peer still sends is dropped
     return;
@@ -135,8 +190,11 @@ void Connection::on_input(size_t n) {
         return state_ == State::kOpen;
       });
   if (err != codec::CodecErrc::kNone) {
-    spdlog::warn("conn #{} {}: {} codec: {} (max frame {} bytes); closing", id_,
-                 peer_, codec_->name(), codec::to_string(err), codec_->max_frame());
+    // Reported to the handler (on_close with kFrameError and this detail),
+    // which decides how loudly to log it: one line per dropped peer.
+    close_detail_ = fmt::format("{} codec: {} (max frame {} bytes)", codec_->name(),
+                                codec::to_string(err), codec_->max_frame());
+    spdlog::debug("conn #{} {}: {}; closing", id_, peer_, close_detail_);
     input().retrieve_all();
     close_with(CloseReason::kFrameError, 0, false);
   } else if (state_ != State::kOpen) {
@@ -145,6 +203,7 @@ void Connection::on_input(size_t n) {
 }
 
 void Connection::on_sent(size_t n) {
+  if (idle_on_) idle_.on_write(Clock::now());
   pending_ -= n;
   if (backpressured_ && pending_ <= limits_.low_water) {
     backpressured_ = false;
@@ -172,6 +231,7 @@ void Connection::on_eof() {
 
 void Connection::on_error(int err) {
   spdlog::debug("conn #{} {}: socket error: {}", id_, peer_, std::strerror(-err));
+  if (close_detail_.empty()) close_detail_ = std::strerror(-err);
   close_with(CloseReason::kPeerReset, err, true);
 }
 
@@ -214,6 +274,7 @@ void Connection::maybe_finish() {
 void Connection::detach_now() {
   if (state_ >= State::kDetaching) return;
   state_ = State::kDetaching;
+  stop_idle();
   handler_.on_close(*this, reason_, error_);
   loop_.backend().detach(*this);
 }

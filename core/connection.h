@@ -12,6 +12,15 @@
 // on_high_water) until they fall to low_water. So a peer that never reads
 // costs at most high_water plus one read of memory.
 //
+// Idle detection (set_idle): one loop timer per connection, re-armed
+// lazily: reads and send progress only store a timestamp; when the timer
+// fires it reports what is idle and re-arms itself (same node) for the
+// remaining time. The timer is cancelled when the connection starts
+// detaching, so no idle event follows on_close. Write progress is on_sent,
+// plus (checked only when the timer fires) the peer acknowledging more
+// bytes (TCP_INFO): a large send that drains steadily is never
+// writer-idle, whatever granularity the back end reports progress at.
+//
 // Thread rules: loop thread only (the loop the connection belongs to).
 // To reach a connection from another thread, post to its loop and look it
 // up there by id.
@@ -25,6 +34,8 @@
 
 #include "codec/codec.h"
 #include "core/handler.h"
+#include "core/idle_state.h"
+#include "core/timer_queue.h"
 #include "io/backend.h"
 
 namespace sluice {
@@ -78,6 +89,13 @@ class Connection final : public io::Channel {
   void abort() { close_with(CloseReason::kLocal, 0, true); }
   // Pause or resume reading (in addition to automatic backpressure).
   void set_reading(bool on);
+  // Idle detection; all-zero options turn it off. Before start() or any
+  // time after (the idle clocks then restart from now).
+  void set_idle(const IdleOptions& options);
+  const IdleState& idle() const { return idle_; }
+  // Why the connection is closing, in words, when the core decided it
+  // (e.g. the codec's complaint for kFrameError); empty otherwise.
+  const std::string& close_detail() const { return close_detail_; }
 
   // Used by Server on shutdown.
   void close_for_stop(bool drop_output) {
@@ -100,6 +118,9 @@ class Connection final : public io::Channel {
   void close_with(CloseReason reason, int err, bool drop_output);
   void maybe_finish();
   void detach_now();
+  void arm_idle();
+  void on_idle_timer();
+  void stop_idle();
 
   EventLoop& loop_;
   uint64_t id_;
@@ -110,6 +131,11 @@ class Connection final : public io::Channel {
   ConnectionLimits limits_;
   std::string peer_;
   std::any context_;
+  std::string close_detail_;
+  IdleState idle_;
+  TimerId idle_timer_ = 0;  // 0: none armed
+  bool idle_on_ = false;
+  uint64_t acked_ = 0;  // tcp_bytes_acked() at the last idle check
 
   State state_ = State::kOpen;
   CloseReason reason_ = CloseReason::kPeerClosed;

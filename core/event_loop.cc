@@ -7,7 +7,9 @@
 namespace sluice {
 
 EventLoop::EventLoop(std::unique_ptr<io::Backend> backend)
-    : backend_(std::move(backend)), thread_id_(std::this_thread::get_id()) {}
+    : backend_(std::move(backend)),
+      timers_(Clock::now()),
+      thread_id_(std::this_thread::get_id()) {}
 
 EventLoop::~EventLoop() {
   // Tasks may own resources; run nothing, but destroy them here, on the
@@ -107,6 +109,18 @@ std::chrono::milliseconds EventLoop::next_timeout() {
 
 TimerId EventLoop::run_after(Clock::duration delay, TimerCallback cb) {
   return timers_.add(Clock::now() + delay, Clock::duration::zero(), std::move(cb));
+}
+
+TimerId EventLoop::run_at(Clock::time_point when, TimerCallback cb) {
+  return timers_.add(when, Clock::duration::zero(), std::move(cb));
+}
+
+bool EventLoop::reset_timer(TimerId id, Clock::duration delay) {
+  return timers_.reset(id, Clock::now() + delay);
+}
+
+bool EventLoop::reset_timer_at(TimerId id, Clock::time_point when) {
+  return timers_.reset(id, when);
 }
 
 TimerId EventLoop::run_every(Clock::duration interval, TimerCallback cb) {

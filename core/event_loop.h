@@ -64,10 +64,17 @@ class EventLoop {
   void run_in_loop(Task task);
   bool in_loop_thread() const;
 
-  // Timers (loop thread).
+  // Timers (loop thread). See core/timer_queue.h: 1 ms resolution, never
+  // early. reset_timer*() re-arm a pending timer (or a one-shot one from
+  // inside its own callback) without allocating: the cheap way to keep
+  // pushing a deadline back (idle timeouts).
   TimerId run_after(Clock::duration delay, TimerCallback cb);
+  TimerId run_at(Clock::time_point when, TimerCallback cb);
   TimerId run_every(Clock::duration interval, TimerCallback cb);
+  bool reset_timer(TimerId id, Clock::duration delay);
+  bool reset_timer_at(TimerId id, Clock::time_point when);
   bool cancel(TimerId id);
+  size_t timer_count() const { return timers_.size(); }
 
   // Loop thread: runs task at the end of this iteration (step 4).
   void defer(Task task);

@@ -10,6 +10,8 @@
 #include <cstddef>
 #include <string_view>
 
+#include "core/idle_state.h"
+
 namespace sluice {
 
 class Connection;
@@ -42,6 +44,15 @@ class Handler {
   }
   // Output fell back to the low-water mark: reading resumed.
   virtual void on_drain(Connection& conn) { (void)conn; }
+  // The connection has been idle in this way for the configured time (see
+  // IdleOptions on ServerOptions / Connection::set_idle; repeats every
+  // period while the condition lasts). May arrive while a graceful close
+  // is still flushing (is_open() false), so a handler can abort() a flush
+  // that makes no progress. Typical reaction: close() or abort().
+  virtual void on_idle(Connection& conn, IdleKind kind) {
+    (void)conn;
+    (void)kind;
+  }
   // Last call for this connection; `err` is -errno for kPeerReset.
   virtual void on_close(Connection& conn, CloseReason reason, int err) {
     (void)conn;

@@ -52,6 +52,64 @@ int listen_tcp(const std::string& host, uint16_t port, const ListenOptions& opts
   return fd;
 }
 
+int apply_tcp_options(int fd, const TcpOptions& o) {
+  int first = 0;
+  auto set = [&](int level, int name, int value) {
+    if (::setsockopt(fd, level, name, &value, sizeof value) < 0 && first == 0) first = -errno;
+  };
+  set(IPPROTO_TCP, TCP_NODELAY, o.no_delay ? 1 : 0);
+  if (o.keep_alive) {
+    set(SOL_SOCKET, SO_KEEPALIVE, 1);
+    if (o.keep_idle_s > 0) set(IPPROTO_TCP, TCP_KEEPIDLE, o.keep_idle_s);
+    if (o.keep_interval_s > 0) set(IPPROTO_TCP, TCP_KEEPINTVL, o.keep_interval_s);
+    if (o.keep_count > 0) set(IPPROTO_TCP, TCP_KEEPCNT, o.keep_count);
+  }
+  if (o.user_timeout.count() > 0) {
+    set(IPPROTO_TCP, TCP_USER_TIMEOUT, static_cast<int>(o.user_timeout.count()));
+  }
+  return first;
+}
+
+int bind_udp(const std::string& host, uint16_t port, const UdpSocketOptions& o) {
+  sockaddr_storage addr;
+  socklen_t len;
+  if (int rc = make_address(host, port, &addr, &len); rc < 0) return rc;
+  int fd = ::socket(addr.ss_family, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return -errno;
+  int one = 1;
+  int err = 0;
+  if (o.reuse_addr && ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) < 0) err = errno;
+  if (!err && o.reuse_port && ::setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) < 0) {
+    err = errno;
+  }
+  // Buffer sizes are hints the kernel caps (rmem_max); failure is not fatal.
+  if (o.rcvbuf > 0) ::setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &o.rcvbuf, sizeof o.rcvbuf);
+  if (o.sndbuf > 0) ::setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &o.sndbuf, sizeof o.sndbuf);
+  if (!err && ::bind(fd, reinterpret_cast<sockaddr*>(&addr), len) < 0) err = errno;
+  if (err) {
+    ::close(fd);
+    return -err;
+  }
+  return fd;
+}
+
+std::string address_name(const sockaddr* addr, socklen_t len) {
+  char buf[INET6_ADDRSTRLEN] = {};
+  if (addr->sa_family == AF_INET && len >= sizeof(sockaddr_in)) {
+    sockaddr_in a;
+    std::memcpy(&a, addr, sizeof a);
+    ::inet_ntop(AF_INET, &a.sin_addr, buf, sizeof buf);
+    return std::string(buf) + ":" + std::to_string(ntohs(a.sin_port));
+  }
+  if (addr->sa_family == AF_INET6 && len >= sizeof(sockaddr_in6)) {
+    sockaddr_in6 a;
+    std::memcpy(&a, addr, sizeof a);
+    ::inet_ntop(AF_INET6, &a.sin6_addr, buf, sizeof buf);
+    return "[" + std::string(buf) + "]:" + std::to_string(ntohs(a.sin6_port));
+  }
+  return "?";
+}
+
 uint16_t local_port(int fd) {
   sockaddr_storage addr;
   socklen_t len = sizeof addr;
@@ -66,15 +124,7 @@ std::string peer_name(int fd) {
   sockaddr_storage addr;
   socklen_t len = sizeof addr;
   if (::getpeername(fd, reinterpret_cast<sockaddr*>(&addr), &len) < 0) return "?";
-  char buf[INET6_ADDRSTRLEN] = {};
-  if (addr.ss_family == AF_INET) {
-    auto* a = reinterpret_cast<sockaddr_in*>(&addr);
-    ::inet_ntop(AF_INET, &a->sin_addr, buf, sizeof buf);
-    return std::string(buf) + ":" + std::to_string(ntohs(a->sin_port));
-  }
-  auto* a = reinterpret_cast<sockaddr_in6*>(&addr);
-  ::inet_ntop(AF_INET6, &a->sin6_addr, buf, sizeof buf);
-  return "[" + std::string(buf) + "]:" + std::to_string(ntohs(a->sin6_port));
+  return address_name(reinterpret_cast<const sockaddr*>(&addr), len);
 }
 
 int connect_tcp(const std::string& host, uint16_t port) {

@@ -5,6 +5,7 @@
 #include <netinet/in.h>
 #include <sys/socket.h>
 
+#include <chrono>
 #include <cstdint>
 #include <string>
 
@@ -15,6 +16,9 @@ namespace sluice {
 int make_address(const std::string& host, uint16_t port, sockaddr_storage* addr,
                  socklen_t* len);
 
+// The listening socket: SO_REUSEADDR (rebind while old connections sit in
+// TIME_WAIT), SO_REUSEPORT (several sockets share a port; the kernel
+// spreads connections), and the accept backlog.
 struct ListenOptions {
   int backlog = 1024;
   bool reuse_addr = true;
@@ -24,14 +28,52 @@ struct ListenOptions {
 // socket + bind + listen, close-on-exec. Returns the fd or -errno.
 int listen_tcp(const std::string& host, uint16_t port, const ListenOptions& opts);
 
+// Per-connection TCP options, applied to accepted sockets (Server) and to
+// connecting ones before connect() (Connector/Client). Zero means "leave
+// the system default".
+struct TcpOptions {
+  bool no_delay = true;     // TCP_NODELAY: no Nagle delay for small writes
+  bool keep_alive = false;  // SO_KEEPALIVE: kernel probes on idle links
+  int keep_idle_s = 0;      // TCP_KEEPIDLE: idle time before the first probe
+  int keep_interval_s = 0;  // TCP_KEEPINTVL: between probes
+  int keep_count = 0;       // TCP_KEEPCNT: unanswered probes before reset
+  // TCP_USER_TIMEOUT: how long sent data may stay unacknowledged before
+  // the kernel resets the connection (bounds a dead peer's cost even when
+  // the application keeps writing).
+  std::chrono::milliseconds user_timeout{0};
+};
+
+// Applies every option that asks for something (all are attempted).
+// Returns 0, or the first failure as -errno.
+int apply_tcp_options(int fd, const TcpOptions& opts);
+
 // The port a bound socket got (for port 0), or 0 on error.
 uint16_t local_port(int fd);
 
 // "host:port" of the peer ("[::1]:port" for IPv6), or "?" on error.
 std::string peer_name(int fd);
 
-// Blocking connect with close-on-exec; returns fd or -errno. For tests and
-// simple clients.
+// Blocking connect with close-on-exec and TCP_NODELAY; returns fd or
+// -errno. For tests and simple clients (event-loop code uses Client).
 int connect_tcp(const std::string& host, uint16_t port);
+
+// Bytes of this TCP socket's output the peer has acknowledged so far
+// (TCP_INFO tcpi_bytes_acked): a kernel-side progress counter that keeps
+// moving while a large send drains, whatever the IO back end reports.
+// -errno when unavailable (not TCP, kernel < 4.1).
+int64_t tcp_bytes_acked(int fd);
+
+// A bound UDP socket (close-on-exec): SO_REUSEADDR/SO_REUSEPORT as asked,
+// SO_RCVBUF/SO_SNDBUF when > 0. Returns the fd or -errno.
+struct UdpSocketOptions {
+  bool reuse_addr = false;
+  bool reuse_port = false;
+  int rcvbuf = 0;
+  int sndbuf = 0;
+};
+int bind_udp(const std::string& host, uint16_t port, const UdpSocketOptions& opts);
+
+// "host:port" ("[v6]:port") of a socket address, or "?".
+std::string address_name(const sockaddr* addr, socklen_t len);
 
 }  // namespace sluice

@@ -139,9 +139,8 @@ int Server::start(std::string* error) {
 }
 
 void Server::on_accepted(int fd) {
-  if (options_.tcp_nodelay) {
-    int one = 1;
-    ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  if (int rc = apply_tcp_options(fd, options_.tcp); rc < 0) {
+    spdlog::debug("accepted fd {}: TCP options: {}", fd, std::strerror(-rc));
   }
   Slot& slot = *slots_[next_slot_++ % slots_.size()];
   if (slot.index == 0) {
@@ -161,6 +160,7 @@ void Server::adopt(Slot& slot, int fd) {
   auto owned = std::make_unique<Connection>(*slot.loop, fd, id, handler_, slot,
                                             codec_.get(), options_.limits);
   Connection& conn = *owned;
+  if (options_.idle.enabled()) conn.set_idle(options_.idle);
   slot.conns.emplace(id, std::move(owned));
   live_.fetch_add(1, std::memory_order_relaxed);
   if (int rc = conn.start(); rc < 0) {

@@ -27,6 +27,7 @@
 #include "core/connection.h"
 #include "core/event_loop.h"
 #include "core/handler.h"
+#include "core/idle_state.h"
 #include "core/net.h"
 #include "io/backend.h"
 
@@ -38,9 +39,10 @@ struct ServerOptions {
   std::string io;     // back-end name; empty: io::default_backend()
   io::BackendOptions io_options;
   size_t threads = 1;
-  ListenOptions listen;
+  ListenOptions listen;      // backlog, SO_REUSEADDR, SO_REUSEPORT
+  TcpOptions tcp;            // per accepted socket: TCP_NODELAY (on), keepalive ...
   ConnectionLimits limits;
-  bool tcp_nodelay = true;
+  IdleOptions idle;          // per connection; Handler::on_idle (0 = off)
   // How long stop() lets connections flush what they owe.
   std::chrono::milliseconds stop_deadline{2000};
 };

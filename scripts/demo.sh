@@ -7,10 +7,13 @@ scripts/deps.sh
 source scripts/lib.sh
 
 echo "== building"
-bazel build -c opt //servers:echo_server //perf:loadgen 2>&1 | grep -E '^(ERROR|FAILED)' || true
+bazel build -c opt //servers:echo_server //perf:loadgen //servers:heartbeat_server \
+  //servers:heartbeat_client 2>&1 | grep -E '^(ERROR|FAILED)' || true
 ECHO=bazel-bin/servers/echo_server
 LOADGEN=bazel-bin/perf/loadgen
-[ -x "$ECHO" ] && [ -x "$LOADGEN" ] || { echo "build failed"; exit 1; }
+HBS=bazel-bin/servers/heartbeat_server
+HBC=bazel-bin/servers/heartbeat_client
+[ -x "$ECHO" ] && [ -x "$LOADGEN" ] && [ -x "$HBS" ] && [ -x "$HBC" ] || { echo "build failed"; exit 1; }
 TMP=$(mktemp -d)
 trap 'kill $SERVER_PID 2>/dev/null || true; rm -rf "$TMP"' EXIT
 
@@ -55,5 +58,37 @@ printf '\xff\xff\xff\xff' | timeout 5 nc -q2 127.0.0.1 "$SERVER_PORT" >/dev/null
 sleep 0.2
 grep -m1 'codec' "$TMP/s.out.err" || true
 stop_server && echo "server still healthy; stopped with exit 0"
+
+echo
+echo "== heartbeats (docs/PROTOCOL.md): 4 clients PING every 200 ms; session 0 goes silent after 1 s"
+for proto in tcp udp; do
+  start_server "$TMP/hb.out" $HBS --proto $proto --port 0 --interval-ms 200 --misses 3
+  cat "$TMP/hb.out"
+  res=$($HBC --proto $proto --port "$SERVER_PORT" --conns 4 --interval-ms 200 --duration-s 2.5 \
+        --stop-pings-after-s 1 --log-level warn || true)
+  echo "client: $res"
+  echo "server log (one line per join and per drop):"
+  grep -E ' (join|drop) ' "$TMP/hb.out.err" | sed 's/^/  /'
+  stop_server && echo "heartbeat server ($proto) stopped on SIGTERM, exit 0"
+done
+
+echo
+echo "== the server restarts under 3 clients: they reconnect with backoff + jitter"
+start_server "$TMP/hb.out" $HBS --port 0 --interval-ms 100 --misses 3 --log-level warn
+PORT=$SERVER_PORT
+$HBC --port "$PORT" --conns 3 --interval-ms 100 --duration-s 3 --backoff-min-ms 100 \
+  --backoff-max-ms 1000 >"$TMP/hbc.out" 2>"$TMP/hbc.err" &
+CLIENT_PID=$!
+sleep 1
+stop_server && echo "server stopped at t=1 s"
+sleep 0.5
+start_server "$TMP/hb.out" $HBS --port "$PORT" --interval-ms 100 --misses 3 --log-level warn
+echo "server restarted on the same port at t=1.5 s"
+wait "$CLIENT_PID" || true
+grep -E 'reconnected' "$TMP/hbc.err" | sed 's/^.*\] //; s/^/  /' || true
+echo "client: $(cat "$TMP/hbc.out")"
+echo "  (pings_sent = pongs_received + lost + in_flight; PINGs in flight when the server died are lost)"
+stop_server
+
 echo
 echo "demo done."

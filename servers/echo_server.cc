@@ -1,8 +1,10 @@
 // echo_server: echoes what each client sends, on any IO back end, raw or
 // through a framing codec (each decoded frame is re-encoded and sent back,
-// so the client gets exactly what it sent, frame by frame).
+// so the client gets exactly what it sent, frame by frame). With
+// --proto udp it echoes each datagram to its sender instead.
 //
 //   echo_server --io epoll --port 7000 --codec length --threads 2
+//   echo_server --proto udp --port 7001
 //   echo_server --list-io
 #include <signal.h>
 
@@ -14,6 +16,7 @@
 
 #include "codec/factory.h"
 #include "core/server.h"
+#include "core/udp_server.h"
 #include "io/registry.h"
 #include "servers/common.h"
 
@@ -23,6 +26,18 @@ class EchoHandler final : public sluice::Handler {
  public:
   void on_message(sluice::Connection& conn, std::string_view data) override {
     conn.send(data);
+  }
+  void on_close(sluice::Connection& conn, sluice::CloseReason reason, int) override {
+    if (reason == sluice::CloseReason::kFrameError) {
+      spdlog::warn("conn #{} {}: {}; closed", conn.id(), conn.peer(), conn.close_detail());
+    }
+  }
+};
+
+class UdpEchoHandler final : public sluice::DatagramHandler {
+ public:
+  void on_datagram(sluice::UdpEndpoint& ep, const sluice::io::Datagram& d) override {
+    ep.send_to(d.addr, d.addr_len, d.data);
   }
 };
 
@@ -35,9 +50,13 @@ int main(int argc, char** argv) {
   copts.name = "raw";
   bool list_io = false;
   std::string log_level = "info";
+  std::string proto = "tcp";
 
   app.add_flag("--list-io", list_io, "List IO back ends and whether they are available here, then exit");
   app.add_option("--io", opts.io, "IO back end (default: best available; see --list-io)");
+  app.add_option("--proto", proto, "Transport: tcp|udp (udp: one echo per datagram, --codec raw only)")
+      ->check(CLI::IsMember({"tcp", "udp"}))
+      ->capture_default_str();
   app.add_option("--host", opts.host, "Address to listen on")->capture_default_str();
   app.add_option("--port", opts.port, "Port (0: pick a free one)")->capture_default_str();
   app.add_option("--codec", copts.name, "Framing: raw|length|fixed|delimiter|line")
@@ -68,6 +87,34 @@ int main(int argc, char** argv) {
     return 2;
   }
   if (!sluice::servers::resolve_io(opts.io)) return 2;
+
+  if (proto == "udp") {
+    if (copts.name != "raw") {
+      std::fprintf(stderr, "echo_server: --proto udp takes --codec raw only (a datagram is a message)\n");
+      return 2;
+    }
+    sluice::servers::block_stop_signals();  // before start: loop threads inherit it
+    UdpEchoHandler udp_handler;
+    sluice::UdpServerOptions uopts;
+    uopts.host = opts.host;
+    uopts.port = opts.port;
+    uopts.io = opts.io;
+    uopts.io_options = opts.io_options;
+    uopts.threads = opts.threads;
+    sluice::UdpServer udp(uopts, udp_handler);
+    std::string error;
+    if (udp.start(&error) < 0) {
+      std::fprintf(stderr, "echo_server: %s\n", error.c_str());
+      return 1;
+    }
+    std::printf("listening on %s:%u io=%s proto=udp codec=raw\n", opts.host.c_str(), udp.port(),
+                udp.io_name().c_str());
+    std::fflush(stdout);
+    int sig = sluice::servers::wait_for_stop_signal();
+    spdlog::info("signal {}: stopping", sig);
+    udp.stop();
+    return 0;
+  }
 
   sluice::servers::block_stop_signals();
   EchoHandler handler;

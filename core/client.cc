@@ -1,0 +1,100 @@
+#include "core/client.h"
+
+#include <atomic>
+#include <cerrno>
+#include <cstring>
+
+#include <spdlog/spdlog.h>
+
+#include "core/event_loop.h"
+
+namespace sluice {
+namespace {
+// Client connection ids: a range of their own, so logs never confuse them
+// with a Server's in the same process.
+std::atomic<uint64_t> next_client_conn_id{uint64_t{1} << 48};
+}  // namespace
+
+Client::Client(EventLoop& loop, Connector& connector, Handler& handler,
+               const codec::Codec* codec, ClientOptions options)
+    : loop_(loop),
+      connector_(connector),
+      handler_(handler),
+      codec_(codec),
+      options_(std::move(options)) {}
+
+Client::~Client() {
+  if (request_ != 0) connector_.cancel(request_);
+  if (!conns_.empty()) {
+    spdlog::debug("client: destroyed with {} connections not released", conns_.size());
+  }
+}
+
+bool Client::connect(ConnectDone done) {
+  // A connection still flushing or detaching does not block a new one.
+  if (request_ != 0 || (current_ != nullptr && current_->is_open())) return false;
+  sockaddr_storage addr;
+  socklen_t len;
+  if (int rc = make_address(options_.host, options_.port, &addr, &len); rc < 0) {
+    done(rc);
+    return true;
+  }
+  // `this` is safe: ~Client and abort() cancel the request on the loop
+  // thread, after which the Connector never runs the callback.
+  request_ = connector_.connect(loop_, addr, len, options_.connect_timeout, options_.tcp,
+                                [this, done = std::move(done)](int fd_or_err) {
+                                  request_ = 0;
+                                  if (fd_or_err < 0) {
+                                    done(fd_or_err);
+                                  } else {
+                                    adopt(fd_or_err, done);
+                                  }
+                                });
+  return true;
+}
+
+void Client::adopt(int fd, const ConnectDone& done) {
+  const uint64_t id = next_client_conn_id.fetch_add(1, std::memory_order_relaxed);
+  auto owned = std::make_unique<Connection>(loop_, fd, id, handler_, *this, codec_,
+                                            options_.limits);
+  Connection& conn = *owned;
+  if (options_.idle.enabled()) conn.set_idle(options_.idle);
+  conns_.push_back(std::move(owned));
+  current_ = &conn;
+  if (int rc = conn.start(); rc < 0) {  // start() closed the fd
+    current_ = nullptr;
+    for (auto it = conns_.begin(); it != conns_.end(); ++it) {
+      if (it->get() == &conn) {
+        loop_.destroy_later(std::move(*it));
+        conns_.erase(it);
+        break;
+      }
+    }
+    done(rc);
+    return;
+  }
+  // on_open may already have closed it; the caller learns that from
+  // on_close, which has run by now.
+  done(0);
+}
+
+void Client::abort() {
+  if (request_ != 0) {
+    connector_.cancel(request_);
+    request_ = 0;
+  }
+  if (current_ != nullptr) current_->abort();
+}
+
+void Client::release(Connection& conn) {
+  if (current_ == &conn) current_ = nullptr;
+  for (auto it = conns_.begin(); it != conns_.end(); ++it) {
+    if (it->get() == &conn) {
+      loop_.destroy_later(std::move(*it));
+      conns_.erase(it);
+      return;
+    }
+  }
+}
+
+}  // namespace sluice

@@ -1,0 +1,87 @@
+// Client: an outbound TCP connection, adopted by an event loop as a
+// Connection, so after the connect its IO runs on that loop's back end
+// (any back end) with the usual Handler callbacks, codec, backpressure and
+// idle detection.
+//
+// The connect itself never blocks the loop: it runs on a Connector's helper
+// thread (nonblocking connect + poll, bounded by connect_timeout) and the
+// connected descriptor is posted back to the loop. Reconnecting is the
+// user's policy (see Backoff): call connect() again after on_close or a
+// failed attempt, e.g. from a loop timer.
+//
+// Lifetime: the Connector must outlive the Client's loop (see connector.h).
+// Destroy a Client on its loop thread once live() == 0 (abort() first), or
+// after its loop has stopped for good.
+//
+// Thread rules: loop thread only (the loop passed in), including the
+// constructor's caller once the loop runs.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "codec/codec.h"
+#include "core/connection.h"
+#include "core/connector.h"
+#include "core/handler.h"
+#include "core/idle_state.h"
+#include "core/net.h"
+
+namespace sluice {
+
+class EventLoop;
+
+struct ClientOptions {
+  std::string host = "127.0.0.1";  // numeric (or "localhost")
+  uint16_t port = 0;
+  std::chrono::milliseconds connect_timeout{3000};
+  TcpOptions tcp;  // applied before connect()
+  ConnectionLimits limits;
+  IdleOptions idle;
+};
+
+class Client final : public Connection::Owner {
+ public:
+  // result: 0 once connected (on_open has run), else -errno.
+  using ConnectDone = std::function<void(int result)>;
+
+  // handler, codec (may be null: raw bytes) and connector must outlive it.
+  Client(EventLoop& loop, Connector& connector, Handler& handler,
+         const codec::Codec* codec, ClientOptions options);
+  ~Client();
+  Client(const Client&) = delete;
+  Client& operator=(const Client&) = delete;
+
+  // Starts one connect attempt. False (and done is not called) while an
+  // attempt is pending or the connection is open (one that is closing does
+  // not count).
+  bool connect(ConnectDone done);
+  bool connecting() const { return request_ != 0; }
+  // The latest connection until the back end released it (check
+  // is_open()), or null.
+  Connection* connection() { return current_; }
+  // Cancels a pending attempt and aborts the connection (on_close follows).
+  void abort();
+  // Connections not yet released by the back end (the open one included).
+  size_t live() const { return conns_.size(); }
+  const ClientOptions& options() const { return options_; }
+
+ private:
+  void release(Connection& conn) override;
+  void adopt(int fd, const ConnectDone& done);
+
+  EventLoop& loop_;
+  Connector& connector_;
+  Handler& handler_;
+  const codec::Codec* codec_;
+  ClientOptions options_;
+  std::vector<std::unique_ptr<Connection>> conns_;  // open + still detaching
+  Connection* current_ = nullptr;
+  uint64_t request_ = 0;  // pending Connector request
+};
+
+}  // namespace sluice

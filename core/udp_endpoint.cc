@@ -1,0 +1,113 @@
+#include "core/udp_endpoint.h"
+
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include <spdlog/spdlog.h>
+
+#include "core/event_loop.h"
+#include "core/net.h"
+
+namespace sluice {
+
+UdpEndpoint::UdpEndpoint(EventLoop& loop, int fd, DatagramHandler& handler, Owner& owner,
+                         size_t max_queued)
+    : io::Channel(fd, Kind::kDatagram),
+      loop_(loop),
+      handler_(handler),
+      owner_(owner),
+      max_queued_(max_queued == 0 ? 1 : max_queued) {}
+
+UdpEndpoint::~UdpEndpoint() {
+  // Attached endpoints close their fd in on_detached; one never started
+  // still owns it.
+  if (state_ == State::kNew) ::close(fd());
+}
+
+int UdpEndpoint::start() {
+  if (state_ != State::kNew) return -EALREADY;
+  int rc = loop_.backend().attach(*this);
+  if (rc < 0) {
+    ::close(fd());
+    state_ = State::kClosed;
+    return rc;
+  }
+  state_ = State::kOpen;
+  handler_.on_open(*this);
+  return 0;
+}
+
+uint16_t UdpEndpoint::local_port() const { return sluice::local_port(fd()); }
+
+bool UdpEndpoint::send_to(const sockaddr* addr, socklen_t len, std::string_view data) {
+  if (state_ != State::kOpen || len > sizeof(sockaddr_storage)) return false;
+  if (data.size() > io::kMaxDatagram) {
+    ++stats_.dropped_too_big;
+    return false;
+  }
+  if (datagrams().size() >= max_queued_) {
+    ++stats_.dropped_full;
+    return false;
+  }
+  datagrams().push(addr, len, data);
+  ++stats_.queued;
+  schedule_flush();
+  return true;
+}
+
+void UdpEndpoint::schedule_flush() {
+  if (flush_scheduled_) return;
+  flush_scheduled_ = true;
+  // `this` stays valid: endpoints are only destroyed through
+  // EventLoop::destroy_later, which runs after every deferred task.
+  loop_.defer([this] {
+    flush_scheduled_ = false;
+    if (state_ == State::kOpen) loop_.backend().update(*this);
+  });
+}
+
+void UdpEndpoint::close() {
+  if (state_ != State::kOpen) return;
+  set_want_read(false);
+  // Hand over what is queued (the reactors send it right here).
+  if (!datagrams().empty()) loop_.backend().update(*this);
+  if (state_ != State::kOpen) return;  // update() reported a fatal error
+  state_ = State::kDetaching;
+  handler_.on_close(*this);
+  loop_.backend().detach(*this);
+}
+
+void UdpEndpoint::on_datagram(const io::Datagram& d) {
+  if (state_ != State::kOpen) return;
+  ++stats_.received;
+  handler_.on_datagram(*this, d);
+}
+
+void UdpEndpoint::on_input(size_t n) {
+  // Only a back end with no datagram path delivers stream bytes here: the
+  // sender is unknown, so nothing can be answered. Refuse to limp along.
+  input().retrieve_all();
+  if (state_ != State::kOpen) return;
+  spdlog::error("udp fd {}: the {} back end delivered {} stream bytes on a datagram "
+                "socket (no datagram support); closing",
+                fd(), loop_.io_name(), n);
+  close();
+}
+
+void UdpEndpoint::on_error(int err) {
+  spdlog::warn("udp fd {}: socket error: {}; closing", fd(), std::strerror(-err));
+  if (state_ != State::kOpen) return;
+  state_ = State::kDetaching;
+  handler_.on_close(*this);
+  loop_.backend().detach(*this);
+}
+
+void UdpEndpoint::on_detached() {
+  state_ = State::kClosed;
+  ::close(fd());
+  owner_.release(*this);
+}
+
+}  // namespace sluice

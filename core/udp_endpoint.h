@@ -1,0 +1,110 @@
+// UdpEndpoint: one bound UDP socket served by a loop's back end, as an
+// io::Channel of Kind::kDatagram. Datagrams (up to io::kMaxDatagram =
+// 64 KiB) arrive through DatagramHandler::on_datagram; send_to() queues a
+// datagram into datagrams() and schedules ONE backend().update() at the end
+// of the loop iteration (the same deferred flush as Connection), so a burst
+// of replies costs one sendmmsg on the reactor back ends.
+//
+// Life cycle: start() attaches and calls on_open -> close() (on_close is
+// the handler's last call) -> the back end releases the channel -> fd
+// closed -> Owner::release(), which must hand the object to
+// loop.destroy_later(). A back end that cannot serve datagram channels
+// refuses them in attach() with -EOPNOTSUPP (start() returns it).
+//
+// Bounded memory: at most max_queued datagrams wait for the kernel; more
+// are dropped and counted (UDP may drop anyway; a sender must not be able
+// to grow the queue without limit by making us reply to it).
+//
+// Thread rules: loop thread only (the loop passed in). DatagramHandler
+// callbacks run on that thread; one handler object may serve endpoints on
+// several loops at once (UdpServer with threads > 1), so keep per-endpoint
+// state in context().
+#pragma once
+
+#include <sys/socket.h>
+
+#include <any>
+#include <cstddef>
+#include <cstdint>
+#include <string_view>
+
+#include "io/backend.h"
+#include "io/datagram.h"
+
+namespace sluice {
+
+class EventLoop;
+class UdpEndpoint;
+
+class DatagramHandler {
+ public:
+  virtual ~DatagramHandler() = default;
+  virtual void on_open(UdpEndpoint& ep) { (void)ep; }
+  // One datagram; d's views are valid only during the call.
+  virtual void on_datagram(UdpEndpoint& ep, const io::Datagram& d) = 0;
+  // Last call for this endpoint (its fd is still open; sends are refused).
+  virtual void on_close(UdpEndpoint& ep) { (void)ep; }
+};
+
+class UdpEndpoint final : public io::Channel {
+ public:
+  class Owner {
+   public:
+    virtual void release(UdpEndpoint& ep) = 0;
+
+   protected:
+    ~Owner() = default;
+  };
+
+  struct Stats {
+    uint64_t received = 0;
+    uint64_t queued = 0;           // accepted by send_to()
+    uint64_t dropped_full = 0;     // send_to() refused: queue full
+    uint64_t dropped_too_big = 0;  // send_to() refused: over kMaxDatagram
+  };
+
+  static constexpr size_t kDefaultMaxQueued = 4096;
+
+  // Takes ownership of fd (a bound UDP socket, e.g. from bind_udp()).
+  UdpEndpoint(EventLoop& loop, int fd, DatagramHandler& handler, Owner& owner,
+              size_t max_queued = kDefaultMaxQueued);
+  ~UdpEndpoint() override;
+
+  // Attaches to the loop's back end and calls on_open. Returns 0 or -errno
+  // (then the fd is closed and no other callback follows).
+  int start();
+
+  // Queues one datagram to addr. False when closing, queue full, or over
+  // kMaxDatagram (counted in stats()). Kernel refusals later (EMSGSIZE,
+  // unreachable) drop that datagram only.
+  bool send_to(const sockaddr* addr, socklen_t len, std::string_view data);
+
+  // Stops receiving, hands what is queued to the back end, then releases.
+  void close();
+
+  bool is_open() const { return state_ == State::kOpen; }
+  EventLoop& loop() { return loop_; }
+  uint16_t local_port() const;
+  std::any& context() { return context_; }
+  const Stats& stats() const { return stats_; }
+
+ private:
+  enum class State { kNew, kOpen, kDetaching, kClosed };
+
+  void on_datagram(const io::Datagram& d) override;
+  void on_input(size_t n) override;
+  void on_error(int err) override;
+  void on_detached() override;
+  void schedule_flush();
+
+  EventLoop& loop_;
+  DatagramHandler& handler_;
+  Owner& owner_;
+  size_t max_queued_;
+  std::any context_;
+  Stats stats_;
+  State state_ = State::kNew;
+  bool flush_scheduled_ = false;
+};
+
+}  // namespace sluice

@@ -1,0 +1,96 @@
+// Pinger: the heartbeat protocol's client side (docs/PROTOCOL.md), behind
+// heartbeat_client and the tests. N sessions on one event loop (any back
+// end), each sending a PING every interval over its own TCP connection or
+// UDP socket, matching PONGs by sequence number and measuring the RTT.
+//
+// Liveness and reconnects: a session whose server has sent nothing for
+// interval x misses (reader-idle), or whose connection closes, counts its
+// unanswered PINGs as lost and reconnects after a capped exponential
+// backoff with jitter (core/backoff.h); the backoff resets once a
+// connection is up again (TCP) or a PONG arrives on a fresh socket (UDP).
+//
+// Accounting (exact: pings_sent == pongs_received + lost + in_flight):
+//  * pongs_received: PINGs answered by a PONG with their sequence number on
+//    the connection/socket that sent them, any time before the end;
+//  * lost: PINGs whose connection/socket was given up before their PONG
+//    came, plus PINGs still unanswered at the end that were sent more than
+//    one interval before it;
+//  * in_flight: PINGs still unanswered at the end, sent within the last
+//    interval (their PONG could not be expected yet).
+// A PONG for an unknown sequence (duplicate, forged, late after its
+// connection was given up) counts in none of these.
+//
+// stop_pings_after (a demo/test knob): session 0 stops sending PINGs after
+// that long, and stops watching for the server's silence, so the server
+// drops it after interval x misses; it then stays down (no reconnect).
+//
+// Thread rules: run() on one thread (it becomes the loop thread); stop()
+// from any thread while run() runs.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace sluice::servers {
+
+struct PingerOptions {
+  std::string io;  // back end; empty: the best available
+  std::string proto = "tcp";
+  std::string host = "127.0.0.1";
+  uint16_t port = 0;
+  size_t conns = 1;
+  std::chrono::milliseconds interval{1000};
+  int misses = 3;  // the server is presumed gone after interval x misses
+  std::chrono::milliseconds duration{10000};
+  std::chrono::milliseconds stop_pings_after{-1};  // < 0: never
+  std::chrono::milliseconds backoff_initial{100};
+  std::chrono::milliseconds backoff_max{5000};
+  std::chrono::milliseconds connect_timeout{2000};
+  uint64_t seed = 1;
+};
+
+struct PingerReport {
+  uint64_t pings_sent = 0;
+  uint64_t pongs_received = 0;
+  uint64_t lost = 0;
+  uint64_t in_flight = 0;
+  uint64_t reconnects = 0;  // connections (TCP) / sockets (UDP) re-established after one was up
+  uint64_t rtt_p50_us = 0;
+  uint64_t rtt_p99_us = 0;
+  uint64_t rtt_max_us = 0;
+  // Not in the JSON line: for logs and tests.
+  uint64_t connect_failures = 0;
+  uint64_t drops = 0;  // connections/sockets given up (closed, reset, silent server)
+  uint64_t unmatched_pongs = 0;
+
+  // {"pings_sent":..,"pongs_received":..,"lost":..,"in_flight":..,
+  //  "reconnects":..,"rtt_p50_us":..,"rtt_p99_us":..,"rtt_max_us":..}
+  std::string json() const;
+};
+
+class Pinger {
+ public:
+  explicit Pinger(PingerOptions options);
+  ~Pinger();
+  Pinger(const Pinger&) = delete;
+  Pinger& operator=(const Pinger&) = delete;
+
+  // Runs for options.duration, or until stop(); once per Pinger. Returns 0 and fills
+  // *report, or -errno and sets *error (unknown back end, bad address, a
+  // back end that cannot do UDP ...).
+  int run(PingerReport* report, std::string* error);
+  void stop();
+
+  // For Session objects (loop thread).
+  struct Impl;
+
+ private:
+  PingerOptions options_;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace sluice::servers

@@ -1,0 +1,107 @@
+// heartbeat_server: the heartbeat protocol (docs/PROTOCOL.md) over TCP or
+// UDP, on any IO back end. Answers every PING with a PONG, echoes DATA, and
+// drops a peer that has sent nothing for interval x misses. One log line
+// (stderr) per join and per drop; the "listening on" line goes to stdout.
+//
+//   heartbeat_server --proto tcp --port 7100 --interval-ms 1000 --misses 3
+//   heartbeat_server --proto udp --io epoll --threads 2
+#include <cstdio>
+#include <memory>
+#include <string>
+
+#include <CLI/CLI.hpp>
+#include <spdlog/spdlog.h>
+
+#include "codec/heartbeat.h"
+#include "core/server.h"
+#include "core/udp_server.h"
+#include "servers/common.h"
+#include "servers/heartbeat_service.h"
+
+int main(int argc, char** argv) {
+  CLI::App app{"sluice heartbeat server"};
+  std::string io;
+  std::string proto = "tcp";
+  std::string host = "127.0.0.1";
+  uint16_t port = 0;
+  int interval_ms = 1000;
+  int misses = 3;
+  size_t threads = 1;
+  std::string log_level = "info";
+  bool list_io = false;
+
+  app.add_flag("--list-io", list_io, "List IO back ends and whether they are available here, then exit");
+  app.add_option("--io", io, "IO back end (default: best available; see --list-io)");
+  app.add_option("--proto", proto, "Transport: tcp|udp")
+      ->check(CLI::IsMember({"tcp", "udp"}))
+      ->capture_default_str();
+  app.add_option("--host", host, "Address to listen on")->capture_default_str();
+  app.add_option("--port", port, "Port (0: pick a free one)")->capture_default_str();
+  app.add_option("--interval-ms", interval_ms, "Expected PING interval")
+      ->check(CLI::Range(1, 3600 * 1000))
+      ->capture_default_str();
+  app.add_option("--misses", misses, "Intervals without traffic before a peer is dropped")
+      ->check(CLI::Range(1, 1000))
+      ->capture_default_str();
+  app.add_option("--threads", threads, "Event loops (threads)")->check(CLI::Range(1, 256))->capture_default_str();
+  app.add_option("--log-level", log_level, "trace|debug|info|warn|error")->capture_default_str();
+  CLI11_PARSE(app, argc, argv);
+
+  sluice::servers::init_logging(log_level);
+  sluice::servers::raise_fd_limit();
+  if (list_io) return sluice::servers::print_backends();
+  if (!sluice::servers::resolve_io(io)) return 2;
+
+  sluice::servers::HeartbeatOptions hopts;
+  hopts.interval = std::chrono::milliseconds(interval_ms);
+  hopts.misses = misses;
+
+  sluice::servers::block_stop_signals();  // before start: loop threads inherit it
+  std::string error;
+  uint16_t bound = 0;
+  std::string io_name;
+  std::unique_ptr<sluice::servers::HeartbeatTcpHandler> tcp_handler;
+  std::unique_ptr<sluice::servers::HeartbeatUdpHandler> udp_handler;
+  std::unique_ptr<sluice::Server> tcp;
+  std::unique_ptr<sluice::UdpServer> udp;
+  if (proto == "tcp") {
+    tcp_handler = std::make_unique<sluice::servers::HeartbeatTcpHandler>(hopts);
+    sluice::ServerOptions opts;
+    opts.host = host;
+    opts.port = port;
+    opts.io = io;
+    opts.threads = threads;
+    opts.idle = hopts.idle();
+    tcp = std::make_unique<sluice::Server>(opts, *tcp_handler,
+                                           sluice::codec::heartbeat::make_tcp_codec());
+    if (tcp->start(&error) < 0) {
+      std::fprintf(stderr, "heartbeat_server: %s\n", error.c_str());
+      return 1;
+    }
+    bound = tcp->port();
+    io_name = tcp->io_name();
+  } else {
+    udp_handler = std::make_unique<sluice::servers::HeartbeatUdpHandler>(hopts);
+    sluice::UdpServerOptions opts;
+    opts.host = host;
+    opts.port = port;
+    opts.io = io;
+    opts.threads = threads;
+    udp = std::make_unique<sluice::UdpServer>(opts, *udp_handler);
+    if (udp->start(&error) < 0) {
+      std::fprintf(stderr, "heartbeat_server: %s\n", error.c_str());
+      return 1;
+    }
+    bound = udp->port();
+    io_name = udp->io_name();
+  }
+  std::printf("listening on %s:%u io=%s proto=%s\n", host.c_str(), bound, io_name.c_str(),
+              proto.c_str());
+  std::fflush(stdout);
+
+  int sig = sluice::servers::wait_for_stop_signal();
+  spdlog::info("signal {}: stopping", sig);
+  if (tcp) tcp->stop();
+  if (udp) udp->stop();
+  return 0;
+}
