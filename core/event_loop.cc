@@ -56,10 +56,12 @@ void EventLoop::quit() {
 }
 
 void EventLoop::post(Task task) {
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    posted_.push_back(std::move(task));
-  }
+  // The wakeup happens under the lock too: the loop can only take the task
+  // (run_posted locks mu_) once this call is done with the back end, so a
+  // loop destroyed right after running the task is never touched by a
+  // poster still inside wakeup() (e.g. the Connector's thread).
+  std::lock_guard<std::mutex> lock(mu_);
+  posted_.push_back(std::move(task));
   has_posted_.store(true, std::memory_order_release);
   // On the loop thread the next wait() uses a zero timeout instead.
   if (!in_loop_thread()) backend_->wakeup();

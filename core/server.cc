@@ -2,6 +2,7 @@
 
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -16,9 +17,12 @@ namespace sluice {
 // The listening socket as a channel of loop 0.
 class Server::Acceptor final : public io::Channel {
  public:
-  Acceptor(int fd, Server& server) : io::Channel(fd, Kind::kListener), server_(server) {}
+  Acceptor(int fd, Server& server) : io::Channel(fd, Kind::kListener), server_(server) {
+    open_spare();
+  }
   ~Acceptor() override {
     if (!released_) ::close(fd());
+    if (spare_fd_ >= 0) ::close(spare_fd_);
   }
 
   bool released() const { return released_; }
@@ -27,15 +31,52 @@ class Server::Acceptor final : public io::Channel {
   void on_accept(int fd) override { server_.on_accepted(fd); }
 
   void on_accept_error(int err) override {
+    size_t shed = 0;
+    if (err == -EMFILE || err == -ENFILE) shed = shed_pending();
     // Log at most once a second: EMFILE under load would otherwise flood.
     Clock::time_point now = Clock::now();
     ++suppressed_;
+    shed_total_ += shed;
     if (now - last_log_ < std::chrono::seconds(1)) return;
-    spdlog::warn("accept failed: {} ({} times since last report)",
-                 std::strerror(-err), suppressed_);
+    spdlog::warn("accept failed: {} ({} times since last report; {} pending "
+                 "connections shed)",
+                 std::strerror(-err), suppressed_, shed_total_);
     suppressed_ = 0;
+    shed_total_ = 0;
     last_log_ = now;
   }
+
+  // One descriptor held on /dev/null so that, out of descriptors, the
+  // server can still take a pending connection off the backlog and close it
+  // (the peer sees a close instead of hanging, and a level-triggered
+  // poller stops reporting the listener). -1 when it could not be opened.
+  void open_spare() {
+    if (spare_fd_ < 0) spare_fd_ = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+  }
+
+  // Out of descriptors: give back the spare, accept and close what is
+  // pending (bounded), take the spare again. Only for a nonblocking
+  // listening socket (the reactors): a blocking accept here would stall
+  // the loop, and the blocking and io_uring back ends back off themselves.
+  size_t shed_pending() {
+    const int flags = ::fcntl(fd(), F_GETFL);
+    if (flags < 0 || !(flags & O_NONBLOCK)) return 0;
+    open_spare();  // lost earlier (descriptors were short): try again
+    if (spare_fd_ < 0) return 0;
+    ::close(spare_fd_);
+    spare_fd_ = -1;
+    size_t shed = 0;
+    for (int i = 0; i < kMaxShed; ++i) {
+      int c = ::accept4(fd(), nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+      if (c < 0) break;
+      ::close(c);
+      ++shed;
+    }
+    open_spare();
+    return shed;
+  }
+
+  static constexpr int kMaxShed = 64;
 
   void on_detached() override;
 
@@ -43,6 +84,8 @@ class Server::Acceptor final : public io::Channel {
   bool released_ = false;
   Clock::time_point last_log_{};
   uint64_t suppressed_ = 0;
+  uint64_t shed_total_ = 0;
+  int spare_fd_ = -1;
 };
 
 struct Server::Slot final : Connection::Owner {
@@ -139,6 +182,24 @@ int Server::start(std::string* error) {
 }
 
 void Server::on_accepted(int fd) {
+  // live_ counts from here, so a burst cannot overrun the limit while
+  // connections are still on their way to their loops.
+  const size_t live = live_.fetch_add(1, std::memory_order_relaxed);
+  if (options_.max_connections != 0 && live >= options_.max_connections) {
+    live_.fetch_sub(1, std::memory_order_relaxed);
+    refused_.fetch_add(1, std::memory_order_relaxed);
+    ::close(fd);
+    ++refusals_unlogged_;
+    Clock::time_point now = Clock::now();
+    if (now - last_refusal_log_ >= std::chrono::seconds(1)) {
+      spdlog::warn("max connections ({}) reached: closed {} new connections "
+                   "since last report",
+                   options_.max_connections, refusals_unlogged_);
+      refusals_unlogged_ = 0;
+      last_refusal_log_ = now;
+    }
+    return;
+  }
   if (int rc = apply_tcp_options(fd, options_.tcp); rc < 0) {
     spdlog::debug("accepted fd {}: TCP options: {}", fd, std::strerror(-rc));
   }
@@ -154,6 +215,7 @@ void Server::on_accepted(int fd) {
 void Server::adopt(Slot& slot, int fd) {
   if (slot.stopping) {
     ::close(fd);
+    live_.fetch_sub(1, std::memory_order_relaxed);  // counted in on_accepted
     return;
   }
   const uint64_t id = next_id_.fetch_add(1, std::memory_order_relaxed);
@@ -162,7 +224,6 @@ void Server::adopt(Slot& slot, int fd) {
   Connection& conn = *owned;
   if (options_.idle.enabled()) conn.set_idle(options_.idle);
   slot.conns.emplace(id, std::move(owned));
-  live_.fetch_add(1, std::memory_order_relaxed);
   if (int rc = conn.start(); rc < 0) {
     spdlog::warn("conn #{} {}: refused: {} back end cannot take it: {}", id,
                  conn.peer(), io_name_, std::strerror(-rc));
@@ -197,6 +258,12 @@ void Server::stop_slot(Slot& slot) {
     s->loop->quit();
   });
   slot.maybe_quit();
+}
+
+void Server::stop(std::chrono::milliseconds deadline) {
+  if (!started_ || stopped_) return;
+  options_.stop_deadline = deadline;  // read by stop_slot() after the posts below
+  stop();
 }
 
 void Server::stop() {

@@ -43,6 +43,10 @@ struct ServerOptions {
   TcpOptions tcp;            // per accepted socket: TCP_NODELAY (on), keepalive ...
   ConnectionLimits limits;
   IdleOptions idle;          // per connection; Handler::on_idle (0 = off)
+  // Most connections served at once (0: unlimited). One accepted over the
+  // limit is closed at once (a rate-limited log line says so), so the
+  // kernel's backlog keeps draining instead of filling up.
+  size_t max_connections = 0;
   // How long stop() lets connections flush what they owe.
   std::chrono::milliseconds stop_deadline{2000};
 };
@@ -62,10 +66,15 @@ class Server {
   // Stops accepting, closes every connection after it flushed what it owes
   // (up to stop_deadline), and joins the loop threads.
   void stop();
+  // The same, letting connections flush for at most `deadline` (overrides
+  // ServerOptions::stop_deadline) before they are aborted.
+  void stop(std::chrono::milliseconds deadline);
 
   uint16_t port() const { return port_; }
   const std::string& io_name() const { return io_name_; }
   size_t connection_count() const { return live_.load(std::memory_order_relaxed); }
+  // Connections closed at accept because of max_connections.
+  uint64_t refused_count() const { return refused_.load(std::memory_order_relaxed); }
   const codec::Codec* codec() const { return codec_.get(); }
 
  private:
@@ -85,7 +94,12 @@ class Server {
   uint16_t port_ = 0;
   std::string io_name_;
   std::promise<void> posts_done_;  // set once stop() posted its last task
+  // Counted from accept (before the connection reaches its loop), so the
+  // max_connections check cannot be overrun by a burst.
   std::atomic<size_t> live_{0};
+  std::atomic<uint64_t> refused_{0};
+  Clock::time_point last_refusal_log_{};  // loop 0 thread only
+  uint64_t refusals_unlogged_ = 0;        // loop 0 thread only
   std::atomic<uint64_t> next_id_{1};
   size_t next_slot_ = 0;  // loop 0 thread only
   bool started_ = false;

@@ -21,6 +21,7 @@ UdpEndpoint::UdpEndpoint(EventLoop& loop, int fd, DatagramHandler& handler, Owne
       max_queued_(max_queued == 0 ? 1 : max_queued) {}
 
 UdpEndpoint::~UdpEndpoint() {
+  if (close_timer_ != 0) loop_.cancel(close_timer_);
   // Attached endpoints close their fd in on_detached; one never started
   // still owns it.
   if (state_ == State::kNew) ::close(fd());
@@ -70,12 +71,32 @@ void UdpEndpoint::schedule_flush() {
 
 void UdpEndpoint::close() {
   if (state_ != State::kOpen) return;
+  state_ = State::kClosing;
   set_want_read(false);
-  // Hand over what is queued (the reactors send it right here).
-  if (!datagrams().empty()) loop_.backend().update(*this);
-  if (state_ != State::kOpen) return;  // update() reported a fatal error
-  state_ = State::kDetaching;
   handler_.on_close(*this);
+  finish_close(Clock::now() + kCloseFlushLimit);
+}
+
+// Detaching drops whatever the back end has not taken yet, and update()
+// need not send at once (a reactor that is waiting for writability sends
+// on its next event), so wait for the queue to drain, checking every tick,
+// up to a bound: a socket the kernel never takes from must not hold the
+// close up for long.
+void UdpEndpoint::finish_close(Clock::time_point deadline) {
+  if (state_ != State::kClosing) return;
+  if (!datagrams().empty() && Clock::now() < deadline) {
+    loop_.backend().update(*this);
+    if (state_ != State::kClosing) return;  // a fatal error detached it
+    if (!datagrams().empty()) {
+      // `this` stays valid: the destructor cancels the timer.
+      close_timer_ = loop_.run_after(std::chrono::milliseconds(1), [this, deadline] {
+        close_timer_ = 0;
+        finish_close(deadline);
+      });
+      return;
+    }
+  }
+  state_ = State::kDetaching;
   loop_.backend().detach(*this);
 }
 
@@ -98,9 +119,10 @@ void UdpEndpoint::on_input(size_t n) {
 
 void UdpEndpoint::on_error(int err) {
   spdlog::warn("udp fd {}: socket error: {}; closing", fd(), std::strerror(-err));
-  if (state_ != State::kOpen) return;
+  if (state_ != State::kOpen && state_ != State::kClosing) return;
+  const bool was_open = state_ == State::kOpen;
   state_ = State::kDetaching;
-  handler_.on_close(*this);
+  if (was_open) handler_.on_close(*this);
   loop_.backend().detach(*this);
 }
 

@@ -6,8 +6,9 @@
 // of replies costs one sendmmsg on the reactor back ends.
 //
 // Life cycle: start() attaches and calls on_open -> close() (on_close is
-// the handler's last call) -> the back end releases the channel -> fd
-// closed -> Owner::release(), which must hand the object to
+// the handler's last call; queued datagrams are still handed to the back
+// end, for up to kCloseFlushLimit) -> the back end releases the channel ->
+// fd closed -> Owner::release(), which must hand the object to
 // loop.destroy_later(). A back end that cannot serve datagram channels
 // refuses them in attach() with -EOPNOTSUPP (start() returns it).
 //
@@ -28,6 +29,7 @@
 #include <cstdint>
 #include <string_view>
 
+#include "core/timer_queue.h"
 #include "io/backend.h"
 #include "io/datagram.h"
 
@@ -64,6 +66,8 @@ class UdpEndpoint final : public io::Channel {
   };
 
   static constexpr size_t kDefaultMaxQueued = 4096;
+  // How long close() waits for queued datagrams to be taken.
+  static constexpr Clock::duration kCloseFlushLimit = std::chrono::milliseconds(200);
 
   // Takes ownership of fd (a bound UDP socket, e.g. from bind_udp()).
   UdpEndpoint(EventLoop& loop, int fd, DatagramHandler& handler, Owner& owner,
@@ -79,7 +83,8 @@ class UdpEndpoint final : public io::Channel {
   // unreachable) drop that datagram only.
   bool send_to(const sockaddr* addr, socklen_t len, std::string_view data);
 
-  // Stops receiving, hands what is queued to the back end, then releases.
+  // Stops receiving (on_close runs now), lets the back end take what is
+  // queued (bounded by kCloseFlushLimit), then releases.
   void close();
 
   bool is_open() const { return state_ == State::kOpen; }
@@ -89,13 +94,14 @@ class UdpEndpoint final : public io::Channel {
   const Stats& stats() const { return stats_; }
 
  private:
-  enum class State { kNew, kOpen, kDetaching, kClosed };
+  enum class State { kNew, kOpen, kClosing, kDetaching, kClosed };
 
   void on_datagram(const io::Datagram& d) override;
   void on_input(size_t n) override;
   void on_error(int err) override;
   void on_detached() override;
   void schedule_flush();
+  void finish_close(Clock::time_point deadline);
 
   EventLoop& loop_;
   DatagramHandler& handler_;
@@ -105,6 +111,7 @@ class UdpEndpoint final : public io::Channel {
   Stats stats_;
   State state_ = State::kNew;
   bool flush_scheduled_ = false;
+  TimerId close_timer_ = 0;
 };
 
 }  // namespace sluice

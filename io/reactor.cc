@@ -19,6 +19,11 @@ struct ReactorBackend::State final : ChannelState {
   bool attached = true;
   bool eof = false;     // read side finished: never read again
   bool failed = false;  // socket error reported: no more IO at all
+  // The last write left output behind (socket buffer full). Only then is
+  // write interest registered; otherwise update() writes directly, which
+  // saves an epoll_ctl pair and a loop round trip per message.
+  bool write_blocked = false;
+  bool accept_paused = false;  // listener: out of descriptors, backing off
 };
 
 namespace {
@@ -27,6 +32,16 @@ constexpr size_t kBatch = 32;
 // A burst of connections is taken in one go, but bounded so one listener
 // cannot starve the loop's other channels.
 constexpr int kMaxAcceptsPerEvent = 64;
+// After accept failed for lack of a resource (EMFILE, ENFILE, ENOBUFS,
+// ENOMEM) the listener stops being watched for this long: a level-triggered
+// poller would otherwise report it again at once and the loop would spin,
+// and an edge-triggered one might never report it again. Same as the
+// blocking back end's back-off.
+constexpr auto kAcceptBackoff = std::chrono::milliseconds(50);
+
+bool resource_shortage(int err) {
+  return err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM;
+}
 }  // namespace
 
 struct ReactorBackend::DatagramSlab {
@@ -81,10 +96,12 @@ int ReactorBackend::apply_interest(Channel& ch, State& st) {
   uint32_t want = 0;
   if (st.attached && !st.failed) {
     if (ch.kind() == Channel::Kind::kListener) {
-      want = Poller::kRead;
+      want = st.accept_paused ? 0u : uint32_t{Poller::kRead};
     } else {
       if (ch.want_read() && !st.eof) want |= Poller::kRead;
-      if (!ch.output().empty() || !ch.datagrams().empty()) want |= Poller::kWrite;
+      if (st.write_blocked && (!ch.output().empty() || !ch.datagrams().empty())) {
+        want |= Poller::kWrite;
+      }
     }
   }
   if (want == st.interest) return 0;
@@ -97,7 +114,7 @@ void ReactorBackend::update(Channel& ch) {
   State& st = state(ch);
   if (!st.attached) return;
   // Fast path: write now instead of waiting a round trip for writability.
-  if (!(st.interest & Poller::kWrite)) {
+  if (!st.write_blocked) {
     if (!ch.output().empty()) handle_write(ch, st);
     if (!ch.datagrams().empty()) handle_send_datagrams(ch, st);
     if (!st.attached) return;
@@ -110,12 +127,25 @@ void ReactorBackend::detach(Channel& ch) {
   State& st = state(ch);
   if (!st.attached) return;
   st.attached = false;
+  if (ch.kind() == Channel::Kind::kListener) {
+    accept_retry_.erase(std::remove_if(accept_retry_.begin(), accept_retry_.end(),
+                                       [&ch](const AcceptRetry& r) { return r.ch == &ch; }),
+                        accept_retry_.end());
+  }
   if (st.interest) poller_->set_interest(ch.fd(), 0, nullptr);
   st.interest = 0;
   ch.on_detached();
 }
 
 int ReactorBackend::wait(std::chrono::milliseconds timeout) {
+  if (!accept_retry_.empty()) {
+    const auto now = std::chrono::steady_clock::now();
+    for (const AcceptRetry& r : accept_retry_) {
+      auto left = std::chrono::ceil<std::chrono::milliseconds>(r.due - now);
+      if (left.count() < 0) left = std::chrono::milliseconds(0);
+      if (timeout.count() < 0 || left < timeout) timeout = left;
+    }
+  }
   events_.clear();
   int rc = poller_->wait(timeout, progress_, events_);
   progress_ = 0;
@@ -134,7 +164,43 @@ int ReactorBackend::wait(std::chrono::milliseconds timeout) {
     }
     handle(*static_cast<Channel*>(ev.ctx), ev.events);
   }
+  run_accept_retries();
   return static_cast<int>(events_.size());
+}
+
+void ReactorBackend::retry_accept_at(Channel& ch, std::chrono::steady_clock::time_point due) {
+  for (AcceptRetry& r : accept_retry_) {
+    if (r.ch == &ch) {
+      r.due = due;
+      return;
+    }
+  }
+  accept_retry_.push_back({&ch, due});
+}
+
+void ReactorBackend::run_accept_retries() {
+  const auto now = std::chrono::steady_clock::now();
+  // One due entry at a time: accepting may detach (and erase) listeners.
+  for (size_t guard = accept_retry_.size(); guard > 0; --guard) {
+    auto it = std::find_if(accept_retry_.begin(), accept_retry_.end(),
+                           [now](const AcceptRetry& r) { return r.due <= now; });
+    if (it == accept_retry_.end()) return;
+    Channel& ch = *it->ch;
+    accept_retry_.erase(it);
+    State& st = state(ch);
+    if (!st.attached) continue;
+    if (st.accept_paused) {
+      st.accept_paused = false;
+      if (int rc = apply_interest(ch, st); rc < 0) {
+        spdlog::warn("{}: cannot watch the listening socket again: {}; retrying", name_,
+                     std::strerror(-rc));
+        st.accept_paused = true;
+        retry_accept_at(ch, now + kAcceptBackoff);
+        continue;
+      }
+    }
+    handle_accept(ch);
+  }
 }
 
 void ReactorBackend::wakeup() {
@@ -182,7 +248,22 @@ void ReactorBackend::handle_accept(Channel& ch) {
     if (err == EAGAIN || err == EWOULDBLOCK) return;
     ++progress_;
     ch.on_accept_error(-err);
+    if (!st.attached) return;
+    if (resource_shortage(err)) {
+      // Stop watching the listener for a while (see kAcceptBackoff).
+      st.accept_paused = true;
+      if (apply_interest(ch, st) < 0) st.accept_paused = false;
+      retry_accept_at(ch, std::chrono::steady_clock::now() + kAcceptBackoff);
+    } else if (poller_->edge_triggered()) {
+      retry_accept_at(ch, std::chrono::steady_clock::now());
+    }
     return;
+  }
+  // Stopped at the bound with connections maybe still pending: an
+  // edge-triggered poller will not report them again, so look again after
+  // the loop's other ready channels had their turn.
+  if (st.attached && poller_->edge_triggered()) {
+    retry_accept_at(ch, std::chrono::steady_clock::now());
   }
 }
 
@@ -218,15 +299,22 @@ void ReactorBackend::handle_write(Channel& ch, State& st) {
       ++progress_;
       out.retrieve(static_cast<size_t>(n));
       ch.on_sent(static_cast<size_t>(n));
-      if (static_cast<size_t>(n) < len) return;  // socket buffer is full
+      if (static_cast<size_t>(n) < len) {  // socket buffer is full
+        st.write_blocked = true;
+        return;
+      }
       continue;
     }
     int err = errno;
     if (n < 0 && err == EINTR) continue;
-    if (n < 0 && (err == EAGAIN || err == EWOULDBLOCK)) return;
+    if (n < 0 && (err == EAGAIN || err == EWOULDBLOCK)) {
+      st.write_blocked = true;
+      return;
+    }
     fail(ch, st, n < 0 ? -err : -EPIPE);
     return;
   }
+  st.write_blocked = false;  // everything went out
 }
 
 void ReactorBackend::handle_recv_datagrams(Channel& ch, State& st) {
@@ -288,13 +376,17 @@ void ReactorBackend::handle_send_datagrams(Channel& ch, State& st) {
     }
     int err = errno;
     if (err == EINTR) continue;
-    if (err == EAGAIN || err == EWOULDBLOCK || err == ENOBUFS) return;
+    if (err == EAGAIN || err == EWOULDBLOCK || err == ENOBUFS) {
+      st.write_blocked = true;
+      return;
+    }
     // The first datagram of the batch was refused (EMSGSIZE, unreachable
     // ...): drop just that one and go on with the rest.
     spdlog::debug("udp fd {}: dropping a {}-byte datagram: {}", ch.fd(),
                   q.item(0).size, std::strerror(err));
     q.pop(1);
   }
+  if (q.empty()) st.write_blocked = false;
 }
 
 void ReactorBackend::fail(Channel& ch, State& st, int err) {

@@ -17,6 +17,7 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <memory>
 #include <string>
 #include <vector>
@@ -44,6 +45,8 @@ class ReactorBackend final : public Backend {
   int apply_interest(Channel& ch, State& st);
   void handle(Channel& ch, uint32_t events);
   void handle_accept(Channel& ch);
+  void retry_accept_at(Channel& ch, std::chrono::steady_clock::time_point due);
+  void run_accept_retries();
   void handle_read(Channel& ch, State& st);
   void handle_write(Channel& ch, State& st);
   void handle_recv_datagrams(Channel& ch, State& st);
@@ -56,6 +59,14 @@ class ReactorBackend final : public Backend {
   std::atomic<bool> wake_pending_{false};
   std::vector<Poller::Event> events_;
   int progress_ = 0;  // work done in the current pass
+  // Listeners to accept on again without a poller event: one that stopped
+  // at kMaxAcceptsPerEvent under edge triggering (due now), or one paused
+  // after running out of descriptors (due after a back-off).
+  struct AcceptRetry {
+    Channel* ch;
+    std::chrono::steady_clock::time_point due;
+  };
+  std::vector<AcceptRetry> accept_retry_;
   struct DatagramSlab;  // recvmmsg buffers, allocated on first UDP use
   std::unique_ptr<DatagramSlab> dgram_;
 };

@@ -27,6 +27,15 @@ class EchoHandler final : public sluice::Handler {
   void on_message(sluice::Connection& conn, std::string_view data) override {
     conn.send(data);
   }
+  // Reader-idle: a client that connected and went quiet (or half-open).
+  // Writer-idle: no echo made progress for the whole timeout, i.e. no
+  // complete frame arrived (a slowloris trickling a frame byte by byte) or
+  // the client stopped reading what it is owed. Either way it is reaped.
+  void on_idle(sluice::Connection& conn, sluice::IdleKind kind) override {
+    spdlog::debug("conn #{} {}: {} idle; closing", conn.id(), conn.peer(),
+                  sluice::to_string(kind));
+    conn.abort();
+  }
   void on_close(sluice::Connection& conn, sluice::CloseReason reason, int) override {
     if (reason == sluice::CloseReason::kFrameError) {
       spdlog::warn("conn #{} {}: {}; closed", conn.id(), conn.peer(), conn.close_detail());
@@ -51,6 +60,9 @@ int main(int argc, char** argv) {
   bool list_io = false;
   std::string log_level = "info";
   std::string proto = "tcp";
+  size_t max_conns = 10000;
+  int64_t idle_timeout_ms = 60000;
+  int64_t drain_ms = 2000;
 
   app.add_flag("--list-io", list_io, "List IO back ends and whether they are available here, then exit");
   app.add_option("--io", opts.io, "IO back end (default: best available; see --list-io)");
@@ -70,12 +82,35 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--max-frame", copts.max_frame, "Largest frame accepted, bytes")->capture_default_str();
   app.add_option("--threads", opts.threads, "Event loops (threads)")->check(CLI::Range(1, 256))->capture_default_str();
-  app.add_option("--max-conns", opts.io_options.max_conns, "blocking back end: most concurrent connections (threads)")
+  app.add_option("--max-conns", max_conns,
+                 "Most concurrent connections (0: unlimited); more are accepted and closed at once. "
+                 "Also the blocking back end's thread cap")
+      ->capture_default_str();
+  app.add_option("--idle-timeout-ms", idle_timeout_ms,
+                 "Close a connection with no input, or no echo progress, for this long (0: off)")
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
+  app.add_option("--drain-ms", drain_ms,
+                 "On SIGTERM/SIGINT: how long connections may flush before they are aborted")
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
+  app.add_option("--high-water", opts.limits.high_water,
+                 "Pause reading a client once this many bytes are queued for it")
+      ->capture_default_str();
+  app.add_option("--low-water", opts.limits.low_water, "Resume reading once its queue is down to this")
       ->capture_default_str();
   app.add_option("--log-level", log_level, "trace|debug|info|warn|error")->capture_default_str();
   CLI11_PARSE(app, argc, argv);
 
   sluice::servers::init_logging(log_level);
+  if (opts.limits.low_water > opts.limits.high_water) {
+    std::fprintf(stderr, "echo_server: --low-water must not exceed --high-water\n");
+    return 2;
+  }
+  opts.max_connections = max_conns;
+  if (max_conns != 0) opts.io_options.max_conns = max_conns;
+  opts.idle.reader = std::chrono::milliseconds(idle_timeout_ms);
+  opts.idle.writer = std::chrono::milliseconds(idle_timeout_ms);
   sluice::servers::raise_fd_limit();
   if (list_io) return sluice::servers::print_backends();
 
@@ -129,7 +164,8 @@ int main(int argc, char** argv) {
   std::fflush(stdout);
 
   int sig = sluice::servers::wait_for_stop_signal();
-  spdlog::info("signal {}: stopping ({} connections open)", sig, server.connection_count());
-  server.stop();
+  spdlog::info("signal {}: stopping ({} connections open, {} ms to drain)", sig,
+               server.connection_count(), drain_ms);
+  server.stop(std::chrono::milliseconds(drain_ms));
   return 0;
 }

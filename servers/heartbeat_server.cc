@@ -29,6 +29,8 @@ int main(int argc, char** argv) {
   size_t threads = 1;
   std::string log_level = "info";
   bool list_io = false;
+  size_t max_conns = 10000;
+  int64_t drain_ms = 2000;
 
   app.add_flag("--list-io", list_io, "List IO back ends and whether they are available here, then exit");
   app.add_option("--io", io, "IO back end (default: best available; see --list-io)");
@@ -44,6 +46,14 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(1, 1000))
       ->capture_default_str();
   app.add_option("--threads", threads, "Event loops (threads)")->check(CLI::Range(1, 256))->capture_default_str();
+  app.add_option("--max-conns", max_conns,
+                 "Most concurrent TCP connections (0: unlimited); more are accepted and closed at once. "
+                 "Also the blocking back end's thread cap")
+      ->capture_default_str();
+  app.add_option("--drain-ms", drain_ms,
+                 "On SIGTERM/SIGINT: how long connections may flush before they are aborted")
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
   app.add_option("--log-level", log_level, "trace|debug|info|warn|error")->capture_default_str();
   CLI11_PARSE(app, argc, argv);
 
@@ -72,6 +82,8 @@ int main(int argc, char** argv) {
     opts.io = io;
     opts.threads = threads;
     opts.idle = hopts.idle();
+    opts.max_connections = max_conns;
+    if (max_conns != 0) opts.io_options.max_conns = max_conns;
     tcp = std::make_unique<sluice::Server>(opts, *tcp_handler,
                                            sluice::codec::heartbeat::make_tcp_codec());
     if (tcp->start(&error) < 0) {
@@ -101,7 +113,7 @@ int main(int argc, char** argv) {
 
   int sig = sluice::servers::wait_for_stop_signal();
   spdlog::info("signal {}: stopping", sig);
-  if (tcp) tcp->stop();
+  if (tcp) tcp->stop(std::chrono::milliseconds(drain_ms));
   if (udp) udp->stop();
   return 0;
 }
