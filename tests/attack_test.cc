@@ -37,21 +37,9 @@ namespace {
 
 using namespace std::chrono_literals;
 
-// Under ASan or TSan the memory and timing bounds say nothing about sluice
-// (ASan keeps freed memory in quarantine, up to 256 MiB; both slow every
-// call several-fold), so there the cases only print those numbers; every
-// functional check still applies.
-#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
-constexpr bool kResourceBounds = false;
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
-constexpr bool kResourceBounds = false;
-#else
-constexpr bool kResourceBounds = true;
-#endif
-#else
-constexpr bool kResourceBounds = true;
-#endif
+// Memory and timing bounds are checked only without sanitizers (see
+// testing::kSanitized); every functional check still applies.
+constexpr bool kResourceBounds = !testing::kSanitized;
 
 using Steady = std::chrono::steady_clock;
 using testing::connect_local;

@@ -10,6 +10,16 @@
 
 namespace sluice::testing {
 
+// True in --config=asan/ubsan/tsan builds (.bazelrc defines
+// SLUICE_SANITIZED): instrumentation keeps freed memory resident and slows
+// every call, so memory and latency bounds only print there; functional
+// checks still apply.
+#ifdef SLUICE_SANITIZED
+inline constexpr bool kSanitized = true;
+#else
+inline constexpr bool kSanitized = false;
+#endif
+
 // Raises the soft descriptor limit to the hard limit (tests open
 // thousands of sockets; the hard limit here is 20,000).
 void raise_fd_limit();
