@@ -91,4 +91,7 @@ echo "  (pings_sent = pongs_received + lost + in_flight; PINGs in flight when th
 stop_server
 
 echo
+echo "== IO models side by side (scripts/compare.sh --quick; the full sweep is in docs/PERFORMANCE.md)"
+scripts/compare.sh --quick --out "$TMP/compare" || echo "comparison failed (see above)"
+echo
 echo "demo done."

@@ -27,6 +27,7 @@
 
 #include <gtest/gtest.h>
 
+#include "tests/backend_params.h"
 #include "codec/factory.h"
 #include "core/server.h"
 #include "io/registry.h"
@@ -681,20 +682,8 @@ TEST_P(Attack, GracefulStopWithDeadline) {
   EXPECT_EQ(fds, fds_before_);
 }
 
-std::vector<std::string> all_backends() {
-  std::vector<std::string> names;
-  for (const io::BackendInfo& b : io::backends()) names.push_back(b.name);
-  return names;
-}
-
-INSTANTIATE_TEST_SUITE_P(AllBackends, Attack, ::testing::ValuesIn(all_backends()),
-                         [](const ::testing::TestParamInfo<std::string>& info) {
-                           std::string n = info.param;
-                           for (char& c : n) {
-                             if (c == '-') c = '_';
-                           }
-                           return n;
-                         });
+INSTANTIATE_TEST_SUITE_P(AllBackends, Attack, ::testing::ValuesIn(sluice::testing::all_backends()),
+                         sluice::testing::BackendName());
 
 }  // namespace
 }  // namespace sluice

@@ -14,6 +14,7 @@
 
 #include <gtest/gtest.h>
 
+#include "tests/backend_params.h"
 #include "core/client.h"
 #include "core/connector.h"
 #include "core/event_loop.h"
@@ -272,20 +273,8 @@ TEST(ListenOptions, ReusePortLetsTwoListenersShareAPort) {
   if (b >= 0) ::close(b);
 }
 
-std::vector<std::string> all_backends() {
-  std::vector<std::string> names;
-  for (const io::BackendInfo& b : io::backends()) names.push_back(b.name);
-  return names;
-}
-
-INSTANTIATE_TEST_SUITE_P(AllBackends, ClientTest, ::testing::ValuesIn(all_backends()),
-                         [](const ::testing::TestParamInfo<std::string>& p) {
-                           std::string n = p.param;
-                           for (char& c : n) {
-                             if (c == '-') c = '_';
-                           }
-                           return n;
-                         });
+INSTANTIATE_TEST_SUITE_P(AllBackends, ClientTest, ::testing::ValuesIn(sluice::testing::all_backends()),
+                         sluice::testing::BackendName());
 
 }  // namespace
 }  // namespace sluice

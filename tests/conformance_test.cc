@@ -14,6 +14,7 @@
 
 #include <gtest/gtest.h>
 
+#include "tests/backend_params.h"
 #include "codec/factory.h"
 #include "core/event_loop.h"
 #include "core/server.h"
@@ -352,20 +353,8 @@ TEST_P(Conformance, TimerAndCrossThreadPostFire) {
   th.join();
 }
 
-std::vector<std::string> all_backends() {
-  std::vector<std::string> names;
-  for (const io::BackendInfo& b : io::backends()) names.push_back(b.name);
-  return names;
-}
-
-INSTANTIATE_TEST_SUITE_P(AllBackends, Conformance, ::testing::ValuesIn(all_backends()),
-                         [](const ::testing::TestParamInfo<std::string>& p) {
-                           std::string n = p.param;
-                           for (char& c : n) {
-                             if (c == '-') c = '_';
-                           }
-                           return n;
-                         });
+INSTANTIATE_TEST_SUITE_P(AllBackends, Conformance, ::testing::ValuesIn(sluice::testing::all_backends()),
+                         sluice::testing::BackendName());
 
 }  // namespace
 }  // namespace sluice

@@ -21,6 +21,7 @@
 
 #include <gtest/gtest.h>
 
+#include "tests/backend_params.h"
 #include "codec/heartbeat.h"
 #include "core/net.h"
 #include "core/server.h"
@@ -465,20 +466,8 @@ TEST_P(Heartbeat, UdpPingerReconnectsAfterServerRestart) {
   std::printf("[pinger udp/%s] %s\n", GetParam().c_str(), report.json().c_str());
 }
 
-std::vector<std::string> all_backends() {
-  std::vector<std::string> names;
-  for (const io::BackendInfo& b : io::backends()) names.push_back(b.name);
-  return names;
-}
-
-INSTANTIATE_TEST_SUITE_P(AllBackends, Heartbeat, ::testing::ValuesIn(all_backends()),
-                         [](const ::testing::TestParamInfo<std::string>& p) {
-                           std::string n = p.param;
-                           for (char& c : n) {
-                             if (c == '-') c = '_';
-                           }
-                           return n;
-                         });
+INSTANTIATE_TEST_SUITE_P(AllBackends, Heartbeat, ::testing::ValuesIn(sluice::testing::all_backends()),
+                         sluice::testing::BackendName());
 
 }  // namespace
 }  // namespace sluice

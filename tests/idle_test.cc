@@ -14,6 +14,7 @@
 
 #include <gtest/gtest.h>
 
+#include "tests/backend_params.h"
 #include "core/net.h"
 #include "core/server.h"
 #include "io/registry.h"
@@ -172,20 +173,8 @@ TEST_P(Idle, NoIdleEventAfterClose) {
   EXPECT_TRUE(h.events.empty()) << h.events.size() << " idle events after close";
 }
 
-std::vector<std::string> all_backends() {
-  std::vector<std::string> names;
-  for (const io::BackendInfo& b : io::backends()) names.push_back(b.name);
-  return names;
-}
-
-INSTANTIATE_TEST_SUITE_P(AllBackends, Idle, ::testing::ValuesIn(all_backends()),
-                         [](const ::testing::TestParamInfo<std::string>& p) {
-                           std::string n = p.param;
-                           for (char& c : n) {
-                             if (c == '-') c = '_';
-                           }
-                           return n;
-                         });
+INSTANTIATE_TEST_SUITE_P(AllBackends, Idle, ::testing::ValuesIn(sluice::testing::all_backends()),
+                         sluice::testing::BackendName());
 
 }  // namespace
 }  // namespace sluice

@@ -16,6 +16,7 @@
 
 #include <gtest/gtest.h>
 
+#include "tests/backend_params.h"
 #include "core/event_loop.h"
 #include "core/net.h"
 #include "core/udp_endpoint.h"
@@ -239,20 +240,8 @@ TEST(UdpServerErrors, PortInUseFailsCleanly) {
   ::close(fd);
 }
 
-std::vector<std::string> all_backends() {
-  std::vector<std::string> names;
-  for (const io::BackendInfo& b : io::backends()) names.push_back(b.name);
-  return names;
-}
-
-INSTANTIATE_TEST_SUITE_P(AllBackends, Udp, ::testing::ValuesIn(all_backends()),
-                         [](const ::testing::TestParamInfo<std::string>& p) {
-                           std::string n = p.param;
-                           for (char& c : n) {
-                             if (c == '-') c = '_';
-                           }
-                           return n;
-                         });
+INSTANTIATE_TEST_SUITE_P(AllBackends, Udp, ::testing::ValuesIn(sluice::testing::all_backends()),
+                         sluice::testing::BackendName());
 
 }  // namespace
 }  // namespace sluice
