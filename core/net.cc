@@ -2,6 +2,7 @@
 
 #include <arpa/inet.h>
 #include <netinet/tcp.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -125,6 +126,16 @@ std::string peer_name(int fd) {
   socklen_t len = sizeof addr;
   if (::getpeername(fd, reinterpret_cast<sockaddr*>(&addr), &len) < 0) return "?";
   return address_name(reinterpret_cast<const sockaddr*>(&addr), len);
+}
+
+size_t raise_fd_limit() {
+  rlimit rl{};
+  if (::getrlimit(RLIMIT_NOFILE, &rl) != 0) return 0;
+  if (rl.rlim_cur < rl.rlim_max) {
+    rl.rlim_cur = rl.rlim_max;
+    ::setrlimit(RLIMIT_NOFILE, &rl);
+  }
+  return static_cast<size_t>(rl.rlim_cur);
 }
 
 int connect_tcp(const std::string& host, uint16_t port) {

@@ -6,6 +6,7 @@
 #include <sys/socket.h>
 
 #include <chrono>
+#include <cstddef>
 #include <cstdint>
 #include <string>
 
@@ -52,6 +53,10 @@ uint16_t local_port(int fd);
 
 // "host:port" of the peer ("[::1]:port" for IPv6), or "?" on error.
 std::string peer_name(int fd);
+
+// Raises the soft descriptor limit to the hard limit, so a process can
+// hold as many sockets as the machine allows. Returns the new soft limit.
+size_t raise_fd_limit();
 
 // Blocking connect with close-on-exec and TCP_NODELAY; returns fd or
 // -errno. For tests and simple clients (event-loop code uses Client).

@@ -4,7 +4,6 @@
 
 #include <cstdio>
 
-#include <sys/resource.h>
 
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
@@ -17,14 +16,6 @@ void init_logging(const std::string& level) {
   auto logger = spdlog::stderr_color_mt("sluice");
   spdlog::set_default_logger(logger);
   spdlog::set_level(spdlog::level::from_str(level));
-}
-
-void raise_fd_limit() {
-  rlimit rl{};
-  if (::getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
-    rl.rlim_cur = rl.rlim_max;
-    ::setrlimit(RLIMIT_NOFILE, &rl);
-  }
 }
 
 int print_backends() {

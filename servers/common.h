@@ -9,10 +9,6 @@ namespace sluice::servers {
 // at the given level name (trace|debug|info|warn|error).
 void init_logging(const std::string& level);
 
-// Raises the soft descriptor limit to the hard limit, so a server can hold
-// as many connections as the machine allows.
-void raise_fd_limit();
-
 // Prints every back end with available/unavailable and the reason; returns
 // the process exit code (0).
 int print_backends();

@@ -111,7 +111,7 @@ int main(int argc, char** argv) {
   if (max_conns != 0) opts.io_options.max_conns = max_conns;
   opts.idle.reader = std::chrono::milliseconds(idle_timeout_ms);
   opts.idle.writer = std::chrono::milliseconds(idle_timeout_ms);
-  sluice::servers::raise_fd_limit();
+  sluice::raise_fd_limit();
   if (list_io) return sluice::servers::print_backends();
 
   std::unique_ptr<sluice::codec::Codec> codec;

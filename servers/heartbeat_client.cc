@@ -23,6 +23,7 @@
 #include <CLI/CLI.hpp>
 #include <spdlog/spdlog.h>
 
+#include "core/net.h"
 #include "servers/common.h"
 #include "servers/heartbeat_pinger.h"
 
@@ -81,7 +82,7 @@ int main(int argc, char** argv) {
   CLI11_PARSE(app, argc, argv);
 
   sluice::servers::init_logging(log_level);
-  sluice::servers::raise_fd_limit();
+  sluice::raise_fd_limit();
   if (list_io) return sluice::servers::print_backends();
   if (!sluice::servers::resolve_io(o.io)) return 2;
   ::signal(SIGPIPE, SIG_IGN);

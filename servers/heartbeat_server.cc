@@ -58,7 +58,7 @@ int main(int argc, char** argv) {
   CLI11_PARSE(app, argc, argv);
 
   sluice::servers::init_logging(log_level);
-  sluice::servers::raise_fd_limit();
+  sluice::raise_fd_limit();
   if (list_io) return sluice::servers::print_backends();
   if (!sluice::servers::resolve_io(io)) return 2;
 

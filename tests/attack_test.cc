@@ -197,7 +197,7 @@ class GoodClient {
 class Attack : public ::testing::TestWithParam<std::string> {
  protected:
   void SetUp() override {
-    testing::raise_fd_limit();
+    sluice::raise_fd_limit();
     io::BackendInfo info = io::probe(GetParam());
     if (!info.available) GTEST_SKIP() << GetParam() << " unavailable here: " << info.reason;
     fds_before_ = count_fds();

@@ -55,7 +55,7 @@ class CountingEcho final : public Handler {
 class Conformance : public ::testing::TestWithParam<std::string> {
  protected:
   void SetUp() override {
-    testing::raise_fd_limit();
+    sluice::raise_fd_limit();
     io::BackendInfo info = io::probe(GetParam());
     if (!info.available) GTEST_SKIP() << GetParam() << " unavailable here: " << info.reason;
   }

@@ -195,7 +195,7 @@ void report_lateness(const std::string& what, Clock::duration late) {
 class Heartbeat : public ::testing::TestWithParam<std::string> {
  protected:
   void SetUp() override {
-    testing::raise_fd_limit();
+    sluice::raise_fd_limit();
     io::BackendInfo info = io::probe(GetParam());
     if (!info.available) GTEST_SKIP() << GetParam() << " unavailable here: " << info.reason;
     hopts_.interval = kInterval;

@@ -20,9 +20,6 @@ inline constexpr bool kSanitized = true;
 inline constexpr bool kSanitized = false;
 #endif
 
-// Raises the soft descriptor limit to the hard limit (tests open
-// thousands of sockets; the hard limit here is 20,000).
-void raise_fd_limit();
 size_t count_fds();   // entries in /proc/self/fd
 size_t rss_bytes();   // resident set size from /proc/self/statm
 size_t thread_count();  // entries in /proc/self/task
