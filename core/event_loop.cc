@@ -77,22 +77,27 @@ void EventLoop::run_in_loop(Task task) {
 
 void EventLoop::run_posted() {
   if (!has_posted_.load(std::memory_order_acquire)) return;
-  std::vector<Task> tasks;
   {
     std::lock_guard<std::mutex> lock(mu_);
-    tasks.swap(posted_);
+    running_.swap(posted_);
     has_posted_.store(false, std::memory_order_relaxed);
   }
-  for (Task& t : tasks) t();
+  run_batch();
+}
+
+void EventLoop::run_batch() {
+  // running_ keeps its capacity between iterations, and so does the queue
+  // it was swapped with: no allocation per iteration once warmed up.
+  for (Task& t : running_) t();
+  running_.clear();
 }
 
 void EventLoop::run_deferred() {
   // Deferred tasks may defer more (a flush that completes a close); each
   // round takes the current batch.
   while (!deferred_.empty()) {
-    std::vector<Task> batch;
-    batch.swap(deferred_);
-    for (Task& t : batch) t();
+    running_.swap(deferred_);
+    run_batch();
   }
 }
 

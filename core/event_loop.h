@@ -88,6 +88,7 @@ class EventLoop {
  private:
   void run_posted();
   void run_deferred();
+  void run_batch();
   std::chrono::milliseconds next_timeout();
 
   std::unique_ptr<io::Backend> backend_;
@@ -100,6 +101,7 @@ class EventLoop {
   std::atomic<bool> has_posted_{false};
 
   std::vector<Task> deferred_;
+  std::vector<Task> running_;  // the batch being run (posted or deferred)
   std::vector<std::unique_ptr<io::Channel>> graveyard_;
   uint64_t iterations_ = 0;
 };
