@@ -7,6 +7,8 @@
 // client sockets on 127.0.0.1.
 #include "io/blocking.h"
 
+#include "tests/backend_harness.h"
+
 #include <arpa/inet.h>
 #include <dirent.h>
 #include <fcntl.h>
@@ -36,6 +38,14 @@
 
 namespace sluice::io {
 namespace {
+
+using sluice::testing::kernel_rx_queue;
+using sluice::testing::local_addr;
+using sluice::testing::Received;
+using sluice::testing::recv_dgram;
+using sluice::testing::send_to;
+using sluice::testing::seq_of;
+using sluice::testing::udp_local;
 
 using namespace std::chrono_literals;
 using Clock = std::chrono::steady_clock;
@@ -917,102 +927,12 @@ TEST(BlockingBackend, DestroyWithHelperThreadsRunning) {
 
 // ------------------------------------------------------------ datagrams
 
-// A UDP socket bound to 127.0.0.1 on an ephemeral port (blocking), or -1.
-int udp_local(uint16_t* port, int bufsize = 0) {
-  int fd = ::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-  if (fd < 0) return -1;
-  if (bufsize > 0) {
-    setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &bufsize, sizeof bufsize);
-    setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &bufsize, sizeof bufsize);
-  }
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
-    ::close(fd);
-    return -1;
-  }
-  socklen_t len = sizeof a;
-  getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
-  if (port != nullptr) *port = ntohs(a.sin_port);
-  return fd;
-}
-
-sockaddr_in local_addr(uint16_t port) {
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  a.sin_port = htons(port);
-  return a;
-}
-
-bool send_to(int fd, uint16_t port, std::string_view data) {
-  const sockaddr_in a = local_addr(port);
-  for (;;) {
-    ssize_t n = ::sendto(fd, data.data(), data.size(), MSG_NOSIGNAL,
-                         reinterpret_cast<const sockaddr*>(&a), sizeof a);
-    if (n < 0 && errno == EINTR) continue;
-    return n == static_cast<ssize_t>(data.size());
-  }
-}
-
-// One datagram (up to 64 KiB) or, on timeout/error, nullopt-like false.
-bool recv_dgram(int fd, std::string* out, uint16_t* from_port = nullptr) {
-  out->resize(kMaxDatagram);
-  sockaddr_in from{};
-  socklen_t len = sizeof from;
-  for (;;) {
-    ssize_t n = ::recvfrom(fd, out->data(), out->size(), 0,
-                           reinterpret_cast<sockaddr*>(&from), &len);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) return false;
-    out->resize(static_cast<size_t>(n));
-    if (from_port != nullptr) *from_port = ntohs(from.sin_port);
-    return from.sin_family == AF_INET &&
-           from.sin_addr.s_addr == htonl(INADDR_LOOPBACK);
-  }
-}
-
-// /proc/net/udp: bytes queued in the kernel for the socket bound to
-// 127.0.0.1:port (rx_queue), or -1 if not found.
-long kernel_rx_queue(uint16_t port) {
-  FILE* f = std::fopen("/proc/net/udp", "r");
-  if (f == nullptr) return -1;
-  char line[512];
-  long result = -1;
-  char want[32];
-  std::snprintf(want, sizeof want, "0100007F:%04X", port);
-  while (std::fgets(line, sizeof line, f) != nullptr) {
-    char local[64], remote[64];
-    unsigned st;
-    unsigned long tx, rx;
-    if (std::sscanf(line, " %*d: %63s %63s %x %lx:%lx", local, remote, &st,
-                    &tx, &rx) == 5 &&
-        std::strcmp(local, want) == 0) {
-      result = static_cast<long>(rx);
-    }
-  }
-  std::fclose(f);
-  return result;
-}
-
 // Sequence number in the first 4 bytes, the pattern after.
 std::string numbered(uint32_t seq, size_t size) {
   std::string s = pattern(std::max<size_t>(size, 4), 0xD6 + seq);
   std::memcpy(s.data(), &seq, 4);
   return s;
 }
-uint32_t seq_of(std::string_view d) {
-  uint32_t seq = UINT32_MAX;
-  if (d.size() >= 4) std::memcpy(&seq, d.data(), 4);
-  return seq;
-}
-
-struct Received {
-  uint16_t port;  // source port
-  std::string data;
-};
-
 // A datagram Channel: records (and optionally echoes) what arrives; checks
 // the callback rules.
 class UdpChannel final : public Channel {

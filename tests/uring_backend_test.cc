@@ -26,9 +26,18 @@
 #include <gtest/gtest.h>
 
 #include "io/uring.h"
+#include "tests/backend_harness.h"
 
 namespace sluice::io {
 namespace {
+
+using sluice::testing::kernel_rx_queue;
+using sluice::testing::local_addr;
+using sluice::testing::Received;
+using sluice::testing::recv_dgram;
+using sluice::testing::send_to;
+using sluice::testing::seq_of;
+using sluice::testing::udp_local;
 
 using namespace std::chrono_literals;
 using Clock = std::chrono::steady_clock;
@@ -948,111 +957,18 @@ TEST_F(UringBackendTest, DestroyWithDetachedChannelsStillDraining) {
 
 // ---------------------------------------------------------------- UDP --
 
-// UDP socket bound to 127.0.0.1:0 (its port in *port), or -errno.
-// bufsize > 0 sets SO_RCVBUF and SO_SNDBUF.
-int udp_local(uint16_t* port, int bufsize = 0) {
-  int fd = ::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-  if (fd < 0) return -errno;
-  if (bufsize > 0) {
-    ::setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &bufsize, sizeof bufsize);
-    ::setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &bufsize, sizeof bufsize);
-  }
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) < 0) {
-    int err = errno;
-    ::close(fd);
-    return -err;
-  }
-  socklen_t len = sizeof a;
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
-  if (port) *port = ntohs(a.sin_port);
-  return fd;
-}
-
-sockaddr_in local_addr(uint16_t port) {
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  a.sin_port = htons(port);
-  return a;
-}
-
-bool send_to(int fd, uint16_t port, std::string_view data) {
-  sockaddr_in a = local_addr(port);
-  for (;;) {
-    ssize_t n = ::sendto(fd, data.data(), data.size(), 0,
-                         reinterpret_cast<sockaddr*>(&a), sizeof a);
-    if (n < 0 && errno == EINTR) continue;
-    return n == static_cast<ssize_t>(data.size());
-  }
-}
-
-// One datagram (blocking, bounded by the socket's SO_RCVTIMEO); false on
-// timeout / error or a source that is not 127.0.0.1.
-bool recv_dgram(int fd, std::string* out, uint16_t* from_port = nullptr) {
-  out->resize(kMaxDatagram);
-  for (;;) {
-    sockaddr_in from{};
-    socklen_t len = sizeof from;
-    ssize_t n = ::recvfrom(fd, out->data(), out->size(), 0,
-                           reinterpret_cast<sockaddr*>(&from), &len);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) return false;
-    out->resize(static_cast<size_t>(n));
-    if (from_port) *from_port = ntohs(from.sin_port);
-    return from.sin_family == AF_INET &&
-           from.sin_addr.s_addr == htonl(INADDR_LOOPBACK);
-  }
-}
-
 // Sequence number in the first 4 bytes, seeded bytes after.
 std::string numbered(uint32_t seq, size_t size) {
   std::string s = random_bytes(std::max<size_t>(size, 4), 0xD6 + seq);
   std::memcpy(s.data(), &seq, 4);
   return s;
 }
-uint32_t seq_of(std::string_view d) {
-  uint32_t seq = UINT32_MAX;
-  if (d.size() >= 4) std::memcpy(&seq, d.data(), 4);
-  return seq;
-}
-
-// /proc/net/udp: bytes queued in the kernel for the socket bound to
-// 127.0.0.1:port, or -1 if not found.
-long kernel_rx_queue(uint16_t port) {
-  FILE* f = std::fopen("/proc/net/udp", "r");
-  if (!f) return -1;
-  char line[512];
-  char want[32];
-  std::snprintf(want, sizeof want, "0100007F:%04X", port);
-  long result = -1;
-  while (std::fgets(line, sizeof line, f)) {
-    char local[64], remote[64];
-    unsigned st;
-    unsigned long tx, rx;
-    if (std::sscanf(line, " %*d: %63s %63s %x %lx:%lx", local, remote, &st,
-                    &tx, &rx) == 5 &&
-        std::strcmp(local, want) == 0) {
-      result = static_cast<long>(rx);
-    }
-  }
-  std::fclose(f);
-  return result;
-}
-
 // "No address" for DatagramQueue::push (send to the connected peer): a
 // valid pointer with length 0 (memcpy from nullptr is UB even for 0 bytes).
 const sockaddr* no_addr() {
   static const sockaddr_storage none{};
   return reinterpret_cast<const sockaddr*>(&none);
 }
-
-struct Received {
-  uint16_t port;  // source port
-  std::string data;
-};
 
 // A datagram channel: records (and by default echoes) what arrives and
 // checks the callback rules.
