@@ -70,7 +70,14 @@ class DelimiterDecoder final : public Decoder {
   uint64_t positions_examined() const { return examined_; }
 
  private:
+  DecodeResult decode_single(std::string_view in, size_t start, size_t limit);
+
   std::shared_ptr<const DelimiterSpec> spec_;
+  // Copied from the spec so the common single-byte case needs no pointer
+  // chase per frame. single_: that byte, or -1 for the general scan.
+  int single_;
+  bool strip_;
+  size_t max_frame_;
   size_t scanned_ = 0;
   uint64_t examined_ = 0;
 };
