@@ -1,5 +1,6 @@
 #include "core/buffer.h"
 
+#include <sys/socket.h>
 #include <sys/uio.h>
 
 #include <algorithm>
@@ -92,15 +93,23 @@ void Buffer::prepend(const void* data, size_t n) {
 ssize_t Buffer::read_fd(int fd) {
   char spill[kSpillSize];
   const size_t space = writable();
+  if (space >= kDirectReadMin) {
+    ssize_t n = ::recv(fd, begin_write(), space, 0);
+    if (n <= 0) return n < 0 ? -errno : 0;
+    writer_ += static_cast<size_t>(n);
+    if (static_cast<size_t>(n) < space) return n;  // took all there was
+    // Filled up: more may be waiting. Never block for it; an error or EOF
+    // here is left for the next call to report.
+    ssize_t more = ::recv(fd, spill, sizeof spill, MSG_DONTWAIT);
+    if (more > 0) append(spill, static_cast<size_t>(more));
+    return n + std::max<ssize_t>(more, 0);
+  }
   struct iovec vec[2];
   vec[0].iov_base = begin_write();
   vec[0].iov_len = space;
   vec[1].iov_base = spill;
   vec[1].iov_len = sizeof spill;
-  // Skip the spill area when the buffer alone can already take a spill's
-  // worth: one iovec is slightly cheaper for the kernel.
-  const int iovcnt = space < sizeof spill ? 2 : 1;
-  ssize_t n = ::readv(fd, vec, iovcnt);
+  ssize_t n = ::readv(fd, vec, 2);
   if (n < 0) return -errno;
   if (static_cast<size_t>(n) <= space) {
     writer_ += static_cast<size_t>(n);

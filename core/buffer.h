@@ -32,9 +32,13 @@ class Buffer {
  public:
   static constexpr size_t kCheapPrepend = 16;
   static constexpr size_t kInitialSize = 2048;
-  // Stack spill area used by read_fd: one readv can take this much beyond
+  // Stack spill area used by read_fd: one read can take this much beyond
   // the buffer's free space, so a large read costs at most one grow.
   static constexpr size_t kSpillSize = 64 * 1024;
+  // With at least this much free space read_fd does a plain recv() into the
+  // buffer (the spill is read only if that filled it): cheaper for the
+  // kernel than readv, which copies in and checks an iovec array per call.
+  static constexpr size_t kDirectReadMin = 1024;
 
   explicit Buffer(size_t initial_size = kInitialSize);
   Buffer(Buffer&& other) noexcept;
@@ -69,8 +73,12 @@ class Buffer {
   // Puts n bytes in front of the readable bytes (n <= prependable()).
   void prepend(const void* data, size_t n);
 
-  // Reads from fd with one readv into the free space plus a stack spill
-  // area. Returns bytes read, 0 on EOF, or -errno (errno copied at once).
+  // Reads what a stream socket has, up to the free space plus a stack spill
+  // area: one recv() when the free space is at least kDirectReadMin (and a
+  // second, MSG_DONTWAIT, into the spill only when the first filled it),
+  // otherwise one readv() over both. Works on blocking sockets too: only
+  // the first call can block. Returns bytes read, 0 on EOF, or -errno
+  // (errno copied at once).
   ssize_t read_fd(int fd);
 
   // Releases memory beyond max(readable + reserve, kInitialSize); used after
