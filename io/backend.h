@@ -134,7 +134,9 @@ class Backend {
   // The channel's want_read() or pending output changed: start or stop
   // reading, and send what output() holds. Called by the core after a
   // handler queued output and when backpressure toggles; cheap if nothing
-  // changed. May call on_sent/on_error synchronously.
+  // changed. May call on_sent/on_error synchronously. The core may call it
+  // from inside on_input (to answer at once), so it must be re-entrant with
+  // respect to the back end's own dispatch.
   virtual void update(Channel& ch) = 0;
 
   // Stops all IO on the channel (cancelling in-flight operations). Calls
