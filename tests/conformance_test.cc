@@ -254,7 +254,15 @@ TEST_P(Conformance, SlowReaderIsBoundedAndOthersAreServed) {
       else if (errno != EAGAIN && errno != EINTR) break;
     }
   });
-  std::this_thread::sleep_for(1500ms);
+  // Backpressure engages once the server holds high_water unsent bytes for
+  // the slow peer, i.e. after the kernel's buffers toward it are full (the
+  // server's send buffer autotunes up to several MiB). On a loaded machine
+  // the pusher can take a while to get there, so wait for it (bounded).
+  const auto engage_by = std::chrono::steady_clock::now() + 20s;
+  while (handler_.high_water_events.load() == 0 &&
+         std::chrono::steady_clock::now() < engage_by) {
+    std::this_thread::sleep_for(20ms);
+  }
   // Meanwhile another client is served normally.
   int other = client();
   std::string data = random_bytes(1 << 20, 11);
@@ -263,7 +271,9 @@ TEST_P(Conformance, SlowReaderIsBoundedAndOthersAreServed) {
   const size_t took = handler_.received.load();
   stop = true;
   pusher.join();
-  EXPECT_GE(handler_.high_water_events.load(), 1) << "backpressure never engaged";
+  EXPECT_GE(handler_.high_water_events.load(), 1)
+      << "backpressure never engaged; server took " << took << " bytes, client pushed "
+      << pushed.load();
   // The server read at most high water + a few reads + the kernel's
   // buffers before it stopped reading: far below 64 MiB.
   EXPECT_LT(took, size_t{24} << 20) << "server kept reading from a peer that never reads";
