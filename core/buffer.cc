@@ -8,6 +8,8 @@
 #include <cerrno>
 #include <utility>
 
+#include "core/sys.h"
+
 namespace sluice {
 
 Buffer::Buffer(size_t initial_size)
@@ -94,13 +96,13 @@ ssize_t Buffer::read_fd(int fd) {
   char spill[kSpillSize];
   const size_t space = writable();
   if (space >= kDirectReadMin) {
-    ssize_t n = ::recv(fd, begin_write(), space, 0);
+    ssize_t n = sys::recv(fd, begin_write(), space, 0);
     if (n <= 0) return n < 0 ? -errno : 0;
     writer_ += static_cast<size_t>(n);
     if (static_cast<size_t>(n) < space) return n;  // took all there was
     // Filled up: more may be waiting. Never block for it; an error or EOF
     // here is left for the next call to report.
-    ssize_t more = ::recv(fd, spill, sizeof spill, MSG_DONTWAIT);
+    ssize_t more = sys::recv(fd, spill, sizeof spill, MSG_DONTWAIT);
     if (more > 0) append(spill, static_cast<size_t>(more));
     return n + std::max<ssize_t>(more, 0);
   }
@@ -109,7 +111,7 @@ ssize_t Buffer::read_fd(int fd) {
   vec[0].iov_len = space;
   vec[1].iov_base = spill;
   vec[1].iov_len = sizeof spill;
-  ssize_t n = ::readv(fd, vec, 2);
+  ssize_t n = sys::readv(fd, vec, 2);
   if (n < 0) return -errno;
   if (static_cast<size_t>(n) <= space) {
     writer_ += static_cast<size_t>(n);

@@ -8,6 +8,7 @@
 #include <stdexcept>
 #include <string>
 
+#include "core/sys.h"
 #include "io/reactor.h"
 
 namespace sluice::io {
@@ -52,8 +53,8 @@ class EpollPoller final : public Poller {
 
   int wait(std::chrono::milliseconds timeout, int /*progress*/,
            std::vector<Event>& out) override {
-    int n = ::epoll_wait(epfd_, events_.data(), static_cast<int>(events_.size()),
-                         static_cast<int>(timeout.count()));
+    int n = sys::epoll_wait(epfd_, events_.data(), static_cast<int>(events_.size()),
+                            static_cast<int>(timeout.count()));
     if (n < 0) return errno == EINTR ? 0 : -errno;
     for (int i = 0; i < n; ++i) {
       const uint32_t e = events_[i].events;

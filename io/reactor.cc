@@ -12,6 +12,8 @@
 
 #include <spdlog/spdlog.h>
 
+#include "core/sys.h"
+
 namespace sluice::io {
 
 struct ReactorBackend::State final : ChannelState {
@@ -294,7 +296,7 @@ void ReactorBackend::handle_write(Channel& ch, State& st) {
   Buffer& out = ch.output();
   while (st.attached && !out.empty()) {
     const size_t len = out.readable();
-    ssize_t n = ::send(ch.fd(), out.peek(), len, MSG_NOSIGNAL);
+    ssize_t n = sys::send(ch.fd(), out.peek(), len, MSG_NOSIGNAL);
     if (n > 0) {
       ++progress_;
       out.retrieve(static_cast<size_t>(n));
