@@ -21,6 +21,7 @@
 #include <sys/types.h>
 
 #include <cstddef>
+#include <cstdint>
 #include <cstring>
 #include <memory>
 #include <string>
@@ -51,6 +52,12 @@ class Buffer {
   size_t prependable() const { return reader_; }
   size_t capacity() const { return cap_; }
   bool empty() const { return reader_ == writer_; }
+  // Whether p points into this buffer's storage.
+  bool holds(const char* p) const {
+    const auto at = reinterpret_cast<uintptr_t>(p);
+    const auto base = reinterpret_cast<uintptr_t>(data_.get());
+    return data_ && at >= base && at < base + cap_;
+  }
 
   const char* peek() const { return data_.get() + reader_; }
   std::string_view view() const { return {peek(), readable()}; }
@@ -60,6 +67,7 @@ class Buffer {
   void retrieve_all();
   std::string retrieve_as_string(size_t n);
 
+  // `data` must not point into this buffer (see holds()).
   void append(const void* data, size_t n);
   void append(std::string_view s) { append(s.data(), s.size()); }
 

@@ -39,7 +39,7 @@ class CountingEcho final : public Handler {
  public:
   void on_message(Connection& conn, std::string_view data) override {
     received += data.size();
-    conn.send(data);
+    for (int i = 0; i < copies; ++i) conn.send(data);
   }
   void on_high_water(Connection&, size_t) override { ++high_water_events; }
   void on_close(Connection&, CloseReason reason, int) override {
@@ -50,6 +50,7 @@ class CountingEcho final : public Handler {
   std::atomic<int> high_water_events{0};
   std::atomic<int> frame_errors{0};
   std::atomic<int> closed{0};
+  int copies = 1;  // times each message is echoed; set before start()
 };
 
 class Conformance : public ::testing::TestWithParam<std::string> {
@@ -105,6 +106,25 @@ TEST_P(Conformance, RawEchoIntegrity1ByteTo16MiB) {
     EXPECT_TRUE(echo_through(fd, data, size) == data) << "size " << size;
     ::close(fd);
   }
+}
+
+// Without a codec, echoing the whole input hands the input buffer to the
+// output (no copy); sending the same view a second time must then still
+// work, although it now points into the output buffer itself.
+TEST_P(Conformance, RawEchoOfTheSameViewTwice) {
+  handler_.copies = 2;
+  start();
+  int fd = client();
+  for (size_t size : {size_t{1}, size_t{64}, size_t{1000}}) {
+    for (int round = 0; round < 20; ++round) {
+      const std::string data = random_bytes(size, size * 100 + round);
+      ASSERT_EQ(::send(fd, data.data(), data.size(), MSG_NOSIGNAL),
+                static_cast<ssize_t>(data.size()));
+      EXPECT_EQ(read_n(fd, 2 * size), data + data) << "size " << size;
+    }
+  }
+  ::close(fd);
+  EXPECT_TRUE(drained());
 }
 
 // Builds a stream of frames for the codec, echoes it through the server
