@@ -8,6 +8,8 @@
 #include <cstdio>
 #include <cstring>
 
+#include <gtest/gtest.h>
+
 #include "io/datagram.h"
 
 namespace sluice::testing {
@@ -93,6 +95,53 @@ uint32_t seq_of(std::string_view d) {
   uint32_t seq = UINT32_MAX;
   if (d.size() >= 4) std::memcpy(&seq, d.data(), 4);
   return seq;
+}
+
+void set_timeouts(int fd, std::chrono::milliseconds t) {
+  timeval tv{};
+  tv.tv_sec = static_cast<time_t>(t.count() / 1000);
+  tv.tv_usec = static_cast<suseconds_t>((t.count() % 1000) * 1000);
+  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  ::setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+}
+
+int udp_round_robin_echo(uint16_t server_port, const std::vector<size_t>& sizes,
+                         std::vector<uint16_t>* client_ports,
+                         const std::function<std::string(size_t, uint64_t)>& payload) {
+  const size_t clients = client_ports->size();
+  int bad = 0;
+  std::vector<int> fds;
+  for (size_t i = 0; i < clients; ++i) {
+    fds.push_back(udp_local(&(*client_ports)[i], 1 << 20));
+    set_timeouts(fds.back(), std::chrono::seconds(20));
+  }
+  for (size_t k = 0; k < sizes.size(); ++k) {
+    for (size_t i = 0; i < clients; ++i) {
+      const std::string want = payload(sizes[k], 100 * i + k);
+      std::string got;
+      uint16_t from = 0;
+      if (fds[i] < 0 || !send_to(fds[i], server_port, want) ||
+          !recv_dgram(fds[i], &got, &from)) {
+        ++bad;
+        ADD_FAILURE() << "client " << i << " size " << sizes[k] << ": no echo";
+        continue;
+      }
+      if (got != want) {
+        ++bad;
+        ADD_FAILURE() << "client " << i << " size " << sizes[k] << ": got " << got.size()
+                      << " bytes, content "
+                      << (got.size() == want.size() ? "differs" : "short");
+      }
+      if (from != server_port) {
+        ++bad;
+        ADD_FAILURE() << "echo came from port " << from;
+      }
+    }
+  }
+  for (int fd : fds) {
+    if (fd >= 0) ::close(fd);
+  }
+  return bad;
 }
 
 }  // namespace sluice::testing

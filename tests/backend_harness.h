@@ -5,9 +5,12 @@
 
 #include <netinet/in.h>
 
+#include <chrono>
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace sluice::testing {
 
@@ -31,6 +34,19 @@ long kernel_rx_queue(uint16_t port);
 
 // The sequence number in the first 4 bytes of a datagram, or UINT32_MAX.
 uint32_t seq_of(std::string_view d);
+
+// SO_RCVTIMEO and SO_SNDTIMEO.
+void set_timeouts(int fd, std::chrono::milliseconds t);
+
+// The client side of a UDP echo check, for a thread of its own. One socket
+// per entry of *client_ports (bound here, its port written there) sends
+// payload(size, 100 * client + k) for each sizes[k] in turn, round-robin,
+// and waits (up to 20 s) for the echo, which must be identical and come
+// from server_port. Each failure is reported with ADD_FAILURE; returns how
+// many there were.
+int udp_round_robin_echo(uint16_t server_port, const std::vector<size_t>& sizes,
+                         std::vector<uint16_t>* client_ports,
+                         const std::function<std::string(size_t, uint64_t)>& payload);
 
 // A datagram as a test channel saw it.
 struct Received {

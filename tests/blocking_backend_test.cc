@@ -45,7 +45,9 @@ using sluice::testing::Received;
 using sluice::testing::recv_dgram;
 using sluice::testing::send_to;
 using sluice::testing::seq_of;
+using sluice::testing::set_timeouts;
 using sluice::testing::udp_local;
+using sluice::testing::udp_round_robin_echo;
 
 using namespace std::chrono_literals;
 using Clock = std::chrono::steady_clock;
@@ -83,14 +85,6 @@ size_t count_dir(const char* path) {
 }
 size_t thread_count() { return count_dir("/proc/self/task"); }
 size_t fd_count() { return count_dir("/proc/self/fd"); }
-
-void set_timeouts(int fd, std::chrono::milliseconds t) {
-  timeval tv{};
-  tv.tv_sec = static_cast<time_t>(t.count() / 1000);
-  tv.tv_usec = static_cast<suseconds_t>((t.count() % 1000) * 1000);
-  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-  setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
-}
 
 int listen_local(uint16_t* port, int rcvbuf = 0) {
   int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -1068,37 +1062,7 @@ TEST(BlockingBackendUdp, EchoSizesFromSeveralClients) {
   std::atomic<bool> done{false};
   std::atomic<int> bad{0};
   std::thread clients([&] {
-    std::vector<int> fds;
-    for (int i = 0; i < kClients; ++i) {
-      fds.push_back(udp_local(&client_ports[i], 1 << 20));
-      set_timeouts(fds.back(), 20s);
-    }
-    // Round-robin over the clients, each waiting for its echo.
-    for (size_t k = 0; k < sizes.size(); ++k) {
-      for (int i = 0; i < kClients; ++i) {
-        const std::string want = pattern(sizes[k], 100 * i + k);
-        std::string got;
-        uint16_t from = 0;
-        if (fds[i] < 0 || !send_to(fds[i], s.port, want) ||
-            !recv_dgram(fds[i], &got, &from)) {
-          ++bad;
-          ADD_FAILURE() << "client " << i << " size " << sizes[k]
-                        << ": no echo";
-          continue;
-        }
-        if (got != want) {
-          ++bad;
-          ADD_FAILURE() << "client " << i << " size " << sizes[k]
-                        << ": got " << got.size() << " bytes, content "
-                        << (got.size() == want.size() ? "differs" : "short");
-        }
-        if (from != s.port) {
-          ++bad;
-          ADD_FAILURE() << "echo came from port " << from;
-        }
-      }
-    }
-    for (int fd : fds) ::close(fd);
+    bad = udp_round_robin_echo(s.port, sizes, &client_ports, pattern);
     done = true;
   });
   EXPECT_TRUE(s.run_until([&] { return done.load(); }, 120s));

@@ -18,7 +18,6 @@
 #include <functional>
 #include <iostream>
 #include <memory>
-#include <random>
 #include <string>
 #include <thread>
 #include <vector>
@@ -27,6 +26,7 @@
 
 #include "io/uring.h"
 #include "tests/backend_harness.h"
+#include "tests/test_util.h"
 
 namespace sluice::io {
 namespace {
@@ -36,25 +36,16 @@ using sluice::testing::local_addr;
 using sluice::testing::Received;
 using sluice::testing::recv_dgram;
 using sluice::testing::send_to;
+using sluice::testing::random_bytes;
 using sluice::testing::seq_of;
+using sluice::testing::set_timeouts;
 using sluice::testing::udp_local;
+using sluice::testing::udp_round_robin_echo;
 
 using namespace std::chrono_literals;
 using Clock = std::chrono::steady_clock;
 
 // ------------------------------------------------------------ helpers --
-
-std::string random_bytes(size_t n, uint64_t seed) {
-  std::mt19937_64 rng(seed);
-  std::string s(n, '\0');
-  size_t i = 0;
-  for (; i + 8 <= n; i += 8) {
-    uint64_t v = rng();
-    std::memcpy(&s[i], &v, 8);
-  }
-  for (; i < n; ++i) s[i] = static_cast<char>(rng());
-  return s;
-}
 
 int make_listener(uint16_t* port) {
   int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -75,12 +66,6 @@ int make_listener(uint16_t* port) {
   ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
   *port = ntohs(a.sin_port);
   return fd;
-}
-
-void set_timeouts(int fd, int ms) {
-  timeval tv{ms / 1000, (ms % 1000) * 1000};
-  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-  ::setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
 }
 
 int connect_fd(int fd, uint16_t port) {
@@ -112,7 +97,7 @@ int connect_local(uint16_t port, int rcvbuf = 0) {
   if (rcvbuf > 0) {
     ::setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf);
   }
-  set_timeouts(fd, 30000);
+  set_timeouts(fd, 30000ms);
   int rc = connect_fd(fd, port);
   if (rc < 0) {
     ::close(fd);
@@ -1126,37 +1111,7 @@ TEST_F(UringBackendTest, UdpEchoSizesFromSeveralClients) {
     std::atomic<bool> done{false};
     std::atomic<int> bad{0};
     std::thread clients([&] {
-      std::vector<int> fds;
-      for (int i = 0; i < kClients; ++i) {
-        fds.push_back(udp_local(&client_ports[i], 1 << 20));
-        set_timeouts(fds.back(), 20000);
-      }
-      // Round-robin over the clients, each waiting for its echo.
-      for (size_t k = 0; k < sizes.size(); ++k) {
-        for (int i = 0; i < kClients; ++i) {
-          const std::string want = random_bytes(sizes[k], 100 * i + k);
-          std::string got;
-          uint16_t from = 0;
-          if (fds[i] < 0 || !send_to(fds[i], s.port, want) ||
-              !recv_dgram(fds[i], &got, &from)) {
-            ++bad;
-            ADD_FAILURE() << "client " << i << " size " << sizes[k]
-                          << ": no echo";
-            continue;
-          }
-          if (got != want) {
-            ++bad;
-            ADD_FAILURE() << "client " << i << " size " << sizes[k]
-                          << ": got " << got.size() << " bytes, content "
-                          << (got.size() == want.size() ? "differs" : "short");
-          }
-          if (from != s.port) {
-            ++bad;
-            ADD_FAILURE() << "echo came from port " << from;
-          }
-        }
-      }
-      for (int fd : fds) ::close(fd);
+      bad = udp_round_robin_echo(s.port, sizes, &client_ports, random_bytes);
       done = true;
     });
     EXPECT_TRUE(pump(*s.be, [&] { return done.load(); }, 60s));
@@ -1201,7 +1156,7 @@ TEST_F(UringBackendTest, UdpBurstOfAThousandAllComeBack) {
         if (!send_to(fd, s.port, numbered(i, 16 + (i * 37) % 1400))) ++bad;
       }
       // Collect until all are back or 3 s of silence.
-      set_timeouts(fd, 3000);
+      set_timeouts(fd, 3000ms);
       std::vector<bool> seen(kCount, false);
       std::string d;
       uint16_t from = 0;
@@ -1265,7 +1220,7 @@ TEST_F(UringBackendTest, UdpRingExhaustionTakesEnobufsPath) {
             << " recv_arms=" << s.stats().dgram_recv_arms << "\n";
   // Still receiving normally afterwards, stream ring untouched.
   s.ch->echo = true;
-  set_timeouts(fd, 10000);
+  set_timeouts(fd, 10000ms);
   std::atomic<bool> done{false};
   std::string got;
   std::thread client([&] {
@@ -1505,7 +1460,7 @@ TEST_F(UringBackendTest, UdpSendRetriesAfterEagain) {
   std::atomic<uint32_t> got{0};
   std::atomic<int> bad{0};
   std::thread reader([&] {
-    set_timeouts(sv[1], 3000);
+    set_timeouts(sv[1], 3000ms);
     std::vector<bool> seen(kCount, false);
     std::string buf(1024, '\0');
     while (got.load() < kCount) {
@@ -1605,7 +1560,7 @@ TEST_F(UringBackendTest, UdpRefusedSendsAndIcmpErrorsAreNotFatal) {
   ::setsockopt(peer, SOL_SOCKET, SO_REUSEADDR, &on, sizeof on);
   ASSERT_EQ(::bind(peer, reinterpret_cast<const sockaddr*>(&pa), sizeof pa),
             0);
-  set_timeouts(peer, 10000);
+  set_timeouts(peer, 10000ms);
   s.ch->datagrams().push(reinterpret_cast<const sockaddr*>(&pa), sizeof pa,
                          "hello");
   s.be->update(*s.ch);
@@ -1644,7 +1599,7 @@ TEST_F(UringBackendTest, UdpAndStreamsShareOneBackend) {
   std::atomic<bool> done{false};
   std::thread udp_client([&] {
     int fd = udp_local(nullptr, 4 << 20);
-    set_timeouts(fd, 3000);
+    set_timeouts(fd, 3000ms);
     for (uint32_t i = 0; i < 500; ++i) send_to(fd, uport, numbered(i, 200));
     std::string d;
     while (back.load() < 500 && recv_dgram(fd, &d)) ++back;
