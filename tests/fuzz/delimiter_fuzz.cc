@@ -23,11 +23,11 @@
 
 namespace {
 
-using sluice::codec::CodecConfigError;
 using sluice::codec::CodecErrc;
 using sluice::codec::DelimiterCodec;
 using sluice::codec::DelimiterOptions;
 using sluice::codec::kMaxDelimiterLength;
+using sluice::fuzz::construct_checked;
 using sluice::fuzz::Input;
 using sluice::fuzz::Rules;
 using sluice::fuzz::Run;
@@ -145,15 +145,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const uint16_t seed = in.u16();
   const std::string_view raw = in.rest();
 
-  const bool valid = options_valid(o);
-  std::unique_ptr<DelimiterCodec> codec;
-  try {
-    codec = std::make_unique<DelimiterCodec>(o);
-  } catch (const CodecConfigError&) {
-    FUZZ_CHECK(!valid);
-    return 0;
-  }
-  FUZZ_CHECK(valid);
+  const auto codec = construct_checked<DelimiterCodec>(options_valid(o), o);
+  if (!codec) return 0;
   FUZZ_CHECK(codec->max_frame() == o.max_frame);
 
   // With `map`, stream bytes are drawn from the delimiters' bytes plus one

@@ -17,9 +17,9 @@
 
 namespace {
 
-using sluice::codec::CodecConfigError;
 using sluice::codec::CodecErrc;
 using sluice::codec::FixedLengthCodec;
+using sluice::fuzz::construct_checked;
 using sluice::fuzz::Input;
 using sluice::fuzz::Rules;
 using sluice::fuzz::Run;
@@ -78,14 +78,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   }
 
   const bool valid = frame_size >= 1 && frame_size <= max_frame;
-  std::unique_ptr<FixedLengthCodec> codec;
-  try {
-    codec = std::make_unique<FixedLengthCodec>(frame_size, max_frame);
-  } catch (const CodecConfigError&) {
-    FUZZ_CHECK(!valid);
-    return 0;
-  }
-  FUZZ_CHECK(valid);
+  const auto codec = construct_checked<FixedLengthCodec>(valid, frame_size, max_frame);
+  if (!codec) return 0;
   FUZZ_CHECK(codec->max_frame() == frame_size);
 
   Rules rules;

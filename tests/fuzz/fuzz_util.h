@@ -28,6 +28,7 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "codec/codec.h"
@@ -49,6 +50,22 @@ namespace sluice::fuzz {
       ::sluice::fuzz::property_failed(#cond, __FILE__, __LINE__); \
     }                                                             \
   } while (0)
+
+// Builds a C from args, checking the constructor's validation: it must throw
+// CodecConfigError exactly when `valid` (what the options should be) is
+// false. Null when it threw.
+template <class C, class... Args>
+std::unique_ptr<C> construct_checked(bool valid, Args&&... args) {
+  std::unique_ptr<C> made;
+  try {
+    made = std::make_unique<C>(std::forward<Args>(args)...);
+  } catch (const codec::CodecConfigError&) {
+    FUZZ_CHECK(!valid);
+    return nullptr;
+  }
+  FUZZ_CHECK(valid);
+  return made;
+}
 
 // Takes fuzzer bytes from the front; returns zeros once they run out.
 class Input {

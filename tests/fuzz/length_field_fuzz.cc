@@ -30,10 +30,10 @@
 namespace {
 
 using sluice::codec::ByteOrder;
-using sluice::codec::CodecConfigError;
 using sluice::codec::CodecErrc;
 using sluice::codec::LengthFieldCodec;
 using sluice::codec::LengthFieldOptions;
+using sluice::fuzz::construct_checked;
 using sluice::fuzz::Event;
 using sluice::fuzz::Input;
 using sluice::fuzz::Rules;
@@ -208,15 +208,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const uint16_t seed = in.u16();
   const std::string_view stream = in.rest();
 
-  const bool valid = options_valid(o);
-  std::unique_ptr<LengthFieldCodec> codec;
-  try {
-    codec = std::make_unique<LengthFieldCodec>(o);
-  } catch (const CodecConfigError&) {
-    FUZZ_CHECK(!valid);
-    return 0;
-  }
-  FUZZ_CHECK(valid);
+  const auto codec = construct_checked<LengthFieldCodec>(options_valid(o), o);
+  if (!codec) return 0;
   FUZZ_CHECK(codec->max_frame() == o.max_frame);
 
   Rules rules;

@@ -18,10 +18,10 @@
 
 namespace {
 
-using sluice::codec::CodecConfigError;
 using sluice::codec::CodecErrc;
 using sluice::codec::LineCodec;
 using sluice::codec::LineOptions;
+using sluice::fuzz::construct_checked;
 using sluice::fuzz::Input;
 using sluice::fuzz::Rules;
 using sluice::fuzz::Run;
@@ -99,14 +99,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   }
   const bool map = (mode & 8) != 0;
 
-  std::unique_ptr<LineCodec> codec;
-  try {
-    codec = std::make_unique<LineCodec>(o);
-  } catch (const CodecConfigError&) {
-    FUZZ_CHECK(o.max_frame == 0);
-    return 0;
-  }
-  FUZZ_CHECK(o.max_frame >= 1);
+  const auto codec = construct_checked<LineCodec>(o.max_frame >= 1, o);
+  if (!codec) return 0;
   FUZZ_CHECK(codec->max_frame() == o.max_frame);
 
   Rules rules;
