@@ -84,16 +84,28 @@ void Connection::arm_idle() {
 
 void Connection::on_idle_timer() {
   if (state_ >= State::kDetaching || !idle_on_) return;  // cancelled meanwhile
-  const Clock::time_point now = Clock::now();
-  if (idle_.options().writer.count() > 0 || idle_.options().all.count() > 0) {
-    // Output progress the back end has not reported (yet): the peer kept
-    // acknowledging bytes. A back end hears of progress only at its own
-    // granularity (a whole blocking send(), a writability threshold), so
-    // without this a large send draining steadily could look writer-idle.
-    const int64_t acked = tcp_bytes_acked(fd());
-    if (acked >= 0) {
-      if (static_cast<uint64_t>(acked) > acked_) idle_.on_write(now);
-      acked_ = static_cast<uint64_t>(acked);
+  // The loop's time, not the clock: input queued before it has been read
+  // (core/event_loop.h, "Loop time").
+  const Clock::time_point now = loop_.now();
+  // Before calling anything idle, ask the kernel what it saw, and when
+  // (core/net.h, TcpProgress):
+  //  * input: a segment that arrived but is not read yet (this loop, or a
+  //    blocking back end's reader thread, is behind) is activity all the
+  //    same: idle means the peer sent nothing, not that we did not look;
+  //  * output: the peer acknowledging more of our bytes is progress the
+  //    back end may not have reported, at its own granularity (a whole
+  //    blocking send(), a writability threshold). It is stamped with the
+  //    time of the last ACK, not with now: stamping it now made an idle
+  //    timeout fire at up to twice its setting.
+  TcpProgress tcp;
+  if (tcp_progress(fd(), &tcp) == 0) {
+    const Clock::time_point clock = Clock::now();
+    if (idle_.options().reader.count() > 0 || idle_.options().all.count() > 0) {
+      idle_.on_read(clock - tcp.since_data_recv);
+    }
+    if (tcp.bytes_acked > acked_) {
+      idle_.on_write(clock - tcp.since_ack_recv);
+      acked_ = tcp.bytes_acked;
     }
   }
   const IdleState::Fired fired = idle_.poll(now);
@@ -208,6 +220,8 @@ void Connection::on_input(size_t n) {
 }
 
 void Connection::consume_input() {
+  // The clock, not the loop's time: this input may have arrived while the
+  // wait slept, after the loop's time was taken.
   if (idle_on_) idle_.on_read(Clock::now());
   if (state_ != State::kOpen) {
     input().retrieve_all();  // closing: what the peer still sends is dropped

@@ -152,7 +152,7 @@ class Connection final : public io::Channel {
   ConnectionLimits limits_;
   IdleState idle_;
   TimerId idle_timer_ = 0;  // 0: none armed
-  uint64_t acked_ = 0;      // tcp_bytes_acked() at the last idle check
+  uint64_t acked_ = 0;      // TcpProgress::bytes_acked at the last idle check
   uint64_t id_;
   Owner& owner_;
   CloseReason reason_ = CloseReason::kPeerClosed;

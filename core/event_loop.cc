@@ -9,7 +9,8 @@ namespace sluice {
 EventLoop::EventLoop(std::unique_ptr<io::Backend> backend)
     : backend_(std::move(backend)),
       timers_(Clock::now()),
-      thread_id_(std::this_thread::get_id()) {}
+      thread_id_(std::this_thread::get_id()),
+      now_(Clock::now()) {}
 
 EventLoop::~EventLoop() {
   // Tasks may own resources; run nothing, but destroy them here, on the
@@ -33,12 +34,16 @@ bool EventLoop::in_loop_thread() const {
 void EventLoop::run() {
   thread_id_.store(std::this_thread::get_id());
   while (!quit_.load(std::memory_order_acquire)) {
-    int rc = backend_->wait(next_timeout());
+    // Read the clock BEFORE the wait: its sweep covers everything queued
+    // until then, so timers may judge absence up to this moment, no later
+    // (see "Loop time" in the header).
+    now_ = Clock::now();
+    int rc = backend_->wait(next_timeout(now_));
     if (rc < 0) {
       spdlog::error("loop: {} back end wait failed: {}", backend_->name(), rc);
       break;
     }
-    timers_.run_expired(Clock::now());
+    timers_.run_expired(now_);
     run_posted();
     run_deferred();
     graveyard_.clear();
@@ -101,14 +106,14 @@ void EventLoop::run_deferred() {
   }
 }
 
-std::chrono::milliseconds EventLoop::next_timeout() {
+std::chrono::milliseconds EventLoop::next_timeout(Clock::time_point now) {
   using std::chrono::milliseconds;
   if (has_posted_.load(std::memory_order_acquire) || !deferred_.empty()) {
     return milliseconds(0);
   }
   Clock::time_point next = timers_.next_deadline();
   if (next == Clock::time_point::max()) return milliseconds(-1);
-  Clock::duration left = next - Clock::now();
+  Clock::duration left = next - now;
   if (left <= Clock::duration::zero()) return milliseconds(0);
   // Round up: waking early would spin until the deadline.
   return std::chrono::ceil<milliseconds>(left);

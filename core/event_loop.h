@@ -2,9 +2,11 @@
 // cross-thread task queue and end-of-iteration work.
 //
 // One iteration:
-//   1. backend.wait(until the next timer, or 0 if tasks are queued)
-//      -> IO completions run channel callbacks (user handlers)
-//   2. expired timers run
+//   1. now() := the clock; backend.wait(until the next timer, or 0 if
+//      tasks are queued) -> IO completions run channel callbacks (user
+//      handlers)
+//   2. timers due by now() run -- the time the wait began, not the time it
+//      returned (see "Loop time" below)
 //   3. posted tasks run (FIFO)
 //   4. deferred tasks run (e.g. flushing output queued by 1-3), until none
 //   5. objects handed to destroy_later() are destroyed
@@ -12,6 +14,18 @@
 // many times, from any callback: the flush is one back-end call per
 // connection per iteration, and nothing is freed while a callback that
 // might still touch it is on the stack.
+//
+// Loop time: a timer usually judges an absence ("nothing arrived from this
+// peer for 3 s"). That verdict is only sound up to the last moment at which
+// the loop is known to have seen everything the kernel held. Every back
+// end's wait() makes a complete sweep (io/backend.h): whatever input was
+// queued when it began is dispatched before it returns, even when the wait
+// is cut short (EINTR after SIGSTOP/SIGCONT) or its event batch is full.
+// So timers run against the time the wait BEGAN, and callbacks that judge
+// absence use now() rather than the clock: after a stall (a paused
+// process, CPU starvation, a 2 s iteration over 100k connections) the PINGs
+// that waited in socket buffers are read before any peer is called idle.
+// A timer still never runs early; it may run one iteration late.
 //
 // Thread rules:
 //  * run() is called once, by the thread that becomes the loop thread.
@@ -81,6 +95,11 @@ class EventLoop {
   // Loop thread: destroys the object at the end of this iteration (step 5).
   void destroy_later(std::unique_ptr<io::Channel> obj);
 
+  // Loop thread: the loop's time (see "Loop time"): when the current
+  // iteration's wait began. Input that reached the kernel before now() has
+  // been dispatched, or is being dispatched in this iteration.
+  Clock::time_point now() const { return now_; }
+
   io::Backend& backend() { return *backend_; }
   std::string_view io_name() const { return backend_->name(); }
   uint64_t iterations() const { return iterations_; }
@@ -89,7 +108,7 @@ class EventLoop {
   void run_posted();
   void run_deferred();
   void run_batch();
-  std::chrono::milliseconds next_timeout();
+  std::chrono::milliseconds next_timeout(Clock::time_point now);
 
   std::unique_ptr<io::Backend> backend_;
   TimerQueue timers_;
@@ -104,6 +123,7 @@ class EventLoop {
   std::vector<Task> running_;  // the batch being run (posted or deferred)
   std::vector<std::unique_ptr<io::Channel>> graveyard_;
   uint64_t iterations_ = 0;
+  Clock::time_point now_;
 };
 
 }  // namespace sluice

@@ -20,6 +20,7 @@
 // Thread rules: not synchronised; used by its owner's loop thread only.
 #pragma once
 
+#include <algorithm>
 #include <array>
 #include <cstddef>
 
@@ -51,8 +52,10 @@ class IdleState {
   void start(const IdleOptions& options, Clock::time_point now);
   const IdleOptions& options() const { return options_; }
 
-  void on_read(Clock::time_point now) { last_read_ = now; }
-  void on_write(Clock::time_point now) { last_write_ = now; }
+  // Activity at `when`. Stamps only move forward: a caller may learn late
+  // of activity that happened earlier (the kernel's TCP_INFO timestamps).
+  void on_read(Clock::time_point when) { last_read_ = std::max(last_read_, when); }
+  void on_write(Clock::time_point when) { last_write_ = std::max(last_write_, when); }
   Clock::time_point last_read() const { return last_read_; }
   Clock::time_point last_write() const { return last_write_; }
 

@@ -32,7 +32,9 @@ void IdleTimer::arm() {
 
 void IdleTimer::fire() {
   if (!on_) return;
-  const IdleState::Fired fired = state_.poll(Clock::now());
+  // The loop's time, not the clock: only input that reached the kernel
+  // before it is known to have been read (core/event_loop.h).
+  const IdleState::Fired fired = state_.poll(loop_.now());
   bool destroyed = false;
   destroyed_ = &destroyed;
   for (size_t i = 0; i < fired.count; ++i) {

@@ -62,11 +62,20 @@ size_t raise_fd_limit();
 // -errno. For tests and simple clients (event-loop code uses Client).
 int connect_tcp(const std::string& host, uint16_t port);
 
-// Bytes of this TCP socket's output the peer has acknowledged so far
-// (TCP_INFO tcpi_bytes_acked): a kernel-side progress counter that keeps
-// moving while a large send drains, whatever the IO back end reports.
-// -errno when unavailable (not TCP, kernel < 4.1).
-int64_t tcp_bytes_acked(int fd);
+// What the kernel knows of a TCP connection's progress (TCP_INFO), whatever
+// the IO back end has reported so far. Idle detection asks it before it
+// calls a peer idle: input may be queued in the socket but not read yet
+// (the loop stalled), and a large send keeps draining while the back end
+// reports progress at its own granularity.
+struct TcpProgress {
+  uint64_t bytes_acked = 0;  // our output the peer acknowledged so far
+  // How long ago the last data segment arrived from the peer, and the last
+  // ACK (milliseconds, jiffies granularity).
+  std::chrono::milliseconds since_data_recv{0};
+  std::chrono::milliseconds since_ack_recv{0};
+};
+// 0, or -errno when unavailable (not TCP, kernel < 4.1).
+int tcp_progress(int fd, TcpProgress* out);
 
 // A bound UDP socket (close-on-exec): SO_REUSEADDR/SO_REUSEPORT as asked,
 // SO_RCVBUF/SO_SNDBUF when > 0. Returns the fd or -errno.

@@ -146,6 +146,14 @@ class Backend {
   // Waits up to `timeout` (negative: no limit) for IO and dispatches
   // completions. Returns the number of events dispatched, or -errno on a
   // fatal back-end error.
+  //
+  // The sweep is complete: input the kernel held when wait() began is
+  // dispatched (at least one completion per channel that had some) before
+  // it returns, even if the wait is cut short -- EINTR after SIGSTOP and
+  // SIGCONT, a full event batch. The loop's timers judge absence on that
+  // promise (core/event_loop.h, "Loop time"). A back end whose helper
+  // threads read (blocking) can only promise it for what those threads
+  // already read; see io/blocking.h for how it closes the gap.
   virtual int wait(std::chrono::milliseconds timeout) = 0;
 
   // Makes a concurrent or future wait() return promptly. Any thread.

@@ -8,6 +8,7 @@
 #include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -291,7 +292,12 @@ int BlockingBackend::wait(std::chrono::milliseconds timeout) {
       if (timeout.count() < 0) {
         cv_.wait(lk, ready);
       } else if (!cv_.wait_until(lk, deadline, ready)) {
-        return 0;
+        // Timed out. Before returning empty-handed, a receiver that is
+        // behind gets a moment to hand its input over (receiver_behind).
+        lk.unlock();  // lock order: a Conn's m is never taken under mu_
+        if (!receiver_behind()) return 0;
+        lk.lock();
+        if (!cv_.wait_until(lk, Clock::now() + kCatchUp, ready)) return 0;
       }
       woke = std::exchange(woken_, false);
       batch_.swap(ready_);
@@ -304,6 +310,19 @@ int BlockingBackend::wait(std::chrono::milliseconds timeout) {
     // callers do not see spurious empty returns.
     if (events > 0 || woke) return events;
   }
+}
+
+bool BlockingBackend::receiver_behind() {
+  for (const std::shared_ptr<Conn>& c : conns_) {
+    if (c->kind != Channel::Kind::kDatagram) continue;
+    int queued = 0;
+    std::lock_guard<std::mutex> lk(c->m);
+    if (c->want_read && !c->reader_done && c->rx.empty() &&
+        ::ioctl(c->fd, FIONREAD, &queued) == 0 && queued > 0) {
+      return true;
+    }
+  }
+  return false;
 }
 
 void BlockingBackend::wakeup() {

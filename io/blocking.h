@@ -12,6 +12,15 @@
 //   called, or the timeout passes, then dispatches the queued completions
 //   as Channel callbacks on the loop thread.
 //
+// Complete sweeps (Backend::wait)
+//   wait() can only deliver what the helper threads have read, and after a
+//   stall (SIGSTOP/SIGCONT, CPU starvation) the loop thread may run before
+//   they do. Streams need nothing here: a Connection asks the kernel
+//   (TCP_INFO) before it calls a peer idle. For datagrams, a wait() about
+//   to return empty-handed first checks each receiver: one whose socket
+//   holds datagrams (FIONREAD) while it has handed none over gets up to
+//   kCatchUp (20 ms) to do so.
+//
 // Threads
 //   * Listener: one acceptor thread doing blocking accept4(SOCK_CLOEXEC).
 //     Each accepted fd is queued and delivered as on_accept(fd). accept

@@ -44,6 +44,10 @@ using Clock = std::chrono::steady_clock;
 // Back-off after EAGAIN on a blocking socket (someone set a timeout or
 // O_NONBLOCK behind our back): keeps such a socket from spinning a thread.
 constexpr auto kAgainBackoff = std::chrono::milliseconds(1);
+// How long wait() gives a receiver thread that is behind (receiver_behind)
+// to hand its input over before returning empty-handed: the sweep must be
+// complete (Backend::wait), and a timer may be about to judge absence.
+constexpr auto kCatchUp = std::chrono::milliseconds(20);
 
 // Drops every datagram of q.
 inline void clear(DatagramQueue& q) { q.pop(q.size()); }
@@ -167,6 +171,10 @@ class BlockingBackend final : public Backend {
   void hand_over_datagrams(Conn& c, Channel& ch);
 
   int dispatch(const std::shared_ptr<Conn>& c);
+  // Whether a datagram receiver thread has input in the kernel that it has
+  // not handed over (it has not run since the process resumed, say). Loop
+  // thread, without mu_ held.
+  bool receiver_behind();
   int dispatch_listener(Conn& c);
   int dispatch_stream(Conn& c);
   int dispatch_datagram(Conn& c);

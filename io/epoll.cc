@@ -53,20 +53,35 @@ class EpollPoller final : public Poller {
 
   int wait(std::chrono::milliseconds timeout, int /*progress*/,
            std::vector<Event>& out) override {
-    int n = sys::epoll_wait(epfd_, events_.data(), static_cast<int>(events_.size()),
-                            static_cast<int>(timeout.count()));
-    if (n < 0) return errno == EINTR ? 0 : -errno;
-    for (int i = 0; i < n; ++i) {
-      const uint32_t e = events_[i].events;
-      uint32_t mapped = 0;
-      if (e & (EPOLLIN | EPOLLPRI)) mapped |= kRead;
-      if (e & EPOLLOUT) mapped |= kWrite;
-      if (e & (EPOLLERR | EPOLLHUP)) mapped |= kError;
-      out.push_back({events_[i].data.ptr, mapped});
+    int ms = static_cast<int>(timeout.count());
+    for (;;) {
+      int n = sys::epoll_wait(epfd_, events_.data(), static_cast<int>(events_.size()), ms);
+      if (n < 0) {
+        // Interrupted (EINTR also follows SIGSTOP/SIGCONT with no handler
+        // installed): the sweep is owed all the same, without blocking.
+        if (errno == EINTR) {
+          ms = 0;
+          continue;
+        }
+        return -errno;
+      }
+      for (int i = 0; i < n; ++i) {
+        const uint32_t e = events_[i].events;
+        uint32_t mapped = 0;
+        if (e & (EPOLLIN | EPOLLPRI)) mapped |= kRead;
+        if (e & EPOLLOUT) mapped |= kWrite;
+        if (e & (EPOLLERR | EPOLLHUP)) mapped |= kError;
+        out.push_back({events_[i].data.ptr, mapped});
+      }
+      if (static_cast<size_t>(n) < events_.size()) return static_cast<int>(out.size());
+      // A full batch may have left ready descriptors behind, and the sweep
+      // must be complete (Poller::wait). Take the rest now: epoll_wait
+      // reports each descriptor at most once per call, so this ends once
+      // the array outgrows the registrations. (Level-triggered descriptors
+      // reported twice just get one more read attempt.)
+      events_.resize(events_.size() * 2);
+      ms = 0;
     }
-    // A full batch suggests more are ready: take more next time.
-    if (static_cast<size_t>(n) == events_.size()) events_.resize(events_.size() * 2);
-    return n;
   }
 
   bool edge_triggered() const override { return et_; }

@@ -42,7 +42,9 @@ class PollPoller final : public Poller {
   int wait(std::chrono::milliseconds timeout, int /*progress*/,
            std::vector<Event>& out) override {
     int n = ::poll(fds_.data(), fds_.size(), static_cast<int>(timeout.count()));
-    if (n < 0) return errno == EINTR ? 0 : -errno;
+    // Interrupted: the sweep is owed all the same (Poller::wait).
+    while (n < 0 && errno == EINTR) n = ::poll(fds_.data(), fds_.size(), 0);
+    if (n < 0) return -errno;
     for (size_t i = 0; i < fds_.size() && n > 0; ++i) {
       const short re = fds_[i].revents;
       if (re == 0) continue;

@@ -31,7 +31,11 @@ class Poller {
   // hang-up is reported for it any more). Returns 0 or -errno.
   virtual int set_interest(int fd, uint32_t interest, void* ctx) = 0;
 
-  // Waits up to timeout (negative: forever) and appends ready events.
+  // Waits up to timeout (negative: forever) and appends ready events. The
+  // sweep is complete: every descriptor ready when the call began (or when
+  // it stopped waiting) is reported, even if the wait was interrupted
+  // (EINTR: poll again without blocking) or the poller's batch filled up.
+  // The loop's timers rely on this (core/event_loop.h, "Loop time").
   // `progress` is how many events the previous pass turned into work; a
   // poller without notification uses it to back off when idle.
   virtual int wait(std::chrono::milliseconds timeout, int progress,

@@ -56,7 +56,15 @@ class SelectPoller final : public Poller {
       tvp = &tv;
     }
     int n = ::select(max_fd_ + 1, &rd, &wr, nullptr, tvp);
-    if (n < 0) return errno == EINTR ? 0 : -errno;
+    // Interrupted: the sweep is owed all the same (Poller::wait). The sets
+    // are undefined after a failed select(), so they are copied afresh.
+    while (n < 0 && errno == EINTR) {
+      rd = read_;
+      wr = write_;
+      struct timeval zero {};
+      n = ::select(max_fd_ + 1, &rd, &wr, nullptr, &zero);
+    }
+    if (n < 0) return -errno;
     for (int fd = 0; fd <= max_fd_ && n > 0; ++fd) {
       uint32_t mapped = 0;
       if (FD_ISSET(fd, &rd)) mapped |= kRead;

@@ -328,6 +328,14 @@ int UringBackendImpl::wait(std::chrono::milliseconds timeout) {
     spdlog::error("uring: submit/wait failed: {}", errno_name(-ret));
     return ret;
   }
+  // Interrupted (EINTR also follows SIGSTOP/SIGCONT): completions for input
+  // that arrived meanwhile may still be waiting as task work, which only an
+  // entry into the kernel posts. The sweep must be complete (Backend::wait),
+  // so enter once more without blocking.
+  for (int i = 0; ret == -EINTR && i < 8; ++i) {
+    __kernel_timespec zero{};
+    ret = io_uring_submit_and_wait_timeout(&ring_, &cqe, 1, &zero, nullptr);
+  }
 
   std::vector<Cqe> batch;
   reap(batch);
