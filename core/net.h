@@ -77,6 +77,11 @@ struct TcpProgress {
 // 0, or -errno when unavailable (not TCP, kernel < 4.1).
 int tcp_progress(int fd, TcpProgress* out);
 
+// Whether the socket's receive queue holds input not read yet (FIONREAD:
+// TCP bytes, or a UDP datagram). Idle detection asks it too: input the
+// kernel holds means the peer was not idle, however far behind the reader.
+bool input_queued(int fd);
+
 // A bound UDP socket (close-on-exec): SO_REUSEADDR/SO_REUSEPORT as asked,
 // SO_RCVBUF/SO_SNDBUF when > 0. Returns the fd or -errno.
 struct UdpSocketOptions {

@@ -3,18 +3,12 @@
 // counts add up; a session that stops pinging is dropped with exactly one
 // "timeout missed=3" log line (TCP and UDP); both servers exit 0 on
 // SIGTERM; echo_server --proto udp echoes datagrams.
-#include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
-#include <spawn.h>
 #include <sys/socket.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <chrono>
-#include <cstdio>
-#include <cstdlib>
-#include <fstream>
 #include <map>
 #include <regex>
 #include <sstream>
@@ -25,100 +19,17 @@
 #include <gtest/gtest.h>
 
 #include "core/net.h"
-
-extern char** environ;
+#include "tests/subprocess.h"
 
 namespace sluice {
 namespace {
 
 using namespace std::chrono_literals;
 
-std::string binary(const std::string& name) {
-  const char* srcdir = std::getenv("TEST_SRCDIR");
-  const char* ws = std::getenv("TEST_WORKSPACE");
-  if (srcdir && ws) return std::string(srcdir) + "/" + ws + "/servers/" + name;
-  return "bazel-bin/servers/" + name;  // run by hand from the repository root
-}
+using testing::count_lines;
+using testing::Proc;
 
-std::string tmpdir() {
-  const char* t = std::getenv("TEST_TMPDIR");
-  return t ? t : "/tmp";
-}
-
-std::string slurp(const std::string& path) {
-  std::ifstream f(path);
-  std::stringstream ss;
-  ss << f.rdbuf();
-  return ss.str();
-}
-
-// A child process with stdout and stderr in files.
-class Proc {
- public:
-  Proc(std::vector<std::string> args, const std::string& tag) {
-    static int seq = 0;
-    const std::string base = tmpdir() + "/" + tag + "." + std::to_string(::getpid()) + "." +
-                             std::to_string(seq++);
-    out_ = base + ".out";
-    err_ = base + ".err";
-    posix_spawn_file_actions_t fa;
-    posix_spawn_file_actions_init(&fa);
-    posix_spawn_file_actions_addopen(&fa, 1, out_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    posix_spawn_file_actions_addopen(&fa, 2, err_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    std::vector<char*> argv;
-    for (auto& a : args) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    if (posix_spawn(&pid_, argv[0], &fa, nullptr, argv.data(), environ) != 0) pid_ = -1;
-    posix_spawn_file_actions_destroy(&fa);
-  }
-  ~Proc() {
-    if (pid_ > 0 && !exited_) {
-      ::kill(pid_, SIGKILL);
-      ::waitpid(pid_, nullptr, 0);
-    }
-  }
-  bool started() const { return pid_ > 0; }
-  void signal(int sig) { ::kill(pid_, sig); }
-  // Exit status, or -1 if still running after `limit` (then killed).
-  int wait(std::chrono::milliseconds limit) {
-    const auto end = std::chrono::steady_clock::now() + limit;
-    while (std::chrono::steady_clock::now() < end) {
-      int st = 0;
-      pid_t r = ::waitpid(pid_, &st, WNOHANG);
-      if (r == pid_) {
-        exited_ = true;
-        return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-      }
-      std::this_thread::sleep_for(5ms);
-    }
-    return -1;
-  }
-  // The port from "listening on HOST:PORT ...", waiting up to 5 s.
-  uint16_t port() {
-    static const std::regex re("listening on [^ ]*:([0-9]+) ");
-    for (int i = 0; i < 500; ++i) {
-      std::smatch m;
-      std::string o = out();
-      if (std::regex_search(o, m, re)) return static_cast<uint16_t>(std::stoi(m[1]));
-      std::this_thread::sleep_for(10ms);
-    }
-    return 0;
-  }
-  std::string out() const { return slurp(out_); }
-  std::string err() const { return slurp(err_); }
-
- private:
-  pid_t pid_ = -1;
-  bool exited_ = false;
-  std::string out_, err_;
-};
-
-size_t count_lines(const std::string& text, const std::string& needle) {
-  size_t n = 0;
-  std::istringstream in(text);
-  for (std::string line; std::getline(in, line);) n += line.find(needle) != std::string::npos;
-  return n;
-}
+std::string binary(const std::string& name) { return testing::server_binary(name); }
 
 // The client's one JSON line, as numbers.
 std::map<std::string, uint64_t> parse_report(const std::string& out) {

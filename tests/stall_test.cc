@@ -1,0 +1,229 @@
+// A stalled server must not drop peers that kept pinging (issue 10, bug 1).
+//
+// heartbeat_server runs as a subprocess on each back end, TCP and UDP, and
+// is paused with SIGSTOP for longer than its idle window (interval x
+// misses) while 16 raw-socket peers keep pinging every 100 ms. Their PINGs
+// wait in the kernel meanwhile; after SIGCONT the server must read them
+// before it calls anyone idle, so no peer may be dropped with "timeout".
+// The "load" variants add closed-loop DATA echo traffic (TCP: 4 streams with
+// 256 KiB in flight each; UDP: 2 sockets with 32 datagrams in flight each),
+// so the first iteration after the pause has a lot to do.
+#include <poll.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <string>
+#include <thread>
+#include <memory>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+#include "codec/heartbeat.h"
+#include "core/net.h"
+#include "tests/backend_params.h"
+#include "tests/subprocess.h"
+
+namespace sluice {
+namespace {
+
+using namespace std::chrono_literals;
+namespace hb = codec::heartbeat;
+using testing::count_lines;
+using testing::Proc;
+using testing::server_binary;
+
+constexpr int kPeers = 16;
+constexpr auto kPingEvery = 100ms;
+constexpr auto kIdleWindow = 600ms;  // --interval-ms 200 --misses 3
+constexpr auto kPause = 1500ms;      // well past the idle window
+
+struct Param {
+  std::string io;
+  std::string proto;
+  bool load;
+};
+
+std::string param_name(const ::testing::TestParamInfo<Param>& info) {
+  std::string s = info.param.io + "_" + info.param.proto + (info.param.load ? "_load" : "");
+  for (char& c : s) {
+    if (c == '-') c = '_';
+  }
+  return s;
+}
+
+std::vector<Param> params() {
+  std::vector<Param> out;
+  for (const std::string& io : sluice::testing::all_backends()) {
+    for (const char* proto : {"tcp", "udp"}) {
+      for (bool load : {false, true}) out.push_back({io, proto, load});
+    }
+  }
+  return out;
+}
+
+int open_peer(const std::string& proto, uint16_t port) {
+  if (proto == "tcp") return connect_tcp("127.0.0.1", port);
+  int fd = ::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  sockaddr_storage to;
+  socklen_t len;
+  make_address("127.0.0.1", port, &to, &len);
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&to), len) < 0) return -errno;
+  return fd;
+}
+
+bool send_message(int fd, const std::string& proto, std::string_view payload) {
+  const std::string bytes = proto == "tcp" ? hb::frame(payload) : std::string(payload);
+  return ::send(fd, bytes.data(), bytes.size(), MSG_NOSIGNAL | MSG_DONTWAIT) ==
+         static_cast<ssize_t>(bytes.size());
+}
+
+// Bytes readable now, without blocking (0 if none; -1 on EOF or error).
+ssize_t drain(int fd) {
+  char buf[65536];
+  ssize_t total = 0;
+  for (;;) {
+    ssize_t n = ::recv(fd, buf, sizeof buf, MSG_DONTWAIT);
+    if (n > 0) {
+      total += n;
+      continue;
+    }
+    if (n == 0) return -1;
+    return (errno == EAGAIN || errno == EWOULDBLOCK) ? total : -1;
+  }
+}
+
+// Closed-loop DATA echo traffic: each socket keeps `window` bytes (TCP) or
+// datagrams (UDP) in flight and refills as echoes come back.
+class EchoLoad {
+ public:
+  EchoLoad(const std::string& proto, uint16_t port) : proto_(proto) {
+    const int socks = proto == "tcp" ? 4 : 2;
+    for (int i = 0; i < socks; ++i) fds_.push_back(open_peer(proto, port));
+    thread_ = std::thread([this] { run(); });
+  }
+  ~EchoLoad() {
+    stop_ = true;
+    thread_.join();
+    for (int fd : fds_) ::close(fd);
+  }
+  uint64_t echoed() const { return echoed_; }
+
+ private:
+  void run() {
+    const bool tcp = proto_ == "tcp";
+    const std::string msg = hb::encode_data(std::string(tcp ? 16384 : 1024, 'x'));
+    const std::string unit = tcp ? hb::frame(msg) : msg;
+    const size_t window = tcp ? 256 * 1024 : 32;  // bytes or datagrams
+    std::vector<size_t> in_flight(fds_.size(), 0);
+    std::vector<size_t> received(fds_.size(), 0);
+    while (!stop_) {
+      for (size_t i = 0; i < fds_.size(); ++i) {
+        const ssize_t n = drain(fds_[i]);
+        if (n < 0) return;
+        if (tcp) {
+          received[i] += static_cast<size_t>(n);
+          const size_t done = std::min(received[i] / unit.size() * unit.size(), in_flight[i]);
+          in_flight[i] -= done;
+          received[i] -= done;
+          echoed_ += done;
+        } else if (n > 0) {
+          const size_t dgrams = static_cast<size_t>(n) / unit.size();
+          in_flight[i] -= std::min(in_flight[i], dgrams);
+          echoed_ += static_cast<uint64_t>(n);
+        }
+        const size_t step = tcp ? unit.size() : 1;
+        while (in_flight[i] + step <= window && ::send(fds_[i], unit.data(), unit.size(),
+                                                       MSG_NOSIGNAL | MSG_DONTWAIT) ==
+                                                    static_cast<ssize_t>(unit.size())) {
+          in_flight[i] += step;
+        }
+      }
+      std::this_thread::sleep_for(1ms);
+    }
+  }
+
+  std::string proto_;
+  std::vector<int> fds_;
+  std::thread thread_;
+  std::atomic<bool> stop_{false};
+  std::atomic<uint64_t> echoed_{0};
+};
+
+class Stall : public ::testing::TestWithParam<Param> {};
+
+TEST_P(Stall, PausedServerKeepsEveryPeerThatKeptPinging) {
+  const Param& p = GetParam();
+  const io::BackendInfo info = io::probe(p.io);
+  if (!info.available) GTEST_SKIP() << p.io << " unavailable here: " << info.reason;
+
+  Proc server({server_binary("heartbeat_server"), "--io", p.io, "--proto", p.proto, "--port",
+               "0", "--interval-ms", "200", "--misses", "3"},
+              "stall_server");
+  const uint16_t port = server.port();
+  ASSERT_NE(port, 0) << server.err();
+
+  std::vector<int> peers;
+  for (int i = 0; i < kPeers; ++i) {
+    const int fd = open_peer(p.proto, port);
+    ASSERT_GE(fd, 0) << "peer " << i << ": " << -fd;
+    peers.push_back(fd);
+  }
+  std::unique_ptr<EchoLoad> load;
+  if (p.load) load = std::make_unique<EchoLoad>(p.proto, port);
+
+  std::vector<int64_t> answered_after_resume(peers.size(), 0);
+  bool resumed = false;
+  uint64_t seq = 0;
+  const auto start = std::chrono::steady_clock::now();
+  const auto pause_at = start + 600ms;
+  const auto end = pause_at + kPause + 1000ms;
+  for (auto next = start; std::chrono::steady_clock::now() < end; next += kPingEvery) {
+    std::this_thread::sleep_until(next);
+    const auto now = std::chrono::steady_clock::now();
+    if (!resumed && now >= pause_at) {
+      server.signal(SIGSTOP);
+      // Keep pinging through the pause: those PINGs wait in the kernel.
+      const auto until = now + kPause;
+      for (auto t = now; t < until; t += kPingEvery) {
+        std::this_thread::sleep_until(t);
+        for (int fd : peers) send_message(fd, p.proto, hb::view(hb::encode_ping(++seq, 0)));
+      }
+      server.signal(SIGCONT);
+      resumed = true;
+      next = std::chrono::steady_clock::now();
+    }
+    for (size_t i = 0; i < peers.size(); ++i) {
+      const ssize_t n = drain(peers[i]);
+      ASSERT_GE(n, 0) << "peer " << i << " was disconnected\n" << server.err();
+      if (resumed) answered_after_resume[i] += n;
+      ASSERT_TRUE(send_message(peers[i], p.proto, hb::view(hb::encode_ping(++seq, 0))))
+          << "peer " << i;
+    }
+  }
+  const uint64_t echoed = load ? load->echoed() : 0;
+  load.reset();
+  const std::string log = server.err();
+  server.signal(SIGTERM);
+  EXPECT_EQ(server.wait(10s), 0) << log;
+  EXPECT_EQ(count_lines(log, "reason=timeout"), 0u)
+      << "peers that kept pinging were dropped after a " << kPause.count()
+      << " ms pause (idle window " << kIdleWindow.count() << " ms):\n"
+      << log;
+  for (size_t i = 0; i < peers.size(); ++i) {
+    EXPECT_GT(answered_after_resume[i], 0) << "peer " << i << " got no PONG after the pause";
+    ::close(peers[i]);
+  }
+  if (p.load) {
+    EXPECT_GT(echoed, 0u) << "the echo load never got an answer";
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(AllBackends, Stall, ::testing::ValuesIn(params()), param_name);
+
+}  // namespace
+}  // namespace sluice
