@@ -4,10 +4,14 @@
 // UDP socket, matching PONGs by sequence number and measuring the RTT.
 //
 // Liveness and reconnects: a session whose server has sent nothing for
-// interval x misses (reader-idle), or whose connection closes, counts its
-// unanswered PINGs as lost and reconnects after a capped exponential
-// backoff with jitter (core/backoff.h); the backoff resets once a
-// connection is up again (TCP) or a PONG arrives on a fresh socket (UDP).
+// interval x misses (reader-idle; UDP: no PONG for one of its PINGs), or
+// whose connection closes, counts its unanswered PINGs as lost and
+// reconnects after a capped exponential backoff with jitter
+// (core/backoff.h). The backoff resets only once a connection has proved
+// healthy: TCP, the server answered a PING sent one interval after the
+// connect; UDP, a PONG for one of its PINGs arrived on a fresh socket. So
+// a server that accepts and then closes, resets or answers garbage sees
+// the delays grow to backoff_max, not a reconnect every backoff_initial.
 //
 // Accounting (exact: pings_sent == pongs_received + lost + in_flight):
 //  * pongs_received: PINGs answered by a PONG with their sequence number on
@@ -31,6 +35,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -51,6 +56,10 @@ struct PingerOptions {
   std::chrono::milliseconds backoff_max{5000};
   std::chrono::milliseconds connect_timeout{2000};
   uint64_t seed = 1;
+  // Called on the loop thread each time a session schedules a reconnect
+  // (TCP) or a fresh socket (UDP), with the backoff delay it chose; for
+  // tests and logs. Must not call into the Pinger.
+  std::function<void(size_t session, std::chrono::nanoseconds delay)> on_retry;
 };
 
 struct PingerReport {

@@ -89,7 +89,8 @@ class Session {
     ++p_.stats.pings_sent;
   }
 
-  void answered(uint64_t seq, Clock::time_point now) {
+  // True when seq was one of ours (its RTT is recorded).
+  bool answered(uint64_t seq, Clock::time_point now) {
     // PONGs come back in order, so the match is almost always the front.
     for (auto it = outstanding_.begin(); it != outstanding_.end(); ++it) {
       if (it->seq != seq) continue;
@@ -97,9 +98,17 @@ class Session {
       p_.rtts_us.push_back(static_cast<uint64_t>(std::max<int64_t>(0, rtt.count())));
       ++p_.stats.pongs_received;
       outstanding_.erase(it);
-      return;
+      return true;
     }
     ++p_.stats.unmatched_pongs;
+    return false;
+  }
+
+  // The delay before the next reconnect / fresh socket; counts the attempt.
+  Clock::duration next_delay() {
+    const Backoff::duration d = backoff_.next();
+    if (p_.opts.on_retry) p_.opts.on_retry(index_, d);
+    return d;
   }
 
   // The connection/socket is given up: its PINGs can no longer be answered.
