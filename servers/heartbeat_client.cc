@@ -98,7 +98,8 @@ int main(int argc, char** argv) {
   o.backoff_max = std::chrono::milliseconds(backoff_max_ms);
   o.connect_timeout = std::chrono::milliseconds(connect_timeout_ms);
 
-  // SIGINT/SIGTERM end the run early; the report is still printed.
+  // SIGINT/SIGTERM end the run early, even during the sessions' setup
+  // (Pinger::stop() sticks); the report is still printed.
   sluice::servers::block_stop_signals();
   sluice::servers::Pinger pinger(o);
   std::atomic<bool> done{false};

@@ -89,15 +89,20 @@ int Pinger::run(PingerReport* report, std::string* error) {
     return -ENOTSUP;
   }
   im.codec = hb::make_tcp_codec();
-  for (size_t i = 0; i < options_.conns; ++i) {
+  for (size_t i = 0; i < options_.conns && !im.stop_requested.load(); ++i) {
     if (udp) {
       im.sessions.push_back(pinger_detail::make_udp_session(im, i));
     } else {
       im.sessions.push_back(pinger_detail::make_tcp_session(im, i));
     }
   }
-  // Set up on this thread before run(): it becomes the loop thread.
-  for (auto& s : im.sessions) s->start();
+  // Set up on this thread before run(): it becomes the loop thread. A
+  // stop() meanwhile cuts the setup short (thousands of UDP binds take a
+  // while); the sessions not started have nothing to finish.
+  for (auto& s : im.sessions) {
+    if (im.stop_requested.load()) break;
+    s->start();
+  }
   Impl* p = &im;
   im.loop->run_after(options_.duration, [p] { p->finish(); });
   if (options_.stop_pings_after.count() >= 0 && !im.sessions.empty()) {
@@ -106,6 +111,8 @@ int Pinger::run(PingerReport* report, std::string* error) {
   {
     std::lock_guard<std::mutex> lock(im.mu);
     im.running = im.loop.get();
+    // A stop() that came before `running` was set posted nothing.
+    if (im.stop_requested.load()) im.loop->post([p] { p->finish(); });
   }
   im.loop->run();
   {
@@ -129,10 +136,10 @@ int Pinger::run(PingerReport* report, std::string* error) {
 }
 
 void Pinger::stop() {
-  std::lock_guard<std::mutex> lock(impl_->mu);
-  if (impl_->running == nullptr) return;
   Impl* p = impl_.get();
-  impl_->running->post([p] { p->finish(); });
+  std::lock_guard<std::mutex> lock(p->mu);
+  p->stop_requested = true;  // before run() or during its setup: run() sees it
+  if (p->running != nullptr) p->running->post([p] { p->finish(); });
 }
 
 }  // namespace sluice::servers

@@ -29,7 +29,10 @@
 // drops it after interval x misses; it then stays down (no reconnect).
 //
 // Thread rules: run() on one thread (it becomes the loop thread); stop()
-// from any thread while run() runs.
+// from any thread at any time. A stop is never lost: one that comes
+// before run() or during its setup cuts the setup short and makes run()
+// return at once with what it has (a stop after run() returned does
+// nothing).
 #pragma once
 
 #include <atomic>
@@ -88,7 +91,7 @@ class Pinger {
   Pinger(const Pinger&) = delete;
   Pinger& operator=(const Pinger&) = delete;
 
-  // Runs for options.duration, or until stop(); once per Pinger. Returns 0 and fills
+  // Runs for options.duration, or until stop() (whenever it was called); once per Pinger. Returns 0 and fills
   // *report, or -errno and sets *error (unknown back end, bad address, a
   // back end that cannot do UDP ...).
   int run(PingerReport* report, std::string* error);

@@ -3,12 +3,14 @@
 // heartbeat_pinger_udp.cc) build on.
 //
 // Thread rules: everything here runs on the pinger's loop thread, except
-// Impl::mu and Impl::running, which Pinger::stop() reads from any thread.
+// Impl::mu, Impl::running and Impl::stop_requested, which Pinger::stop()
+// uses from any thread.
 #pragma once
 
 #include <sys/socket.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <deque>
@@ -63,8 +65,13 @@ struct Pinger::Impl {
   int fatal = 0;
   std::string fatal_error;
 
-  std::mutex mu;               // guards `running` against run() ending
+  // stop() sets stop_requested and, while run() runs its loop, posts
+  // finish() to it. run() reads stop_requested under mu when it publishes
+  // `running`, so a stop before that point is never lost; its setup also
+  // polls it to stop early.
+  std::mutex mu;  // guards `running` against run() starting and ending
   EventLoop* running = nullptr;
+  std::atomic<bool> stop_requested{false};
 };
 
 namespace pinger_detail {

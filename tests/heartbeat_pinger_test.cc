@@ -6,8 +6,8 @@
 //    delays the sessions report and on what the fake server sees;
 //  * a connection that proved healthy still resets the backoff, so the
 //    reconnect after a real server restart starts from the minimum;
-//  * stop() sticks whenever it comes: before run(), during its setup,
-//    during the run.
+//  * stop() sticks whenever it comes: before run(), during its setup
+//    (which it cuts short), during the run.
 #include <netinet/in.h>
 #include <poll.h>
 #include <sys/socket.h>
@@ -326,6 +326,55 @@ TEST(HealthyConnection, ResetsTheBackoff) {
   ASSERT_GT(d.size(), before_drop) << "no reconnect was scheduled after the drop";
   EXPECT_LE(d[before_drop], kBackoffMin + 1ms) << "a healthy connection must reset the backoff";
   EXPECT_GT(r.pongs_received, 3u) << r.json();
+}
+
+// stop() must stick whenever it comes; each run is told to last 5 s.
+servers::PingerOptions stop_options() {
+  servers::PingerOptions o = options("udp", 9);  // discard: nothing answers
+  o.duration = 5000ms;
+  return o;
+}
+
+TEST(Stop, BeforeRunIsNotLost) {
+  servers::Pinger pinger(stop_options());
+  pinger.stop();
+  const auto t0 = Clock::now();
+  servers::PingerReport r;
+  std::string err;
+  ASSERT_EQ(pinger.run(&r, &err), 0) << err;
+  EXPECT_LT(Clock::now() - t0, 1s);
+}
+
+TEST(Stop, DuringSetupIsNotLost) {
+  raise_fd_limit();
+  servers::PingerOptions o = stop_options();
+  o.conns = 2000;  // the setup (2000 sockets) takes longer than the 1 ms below
+  servers::Pinger pinger(o);
+  servers::PingerReport r;
+  std::string err;
+  int rc = 1;
+  const auto t0 = Clock::now();
+  std::thread runner([&] { rc = pinger.run(&r, &err); });
+  std::this_thread::sleep_for(1ms);
+  pinger.stop();
+  runner.join();
+  ASSERT_EQ(rc, 0) << err;
+  EXPECT_LT(Clock::now() - t0, 2s);
+}
+
+TEST(Stop, DuringTheRunEndsIt) {
+  servers::Pinger pinger(stop_options());
+  servers::PingerReport r;
+  std::string err;
+  int rc = 1;
+  const auto t0 = Clock::now();
+  std::thread runner([&] { rc = pinger.run(&r, &err); });
+  std::this_thread::sleep_for(200ms);
+  pinger.stop();
+  runner.join();
+  ASSERT_EQ(rc, 0) << err;
+  EXPECT_LT(Clock::now() - t0, 2s);
+  EXPECT_GT(r.pings_sent, 0u);
 }
 
 }  // namespace
