@@ -6,6 +6,7 @@
 #include <mutex>
 
 #include <fmt/format.h>
+#include <spdlog/spdlog.h>
 
 #include "codec/heartbeat.h"
 #include "core/net.h"
@@ -48,13 +49,17 @@ void Pinger::Impl::finish() {
   const Clock::time_point end = Clock::now();
   for (auto& s : sessions) s->finish(end);
   // Wait (bounded) until the back end has released every socket, so the
-  // sessions can be destroyed safely after run() returns.
-  const Clock::time_point give_up = end + std::chrono::seconds(2);
-  loop->run_every(std::chrono::milliseconds(1), [this, give_up] {
+  // sessions can be destroyed safely after run() returns; run() leaks any
+  // it still holds (the io/backend.h contract: free a channel only after
+  // on_detached).
+  const Clock::time_point give_up = end + opts.release_wait;
+  auto check = [this, give_up] {
     bool all = true;
     for (auto& s : sessions) all = all && s->released();
-    if (all || Clock::now() > give_up) loop->quit();
-  });
+    if (all || Clock::now() >= give_up) loop->quit();
+  };
+  check();
+  loop->run_every(std::chrono::milliseconds(1), check);
 }
 
 Pinger::Pinger(PingerOptions options)
@@ -118,6 +123,23 @@ int Pinger::run(PingerReport* report, std::string* error) {
   {
     std::lock_guard<std::mutex> lock(im.mu);
     im.running = nullptr;
+  }
+
+  // Sessions the back end still holds (the wait above gave up) must not be
+  // destroyed: their channels may still be in use by it (io_uring ops,
+  // helper threads) and their fds are closed only on release. Leak them
+  // and the loop; the connector has no request left and can go.
+  for (auto& s : im.sessions) {
+    if (s->released()) continue;
+    ++im.stats.unreleased;
+    (void)s.release();
+  }
+  if (im.stats.unreleased > 0) {
+    spdlog::error("pinger: the {} back end still holds {} sessions {} ms after the end; "
+                  "leaking them",
+                  im.loop->io_name(), im.stats.unreleased, options_.release_wait.count());
+    im.sessions.clear();
+    (void)im.loop.release();
   }
 
   PingerReport r = im.stats;

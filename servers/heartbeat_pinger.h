@@ -59,6 +59,10 @@ struct PingerOptions {
   std::chrono::milliseconds backoff_max{5000};
   std::chrono::milliseconds connect_timeout{2000};
   uint64_t seed = 1;
+  // At the end, how long run() waits for the back end to release every
+  // socket (cancelled io_uring operations, helper threads). If it gives up,
+  // run() leaks what is still held rather than free it under the back end.
+  std::chrono::milliseconds release_wait{2000};
   // Called on the loop thread each time a session schedules a reconnect
   // (TCP) or a fresh socket (UDP), with the backoff delay it chose; for
   // tests and logs. Must not call into the Pinger.
@@ -78,6 +82,7 @@ struct PingerReport {
   uint64_t connect_failures = 0;
   uint64_t drops = 0;  // connections/sockets given up (closed, reset, silent server)
   uint64_t unmatched_pongs = 0;
+  uint64_t unreleased = 0;  // sessions still held by the back end after release_wait (leaked)
 
   // {"pings_sent":..,"pongs_received":..,"lost":..,"in_flight":..,
   //  "reconnects":..,"rtt_p50_us":..,"rtt_p99_us":..,"rtt_max_us":..}
