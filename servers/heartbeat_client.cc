@@ -2,7 +2,9 @@
 // heartbeat_server, over TCP or UDP, on any IO back end. Each session
 // PINGs every interval, matches PONGs by sequence, measures the RTT and
 // reconnects with capped exponential backoff + jitter when the server goes
-// away. At the end it prints ONE JSON line on stdout:
+// away (the delay grows with each failure, including connections the
+// server accepts and then drops, and starts over only after a healthy
+// connection; see PROTOCOL.md). At the end it prints ONE JSON line on stdout:
 //
 //   {"pings_sent":..,"pongs_received":..,"lost":..,"in_flight":..,
 //    "reconnects":..,"rtt_p50_us":..,"rtt_p99_us":..,"rtt_max_us":..}
@@ -68,7 +70,9 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--stop-pings-after-s", stop_after_s,
                  "Test/demo knob: session 0 stops sending PINGs after this long (the server drops it)");
-  app.add_option("--backoff-min-ms", backoff_min_ms, "First reconnect delay (before jitter)")
+  app.add_option("--backoff-min-ms", backoff_min_ms, "First reconnect delay (before jitter); it doubles with each failed attempt (refused, "
+                 "or accepted and then dropped before a PONG) up to --backoff-max-ms, and starts over "
+                 "once a connection has been answered for an interval")
       ->check(CLI::Range(1, 600000))
       ->capture_default_str();
   app.add_option("--backoff-max-ms", backoff_max_ms, "Reconnect delay cap")
@@ -94,7 +98,8 @@ int main(int argc, char** argv) {
   o.backoff_max = std::chrono::milliseconds(backoff_max_ms);
   o.connect_timeout = std::chrono::milliseconds(connect_timeout_ms);
 
-  // SIGINT/SIGTERM end the run early; the report is still printed.
+  // SIGINT/SIGTERM end the run early, even during the sessions' setup
+  // (Pinger::stop() sticks); the report is still printed.
   sluice::servers::block_stop_signals();
   sluice::servers::Pinger pinger(o);
   std::atomic<bool> done{false};

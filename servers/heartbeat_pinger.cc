@@ -6,6 +6,7 @@
 #include <mutex>
 
 #include <fmt/format.h>
+#include <spdlog/spdlog.h>
 
 #include "codec/heartbeat.h"
 #include "core/net.h"
@@ -48,13 +49,17 @@ void Pinger::Impl::finish() {
   const Clock::time_point end = Clock::now();
   for (auto& s : sessions) s->finish(end);
   // Wait (bounded) until the back end has released every socket, so the
-  // sessions can be destroyed safely after run() returns.
-  const Clock::time_point give_up = end + std::chrono::seconds(2);
-  loop->run_every(std::chrono::milliseconds(1), [this, give_up] {
+  // sessions can be destroyed safely after run() returns; run() leaks any
+  // it still holds (the io/backend.h contract: free a channel only after
+  // on_detached).
+  const Clock::time_point give_up = end + opts.release_wait;
+  auto check = [this, give_up] {
     bool all = true;
     for (auto& s : sessions) all = all && s->released();
-    if (all || Clock::now() > give_up) loop->quit();
-  });
+    if (all || Clock::now() >= give_up) loop->quit();
+  };
+  check();
+  loop->run_every(std::chrono::milliseconds(1), check);
 }
 
 Pinger::Pinger(PingerOptions options)
@@ -89,15 +94,20 @@ int Pinger::run(PingerReport* report, std::string* error) {
     return -ENOTSUP;
   }
   im.codec = hb::make_tcp_codec();
-  for (size_t i = 0; i < options_.conns; ++i) {
+  for (size_t i = 0; i < options_.conns && !im.stop_requested.load(); ++i) {
     if (udp) {
       im.sessions.push_back(pinger_detail::make_udp_session(im, i));
     } else {
       im.sessions.push_back(pinger_detail::make_tcp_session(im, i));
     }
   }
-  // Set up on this thread before run(): it becomes the loop thread.
-  for (auto& s : im.sessions) s->start();
+  // Set up on this thread before run(): it becomes the loop thread. A
+  // stop() meanwhile cuts the setup short (thousands of UDP binds take a
+  // while); the sessions not started have nothing to finish.
+  for (auto& s : im.sessions) {
+    if (im.stop_requested.load()) break;
+    s->start();
+  }
   Impl* p = &im;
   im.loop->run_after(options_.duration, [p] { p->finish(); });
   if (options_.stop_pings_after.count() >= 0 && !im.sessions.empty()) {
@@ -106,11 +116,30 @@ int Pinger::run(PingerReport* report, std::string* error) {
   {
     std::lock_guard<std::mutex> lock(im.mu);
     im.running = im.loop.get();
+    // A stop() that came before `running` was set posted nothing.
+    if (im.stop_requested.load()) im.loop->post([p] { p->finish(); });
   }
   im.loop->run();
   {
     std::lock_guard<std::mutex> lock(im.mu);
     im.running = nullptr;
+  }
+
+  // Sessions the back end still holds (the wait above gave up) must not be
+  // destroyed: their channels may still be in use by it (io_uring ops,
+  // helper threads) and their fds are closed only on release. Leak them
+  // and the loop; the connector has no request left and can go.
+  for (auto& s : im.sessions) {
+    if (s->released()) continue;
+    ++im.stats.unreleased;
+    (void)s.release();
+  }
+  if (im.stats.unreleased > 0) {
+    spdlog::error("pinger: the {} back end still holds {} sessions {} ms after the end; "
+                  "leaking them",
+                  im.loop->io_name(), im.stats.unreleased, options_.release_wait.count());
+    im.sessions.clear();
+    (void)im.loop.release();
   }
 
   PingerReport r = im.stats;
@@ -129,10 +158,10 @@ int Pinger::run(PingerReport* report, std::string* error) {
 }
 
 void Pinger::stop() {
-  std::lock_guard<std::mutex> lock(impl_->mu);
-  if (impl_->running == nullptr) return;
   Impl* p = impl_.get();
-  impl_->running->post([p] { p->finish(); });
+  std::lock_guard<std::mutex> lock(p->mu);
+  p->stop_requested = true;  // before run() or during its setup: run() sees it
+  if (p->running != nullptr) p->running->post([p] { p->finish(); });
 }
 
 }  // namespace sluice::servers

@@ -4,10 +4,14 @@
 // UDP socket, matching PONGs by sequence number and measuring the RTT.
 //
 // Liveness and reconnects: a session whose server has sent nothing for
-// interval x misses (reader-idle), or whose connection closes, counts its
-// unanswered PINGs as lost and reconnects after a capped exponential
-// backoff with jitter (core/backoff.h); the backoff resets once a
-// connection is up again (TCP) or a PONG arrives on a fresh socket (UDP).
+// interval x misses (reader-idle; UDP: no PONG for one of its PINGs), or
+// whose connection closes, counts its unanswered PINGs as lost and
+// reconnects after a capped exponential backoff with jitter
+// (core/backoff.h). The backoff resets only once a connection has proved
+// healthy: TCP, the server answered a PING sent one interval after the
+// connect; UDP, a PONG for one of its PINGs arrived on a fresh socket. So
+// a server that accepts and then closes, resets or answers garbage sees
+// the delays grow to backoff_max, not a reconnect every backoff_initial.
 //
 // Accounting (exact: pings_sent == pongs_received + lost + in_flight):
 //  * pongs_received: PINGs answered by a PONG with their sequence number on
@@ -25,12 +29,16 @@
 // drops it after interval x misses; it then stays down (no reconnect).
 //
 // Thread rules: run() on one thread (it becomes the loop thread); stop()
-// from any thread while run() runs.
+// from any thread at any time. A stop is never lost: one that comes
+// before run() or during its setup cuts the setup short and makes run()
+// return at once with what it has (a stop after run() returned does
+// nothing).
 #pragma once
 
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -51,6 +59,14 @@ struct PingerOptions {
   std::chrono::milliseconds backoff_max{5000};
   std::chrono::milliseconds connect_timeout{2000};
   uint64_t seed = 1;
+  // At the end, how long run() waits for the back end to release every
+  // socket (cancelled io_uring operations, helper threads). If it gives up,
+  // run() leaks what is still held rather than free it under the back end.
+  std::chrono::milliseconds release_wait{2000};
+  // Called on the loop thread each time a session schedules a reconnect
+  // (TCP) or a fresh socket (UDP), with the backoff delay it chose; for
+  // tests and logs. Must not call into the Pinger.
+  std::function<void(size_t session, std::chrono::nanoseconds delay)> on_retry;
 };
 
 struct PingerReport {
@@ -66,6 +82,7 @@ struct PingerReport {
   uint64_t connect_failures = 0;
   uint64_t drops = 0;  // connections/sockets given up (closed, reset, silent server)
   uint64_t unmatched_pongs = 0;
+  uint64_t unreleased = 0;  // sessions still held by the back end after release_wait (leaked)
 
   // {"pings_sent":..,"pongs_received":..,"lost":..,"in_flight":..,
   //  "reconnects":..,"rtt_p50_us":..,"rtt_p99_us":..,"rtt_max_us":..}
@@ -79,7 +96,7 @@ class Pinger {
   Pinger(const Pinger&) = delete;
   Pinger& operator=(const Pinger&) = delete;
 
-  // Runs for options.duration, or until stop(); once per Pinger. Returns 0 and fills
+  // Runs for options.duration, or until stop() (whenever it was called); once per Pinger. Returns 0 and fills
   // *report, or -errno and sets *error (unknown back end, bad address, a
   // back end that cannot do UDP ...).
   int run(PingerReport* report, std::string* error);

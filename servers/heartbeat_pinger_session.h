@@ -3,12 +3,14 @@
 // heartbeat_pinger_udp.cc) build on.
 //
 // Thread rules: everything here runs on the pinger's loop thread, except
-// Impl::mu and Impl::running, which Pinger::stop() reads from any thread.
+// Impl::mu, Impl::running and Impl::stop_requested, which Pinger::stop()
+// uses from any thread.
 #pragma once
 
 #include <sys/socket.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <deque>
@@ -63,8 +65,13 @@ struct Pinger::Impl {
   int fatal = 0;
   std::string fatal_error;
 
-  std::mutex mu;               // guards `running` against run() ending
+  // stop() sets stop_requested and, while run() runs its loop, posts
+  // finish() to it. run() reads stop_requested under mu when it publishes
+  // `running`, so a stop before that point is never lost; its setup also
+  // polls it to stop early.
+  std::mutex mu;  // guards `running` against run() starting and ending
   EventLoop* running = nullptr;
+  std::atomic<bool> stop_requested{false};
 };
 
 namespace pinger_detail {
@@ -89,7 +96,8 @@ class Session {
     ++p_.stats.pings_sent;
   }
 
-  void answered(uint64_t seq, Clock::time_point now) {
+  // True when seq was one of ours (its RTT is recorded).
+  bool answered(uint64_t seq, Clock::time_point now) {
     // PONGs come back in order, so the match is almost always the front.
     for (auto it = outstanding_.begin(); it != outstanding_.end(); ++it) {
       if (it->seq != seq) continue;
@@ -97,9 +105,17 @@ class Session {
       p_.rtts_us.push_back(static_cast<uint64_t>(std::max<int64_t>(0, rtt.count())));
       ++p_.stats.pongs_received;
       outstanding_.erase(it);
-      return;
+      return true;
     }
     ++p_.stats.unmatched_pongs;
+    return false;
+  }
+
+  // The delay before the next reconnect / fresh socket; counts the attempt.
+  Clock::duration next_delay() {
+    const Backoff::duration d = backoff_.next();
+    if (p_.opts.on_retry) p_.opts.on_retry(index_, d);
+    return d;
   }
 
   // The connection/socket is given up: its PINGs can no longer be answered.

@@ -48,7 +48,10 @@ class TcpSession final : public Session, public Handler {
       spdlog::debug("session {}: connected to {}", index_, conn.peer());
     }
     ever_up_ = true;
-    backoff_.reset();
+    // Not backoff_.reset() here: a server that accepts and then closes,
+    // resets or answers garbage must see the delays grow. See on_message.
+    healthy_ = false;
+    first_seq_ = next_seq_;
     if (silent_) {
       conn.set_idle({});
       return;
@@ -71,7 +74,16 @@ class TcpSession final : public Session, public Handler {
       conn.abort();
       return;
     }
-    if (m.type == hb::Type::kPong) answered(m.seq, Clock::now());
+    if (m.type != hb::Type::kPong || !answered(m.seq, Clock::now())) return;
+    // Healthy: the server answered a PING sent one interval after the
+    // connect, so it served this connection for an interval. Only then do
+    // failures start from the minimum delay again, which bounds reconnects
+    // to one per interval even against a server that answers once and
+    // then drops every connection.
+    if (!healthy_ && m.seq > first_seq_) {
+      healthy_ = true;
+      backoff_.reset();
+    }
   }
 
   void on_idle(Connection& conn, IdleKind kind) override {
@@ -123,7 +135,7 @@ class TcpSession final : public Session, public Handler {
 
   void schedule_retry() {
     if (finished_ || silent_ || retry_timer_) return;
-    retry_timer_ = p_.loop->run_after(backoff_.next(), [this] {
+    retry_timer_ = p_.loop->run_after(next_delay(), [this] {
       retry_timer_ = 0;
       connect();
     });
@@ -136,6 +148,8 @@ class TcpSession final : public Session, public Handler {
   }
 
   Client client_;
+  bool healthy_ = false;  // see on_message
+  uint64_t first_seq_ = 0;  // the current connection's first PING
 };
 
 }  // namespace

@@ -66,9 +66,13 @@ class UdpSession final : public Session, public DatagramHandler, public UdpEndpo
   // DatagramHandler (loop thread).
   void on_datagram(UdpEndpoint& ep, const io::Datagram& d) override {
     if (&ep != ep_.get() || !same_address(d.addr, d.addr_len, p_.server, p_.server_len)) return;
-    idle_.on_read();
+    // Only a PONG for one of our PINGs shows the server is serving us:
+    // garbage (or a stray PONG) must neither keep the session from giving
+    // a broken server up nor reset the backoff.
     hb::Message m;
     if (hb::parse(d.data, &m) != hb::ParseError::kNone || m.type != hb::Type::kPong) return;
+    if (!answered(m.seq, Clock::now())) return;
+    idle_.on_read();
     if (!up_) {
       if (ever_up_) {
         ++p_.stats.reconnects;
@@ -78,7 +82,6 @@ class UdpSession final : public Session, public DatagramHandler, public UdpEndpo
       up_ = ever_up_ = true;
       backoff_.reset();
     }
-    answered(m.seq, Clock::now());
   }
 
   // UdpEndpoint::Owner.
@@ -135,7 +138,7 @@ class UdpSession final : public Session, public DatagramHandler, public UdpEndpo
     close_endpoint();
     spdlog::info("session {}: no PONG for {} ms; retrying with a new socket", index_,
                  std::chrono::duration_cast<std::chrono::milliseconds>(silence_limit()).count());
-    retry_timer_ = p_.loop->run_after(backoff_.next(), [this] {
+    retry_timer_ = p_.loop->run_after(next_delay(), [this] {
       retry_timer_ = 0;
       open();
     });
