@@ -48,7 +48,7 @@ bool UdpEndpoint::send_to(const sockaddr* addr, socklen_t len, std::string_view 
     ++stats_.dropped_too_big;
     return false;
   }
-  if (datagrams().size() >= max_queued_) {
+  if (pending() >= max_queued_) {
     ++stats_.dropped_full;
     return false;
   }
@@ -77,17 +77,19 @@ void UdpEndpoint::close() {
   finish_close(Clock::now() + kCloseFlushLimit);
 }
 
-// Detaching drops whatever the back end has not taken yet, and update()
-// need not send at once (a reactor that is waiting for writability sends
-// on its next event), so wait for the queue to drain, checking every tick,
-// up to a bound: a socket the kernel never takes from must not hold the
-// close up for long.
+// Detaching drops whatever the back end has not sent yet, including what
+// it already took from datagrams() (io_uring and blocking move the queue
+// into their own), and update() need not send at once (a reactor waiting
+// for writability sends on its next event). So wait until every datagram
+// is reported finished (on_datagrams_sent), checking every tick, up to a
+// bound: a socket the kernel never takes from must not hold the close up
+// for long.
 void UdpEndpoint::finish_close(Clock::time_point deadline) {
   if (state_ != State::kClosing) return;
-  if (!datagrams().empty() && Clock::now() < deadline) {
+  if (pending() > 0 && Clock::now() < deadline) {
     loop_.backend().update(*this);
     if (state_ != State::kClosing) return;  // a fatal error detached it
-    if (!datagrams().empty()) {
+    if (pending() > 0) {
       // `this` stays valid: the destructor cancels the timer.
       close_timer_ = loop_.run_after(std::chrono::milliseconds(1), [this, deadline] {
         close_timer_ = 0;
@@ -105,6 +107,8 @@ void UdpEndpoint::on_datagram(const io::Datagram& d) {
   ++stats_.received;
   handler_.on_datagram(*this, d);
 }
+
+void UdpEndpoint::on_datagrams_sent(size_t n) { stats_.sent += n; }
 
 void UdpEndpoint::on_input(size_t n) {
   // Only a back end with no datagram path delivers stream bytes here: the

@@ -374,6 +374,7 @@ void ReactorBackend::handle_send_datagrams(Channel& ch, State& st) {
     if (n > 0) {
       progress_ += n;
       q.pop(static_cast<size_t>(n));
+      ch.on_datagrams_sent(static_cast<size_t>(n));
       continue;
     }
     int err = errno;
@@ -387,6 +388,7 @@ void ReactorBackend::handle_send_datagrams(Channel& ch, State& st) {
     spdlog::debug("udp fd {}: dropping a {}-byte datagram: {}", ch.fd(),
                   q.item(0).size, std::strerror(err));
     q.pop(1);
+    ch.on_datagrams_sent(1);
   }
   if (q.empty()) st.write_blocked = false;
 }
