@@ -1,5 +1,9 @@
 // UDP endpoint life cycle on every registered back end: a close sends
-// every datagram queued before it (within the close's flush bound).
+// every datagram queued before it (within the close's flush bound), a
+// handler that pauses reading mid-batch gets nothing more until it resumes
+// (then everything, in order), and a UdpServer whose loop died on a
+// back-end failure still closes its endpoints (on_close, fd) and never
+// hangs in start() or stop().
 #include <fcntl.h>
 #include <poll.h>
 #include <sys/socket.h>
@@ -147,6 +151,79 @@ TEST_P(UdpLifecycle, StopSendsEveryQueuedDatagram) {
       }
     }
   }
+}
+
+// Turns reading off on the first datagram it sees.
+class Pauser final : public DatagramHandler {
+ public:
+  void on_open(UdpEndpoint& ep) override { endpoint = &ep; }
+  void on_datagram(UdpEndpoint& ep, const io::Datagram& d) override {
+    {
+      std::lock_guard<std::mutex> lock(mu);
+      got.push_back(seq_of(d.data));
+    }
+    if (pause_next.exchange(false)) {
+      ep.set_want_read(false);
+      ep.loop().backend().update(ep);
+    }
+  }
+  size_t count() {
+    std::lock_guard<std::mutex> lock(mu);
+    return got.size();
+  }
+  std::atomic<UdpEndpoint*> endpoint{nullptr};
+  std::atomic<bool> pause_next{true};
+  std::mutex mu;
+  std::vector<uint32_t> got;
+};
+
+bool wait_for(const std::function<bool()>& pred, std::chrono::milliseconds limit) {
+  const auto until = std::chrono::steady_clock::now() + limit;
+  while (!pred()) {
+    if (std::chrono::steady_clock::now() >= until) return false;
+    std::this_thread::sleep_for(1ms);
+  }
+  return true;
+}
+
+// Bug 5: ten datagrams wait in the socket, so a reactor takes them in one
+// recvmmsg batch; the handler pauses on the first. Nothing more may arrive
+// until it resumes; then the held ones come, in order, before newer ones.
+TEST_P(UdpLifecycle, PauseMidBatchHoldsTheRestUntilResumed) {
+  Pauser h;
+  UdpServerOptions o;
+  o.io = GetParam();
+  UdpServer server(o, h);
+  std::string err;
+  ASSERT_EQ(server.start(&err), 0) << err;
+  UdpEndpoint* ep = h.endpoint.load();
+  ASSERT_NE(ep, nullptr);
+  EventLoop& loop = ep->loop();
+  // Hold the loop while the batch is queued in the kernel.
+  std::promise<void> sent;
+  std::shared_future<void> sent_f = sent.get_future().share();
+  loop.post([sent_f] { sent_f.wait(); });
+  int fd = big_client();
+  for (uint32_t i = 0; i < 10; ++i) send_to_port(fd, server.port(), numbered(i, 32));
+  sent.set_value();
+  ASSERT_TRUE(wait_for([&] { return h.count() >= 1; }, 5s));
+  std::this_thread::sleep_for(200ms);
+  const size_t extra = h.count() - 1;
+  std::printf("UDP-PAUSE io=%s extra_after_pause=%zu\n", GetParam().c_str(), extra);
+  EXPECT_EQ(extra, 0u) << "datagrams delivered after the handler paused reading";
+  // Resume on the loop thread, then send more: the held ones come first.
+  loop.post([ep] {
+    ep->set_want_read(true);
+    ep->loop().backend().update(*ep);
+  });
+  ASSERT_TRUE(wait_for([&] { return h.count() >= 10; }, 5s)) << h.count();
+  for (uint32_t i = 10; i < 15; ++i) send_to_port(fd, server.port(), numbered(i, 32));
+  EXPECT_TRUE(wait_for([&] { return h.count() >= 15; }, 5s)) << h.count();
+  server.stop();
+  ::close(fd);
+  std::lock_guard<std::mutex> lock(h.mu);
+  ASSERT_EQ(h.got.size(), 15u);
+  for (uint32_t i = 0; i < 15; ++i) EXPECT_EQ(h.got[i], i) << "position " << i;
 }
 
 INSTANTIATE_TEST_SUITE_P(AllBackends, UdpLifecycle,
