@@ -102,6 +102,29 @@ void UdpEndpoint::finish_close(Clock::time_point deadline) {
   loop_.backend().detach(*this);
 }
 
+int UdpEndpoint::abandon() {
+  if (state_ == State::kNew || state_ == State::kClosed) return -1;
+  if (close_timer_ != 0) {
+    loop_.cancel(close_timer_);
+    close_timer_ = 0;
+  }
+  if (state_ == State::kOpen) {
+    state_ = State::kClosing;
+    handler_.on_close(*this);
+  }
+  if (state_ == State::kClosing) {
+    state_ = State::kDetaching;
+    loop_.backend().detach(*this);  // a reactor releases at once
+    if (state_ == State::kClosed) return -1;
+  }
+  // The others release from a wait() that will not come.
+  spdlog::warn("udp fd {}: the {} loop stopped before its back end released the socket",
+               fd(), loop_.io_name());
+  state_ = State::kClosed;
+  io.reset();
+  return fd();
+}
+
 void UdpEndpoint::on_datagram(const io::Datagram& d) {
   if (state_ != State::kOpen) return;
   ++stats_.received;

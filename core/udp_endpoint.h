@@ -92,6 +92,17 @@ class UdpEndpoint final : public io::Channel {
   // what is queued (bounded by kCloseFlushLimit), then releases.
   void close();
 
+  // The loop has stopped for good without the back end releasing this
+  // endpoint (its wait() failed, or a stop deadline passed): runs on_close
+  // if it has not run and makes the back end let go of the socket (detach,
+  // then dropping Channel::io). Unsent datagrams are lost. Returns the fd
+  // for the caller to close once the loop, and so the back end, has been
+  // destroyed (a helper thread may still be leaving a call on it until
+  // then), or -1 when the back end released it already (fd closed, and
+  // release() called). Loop thread, after run() returned; the owner then
+  // destroys the object.
+  int abandon();
+
   // Datagrams accepted by send_to() that the back end has not finished
   // with yet (stats().queued - stats().sent).
   size_t pending() const { return static_cast<size_t>(stats_.queued - stats_.sent); }

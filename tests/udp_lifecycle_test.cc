@@ -3,7 +3,9 @@
 // handler that pauses reading mid-batch gets nothing more until it resumes
 // (then everything, in order), and a UdpServer whose loop died on a
 // back-end failure still closes its endpoints (on_close, fd) and never
-// hangs in start() or stop().
+// hangs in start() or stop(). The last is forced on epoll by putting
+// /dev/null in place of the loop's epoll descriptor: epoll_wait then fails
+// with EINVAL, as a real back-end failure would.
 #include <fcntl.h>
 #include <poll.h>
 #include <sys/socket.h>
@@ -20,6 +22,10 @@
 #include <vector>
 
 #include <gtest/gtest.h>
+
+#include <cstdlib>
+#include <functional>
+#include <mutex>
 
 #include "core/event_loop.h"
 #include "core/net.h"
@@ -224,6 +230,121 @@ TEST_P(UdpLifecycle, PauseMidBatchHoldsTheRestUntilResumed) {
   std::lock_guard<std::mutex> lock(h.mu);
   ASSERT_EQ(h.got.size(), 15u);
   for (uint32_t i = 0; i < 15; ++i) EXPECT_EQ(h.got[i], i) << "position " << i;
+}
+
+// Descriptors of this process whose /proc/self/fd link reads `what`.
+std::set<int> fds_of(const std::string& what) {
+  std::set<int> out;
+  for (const auto& e : std::filesystem::directory_iterator("/proc/self/fd")) {
+    std::error_code ec;
+    auto target = std::filesystem::read_symlink(e.path(), ec);
+    if (!ec && target.string() == what) out.insert(std::stoi(e.path().filename().string()));
+  }
+  return out;
+}
+
+int newest(const std::set<int>& now, const std::set<int>& before) {
+  int fd = -1;
+  for (int f : now) {
+    if (!before.count(f)) fd = std::max(fd, f);
+  }
+  return fd;
+}
+
+// Makes the loop owning epoll descriptor `ep` (and eventfd `wake`) fail:
+// its next epoll_wait sees /dev/null (EINVAL) and run() returns.
+void kill_loop(int ep, int wake) {
+  int nul = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+  ASSERT_GE(nul, 0);
+  ASSERT_EQ(::dup2(nul, ep), ep);
+  ::close(nul);
+  uint64_t one = 1;
+  ASSERT_EQ(::write(wake, &one, sizeof one), static_cast<ssize_t>(sizeof one));
+  std::this_thread::sleep_for(100ms);  // the loop wakes up, fails, exits
+}
+
+// Runs fn on a thread of its own; false if it did not finish within
+// limit. A hang cannot be undone, so the process then exits (failing).
+bool finishes_within(std::chrono::milliseconds limit, std::function<void()> fn) {
+  auto done = std::make_shared<std::promise<void>>();
+  std::future<void> f = done->get_future();
+  std::thread([fn = std::move(fn), done] {
+    fn();
+    done->set_value();
+  }).detach();
+  if (f.wait_for(limit) == std::future_status::ready) return true;
+  std::fprintf(stderr, "hung for %lld ms: exiting\n", static_cast<long long>(limit.count()));
+  return false;
+}
+
+class Counting final : public DatagramHandler {
+ public:
+  void on_open(UdpEndpoint& ep) override {
+    ++opened;
+    if (hook) hook(ep);
+  }
+  void on_datagram(UdpEndpoint&, const io::Datagram&) override {}
+  void on_close(UdpEndpoint&) override { ++closed; }
+  std::atomic<int> opened{0}, closed{0};
+  std::function<void(UdpEndpoint&)> hook;  // on_open, loop thread
+};
+
+const char kEpollLink[] = "anon_inode:[eventpoll]";
+const char kEventfdLink[] = "anon_inode:[eventfd]";
+
+// Seen: the loop exits on a back-end failure; stop() must still run
+// on_close and close the socket (the port is free again afterwards).
+TEST(UdpServerDeadLoop, StopClosesTheEndpointOfALoopThatDied) {
+  if (!io::probe("epoll").available) GTEST_SKIP() << "epoll unavailable here";
+  const auto ep_before = fds_of(kEpollLink), ev_before = fds_of(kEventfdLink);
+  Counting h;
+  UdpServerOptions o;
+  o.io = "epoll";
+  auto server = std::make_unique<UdpServer>(o, h);
+  std::string err;
+  ASSERT_EQ(server->start(&err), 0) << err;
+  const uint16_t port = server->port();
+  const int ep = newest(fds_of(kEpollLink), ep_before);
+  const int wake = newest(fds_of(kEventfdLink), ev_before);
+  ASSERT_GE(ep, 0);
+  ASSERT_GE(wake, 0);
+  kill_loop(ep, wake);
+  if (!finishes_within(5s, [&] { server.reset(); })) std::_Exit(1);
+  EXPECT_EQ(h.opened.load(), 1);
+  EXPECT_EQ(h.closed.load(), 1) << "on_close never ran";
+  int fd = bind_udp("127.0.0.1", port, {});
+  EXPECT_GE(fd, 0) << "the socket leaked: port " << port << " is still bound";
+  if (fd >= 0) ::close(fd);
+}
+
+// Code reading: start() waits for each loop to attach its endpoint; a loop
+// that died before running that task must make start() fail, not hang.
+// Loop 0's on_open kills loop 1 before start() posts loop 1's attach.
+TEST(UdpServerDeadLoop, StartFailsInsteadOfWaitingForADeadLoop) {
+  if (!io::probe("epoll").available) GTEST_SKIP() << "epoll unavailable here";
+  const auto ep_before = fds_of(kEpollLink), ev_before = fds_of(kEventfdLink);
+  Counting h;
+  h.hook = [&](UdpEndpoint&) {
+    // Loop 1 was created after loop 0: its descriptors are the newest.
+    kill_loop(newest(fds_of(kEpollLink), ep_before), newest(fds_of(kEventfdLink), ev_before));
+  };
+  UdpServerOptions o;
+  o.io = "epoll";
+  o.threads = 2;
+  auto server = std::make_unique<UdpServer>(o, h);
+  int rc = 0;
+  std::string err;
+  if (!finishes_within(5s, [&] { rc = server->start(&err); })) std::_Exit(1);
+  EXPECT_LT(rc, 0);
+  EXPECT_FALSE(err.empty());
+  std::printf("start() with a dead loop: %d (%s)\n", rc, err.c_str());
+  const uint16_t port = server->port();
+  server.reset();
+  EXPECT_EQ(h.opened.load(), 1);
+  EXPECT_EQ(h.closed.load(), 1);
+  int fd = bind_udp("127.0.0.1", port, {});
+  EXPECT_GE(fd, 0) << "a socket leaked: port " << port << " is still bound";
+  if (fd >= 0) ::close(fd);
 }
 
 INSTANTIATE_TEST_SUITE_P(AllBackends, UdpLifecycle,
