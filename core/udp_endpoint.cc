@@ -144,10 +144,24 @@ void UdpEndpoint::on_input(size_t n) {
   close();
 }
 
+// Back ends report only errors that make the socket unusable (EBADF,
+// ENOTSOCK, ENOMEM ..., never a peer's ICMP report), at most once per
+// endpoint: one line, saying which error and what it cost.
 void UdpEndpoint::on_error(int err) {
-  spdlog::warn("udp fd {}: socket error: {}; closing", fd(), std::strerror(-err));
-  if (state_ != State::kOpen && state_ != State::kClosing) return;
+  if (state_ != State::kOpen && state_ != State::kClosing) {
+    spdlog::debug("udp fd {}: socket error after close: {}", fd(), std::strerror(-err));
+    return;
+  }
   const bool was_open = state_ == State::kOpen;
+  if (was_open) {
+    spdlog::warn("udp fd {}: the {} back end reported a socket error: {}; closing the endpoint "
+                 "({} datagram(s) unsent)",
+                 fd(), loop_.io_name(), std::strerror(-err), pending());
+  } else {
+    spdlog::warn("udp fd {}: socket error while closing: {}; {} datagram(s) unsent", fd(),
+                 std::strerror(-err), pending());
+  }
+  close_error_ = err;
   state_ = State::kDetaching;
   if (was_open) handler_.on_close(*this);
   loop_.backend().detach(*this);

@@ -48,6 +48,7 @@ class DatagramHandler {
   // One datagram; d's views are valid only during the call.
   virtual void on_datagram(UdpEndpoint& ep, const io::Datagram& d) = 0;
   // Last call for this endpoint (its fd is still open; sends are refused).
+  // ep.close_error() says why: 0 for close()/stop, else the socket error.
   virtual void on_close(UdpEndpoint& ep) { (void)ep; }
 };
 
@@ -108,6 +109,9 @@ class UdpEndpoint final : public io::Channel {
   size_t pending() const { return static_cast<size_t>(stats_.queued - stats_.sent); }
 
   bool is_open() const { return state_ == State::kOpen; }
+  // 0 while open and after close(); the -errno the back end reported when
+  // a socket error closed the endpoint (set before on_close runs).
+  int close_error() const { return close_error_; }
   EventLoop& loop() { return loop_; }
   uint16_t local_port() const;
   std::any& context() { return context_; }
@@ -133,6 +137,7 @@ class UdpEndpoint final : public io::Channel {
   State state_ = State::kNew;
   bool flush_scheduled_ = false;
   TimerId close_timer_ = 0;
+  int close_error_ = 0;
 };
 
 }  // namespace sluice

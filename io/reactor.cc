@@ -357,13 +357,18 @@ void ReactorBackend::handle_recv_datagrams(Channel& ch, State& st) {
     if (n < 0) {
       int err = errno;
       if (err == EINTR) continue;
-      // ICMP errors from earlier sends surface here (ECONNREFUSED ...):
-      // they concern one peer, not the socket, so they are not fatal.
-      if (err != EAGAIN && err != EWOULDBLOCK) {
-        spdlog::debug("udp fd {}: recvmmsg: {}", ch.fd(), std::strerror(err));
-        continue;
+      if (err == EAGAIN || err == EWOULDBLOCK) return;
+      // Errors that make the socket itself unusable, as on io_uring and
+      // blocking: retrying them would spin here forever.
+      if (err == EBADF || err == ENOTSOCK || err == EINVAL || err == EFAULT ||
+          err == EOPNOTSUPP) {
+        fail(ch, st, -err);
+        return;
       }
-      return;
+      // ICMP errors from earlier sends surface here (ECONNREFUSED ...):
+      // they concern one peer, not the socket, and are reported once.
+      spdlog::debug("udp fd {}: recvmmsg: {}", ch.fd(), std::strerror(err));
+      continue;
     }
     progress_ += n;
     for (int i = 0; i < n; ++i) {

@@ -3,7 +3,8 @@
 // handler that pauses reading mid-batch gets nothing more until it resumes
 // (then everything, in order), and a UdpServer whose loop died on a
 // back-end failure still closes its endpoints (on_close, fd) and never
-// hangs in start() or stop(). The last is forced on epoll by putting
+// hangs in start() or stop(); a socket error closes an endpoint once and
+// says so. The dead loop is forced on epoll by putting
 // /dev/null in place of the loop's epoll descriptor: epoll_wait then fails
 // with EINVAL, as a real back-end failure would.
 #include <fcntl.h>
@@ -346,6 +347,52 @@ TEST(UdpServerDeadLoop, StartFailsInsteadOfWaitingForADeadLoop) {
   EXPECT_GE(fd, 0) << "a socket leaked: port " << port << " is still bound";
   if (fd >= 0) ::close(fd);
 }
+
+// A receive error that makes the socket unusable closes the endpoint once,
+// with the error in close_error() for on_close (a handler can say what
+// happened, not "server stopping"), instead of retrying it forever. Forced
+// by putting /dev/null in place of the socket, which the back ends that
+// watch descriptor numbers (nonblocking, select, poll) then read: ENOTSOCK.
+class UdpSocketError : public ::testing::TestWithParam<std::string> {
+ protected:
+  void SetUp() override {
+    io::BackendInfo info = io::probe(GetParam());
+    if (!info.available) GTEST_SKIP() << GetParam() << " unavailable here: " << info.reason;
+  }
+};
+
+class ErrorWatch final : public DatagramHandler {
+ public:
+  void on_open(UdpEndpoint& ep) override { fd = ep.fd(); }
+  void on_datagram(UdpEndpoint&, const io::Datagram&) override {}
+  void on_close(UdpEndpoint& ep) override {
+    error = ep.close_error();
+    ++closed;
+  }
+  std::atomic<int> fd{-1}, error{0}, closed{0};
+};
+
+TEST_P(UdpSocketError, ClosesTheEndpointAndSaysWhy) {
+  ErrorWatch h;
+  UdpServerOptions o;
+  o.io = GetParam();
+  auto server = std::make_unique<UdpServer>(o, h);
+  std::string err;
+  ASSERT_EQ(server->start(&err), 0) << err;
+  ASSERT_GE(h.fd.load(), 0);
+  int nul = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+  ASSERT_GE(nul, 0);
+  ASSERT_EQ(::dup2(nul, h.fd.load()), h.fd.load());
+  ::close(nul);
+  EXPECT_TRUE(wait_for([&] { return h.closed.load() > 0; }, 3s)) << "the error did not close it";
+  if (!finishes_within(5s, [&] { server.reset(); })) std::_Exit(1);
+  EXPECT_EQ(h.closed.load(), 1);
+  EXPECT_EQ(h.error.load(), -ENOTSOCK) << std::strerror(-h.error.load());
+}
+
+INSTANTIATE_TEST_SUITE_P(ByDescriptorNumber, UdpSocketError,
+                         ::testing::Values("nonblocking", "select", "poll"),
+                         sluice::testing::BackendName());
 
 INSTANTIATE_TEST_SUITE_P(AllBackends, UdpLifecycle,
                          ::testing::ValuesIn(sluice::testing::all_backends()),
