@@ -48,7 +48,7 @@ bool UdpEndpoint::send_to(const sockaddr* addr, socklen_t len, std::string_view 
     ++stats_.dropped_too_big;
     return false;
   }
-  if (datagrams().size() >= max_queued_) {
+  if (pending() >= max_queued_) {
     ++stats_.dropped_full;
     return false;
   }
@@ -77,17 +77,19 @@ void UdpEndpoint::close() {
   finish_close(Clock::now() + kCloseFlushLimit);
 }
 
-// Detaching drops whatever the back end has not taken yet, and update()
-// need not send at once (a reactor that is waiting for writability sends
-// on its next event), so wait for the queue to drain, checking every tick,
-// up to a bound: a socket the kernel never takes from must not hold the
-// close up for long.
+// Detaching drops whatever the back end has not sent yet, including what
+// it already took from datagrams() (io_uring and blocking move the queue
+// into their own), and update() need not send at once (a reactor waiting
+// for writability sends on its next event). So wait until every datagram
+// is reported finished (on_datagrams_sent), checking every tick, up to a
+// bound: a socket the kernel never takes from must not hold the close up
+// for long.
 void UdpEndpoint::finish_close(Clock::time_point deadline) {
   if (state_ != State::kClosing) return;
-  if (!datagrams().empty() && Clock::now() < deadline) {
+  if (pending() > 0 && Clock::now() < deadline) {
     loop_.backend().update(*this);
     if (state_ != State::kClosing) return;  // a fatal error detached it
-    if (!datagrams().empty()) {
+    if (pending() > 0) {
       // `this` stays valid: the destructor cancels the timer.
       close_timer_ = loop_.run_after(std::chrono::milliseconds(1), [this, deadline] {
         close_timer_ = 0;
@@ -100,11 +102,36 @@ void UdpEndpoint::finish_close(Clock::time_point deadline) {
   loop_.backend().detach(*this);
 }
 
+int UdpEndpoint::abandon() {
+  if (state_ == State::kNew || state_ == State::kClosed) return -1;
+  if (close_timer_ != 0) {
+    loop_.cancel(close_timer_);
+    close_timer_ = 0;
+  }
+  if (state_ == State::kOpen) {
+    state_ = State::kClosing;
+    handler_.on_close(*this);
+  }
+  if (state_ == State::kClosing) {
+    state_ = State::kDetaching;
+    loop_.backend().detach(*this);  // a reactor releases at once
+    if (state_ == State::kClosed) return -1;
+  }
+  // The others release from a wait() that will not come.
+  spdlog::warn("udp fd {}: the {} loop stopped before its back end released the socket",
+               fd(), loop_.io_name());
+  state_ = State::kClosed;
+  io.reset();
+  return fd();
+}
+
 void UdpEndpoint::on_datagram(const io::Datagram& d) {
   if (state_ != State::kOpen) return;
   ++stats_.received;
   handler_.on_datagram(*this, d);
 }
+
+void UdpEndpoint::on_datagrams_sent(size_t n) { stats_.sent += n; }
 
 void UdpEndpoint::on_input(size_t n) {
   // Only a back end with no datagram path delivers stream bytes here: the
@@ -117,10 +144,24 @@ void UdpEndpoint::on_input(size_t n) {
   close();
 }
 
+// Back ends report only errors that make the socket unusable (EBADF,
+// ENOTSOCK, ENOMEM ..., never a peer's ICMP report), at most once per
+// endpoint: one line, saying which error and what it cost.
 void UdpEndpoint::on_error(int err) {
-  spdlog::warn("udp fd {}: socket error: {}; closing", fd(), std::strerror(-err));
-  if (state_ != State::kOpen && state_ != State::kClosing) return;
+  if (state_ != State::kOpen && state_ != State::kClosing) {
+    spdlog::debug("udp fd {}: socket error after close: {}", fd(), std::strerror(-err));
+    return;
+  }
   const bool was_open = state_ == State::kOpen;
+  if (was_open) {
+    spdlog::warn("udp fd {}: the {} back end reported a socket error: {}; closing the endpoint "
+                 "({} datagram(s) unsent)",
+                 fd(), loop_.io_name(), std::strerror(-err), pending());
+  } else {
+    spdlog::warn("udp fd {}: socket error while closing: {}; {} datagram(s) unsent", fd(),
+                 std::strerror(-err), pending());
+  }
+  close_error_ = err;
   state_ = State::kDetaching;
   if (was_open) handler_.on_close(*this);
   loop_.backend().detach(*this);

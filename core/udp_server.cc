@@ -2,8 +2,10 @@
 
 #include <unistd.h>
 
+#include <condition_variable>
 #include <cstring>
-#include <future>
+#include <mutex>
+#include <optional>
 
 #include <spdlog/spdlog.h>
 
@@ -11,6 +13,11 @@ namespace sluice {
 
 struct UdpServer::Slot final : UdpEndpoint::Owner {
   explicit Slot(std::unique_ptr<EventLoop> l) : loop(std::move(l)) {}
+  ~Slot() {
+    endpoint.reset();
+    loop.reset();  // the back end is gone: nothing uses orphan_fd any more
+    if (orphan_fd >= 0) ::close(orphan_fd);
+  }
 
   void release(UdpEndpoint& ep) override {
     if (endpoint.get() != &ep) return;
@@ -18,10 +25,34 @@ struct UdpServer::Slot final : UdpEndpoint::Owner {
     if (stopping) loop->quit();
   }
 
+  // The loop thread: run() returns on quit() or when the back end's wait()
+  // fails. An endpoint still here was never released (a dead loop, or
+  // stop()'s deadline passed): close it now, on its own thread, instead of
+  // leaking the socket without on_close.
+  void run() {
+    loop->run();
+    if (endpoint) {
+      orphan_fd = endpoint->abandon();
+      endpoint.reset();
+    }
+    {
+      std::lock_guard<std::mutex> lock(m);
+      exited = true;
+    }
+    cv.notify_all();
+  }
+
   std::unique_ptr<EventLoop> loop;
   std::thread thread;
   std::unique_ptr<UdpEndpoint> endpoint;  // loop thread once running
   bool stopping = false;                  // loop thread
+  int orphan_fd = -1;  // abandoned socket, closed after the loop (above)
+  // start()'s wait for the attach task, which a loop that died first never
+  // runs (nothing runs posted tasks after run() returns).
+  std::mutex m;
+  std::condition_variable cv;
+  std::optional<int> attach_rc;  // guarded by m
+  bool exited = false;           // guarded by m: run() has returned
 };
 
 UdpServer::UdpServer(UdpServerOptions options, DatagramHandler& handler)
@@ -72,34 +103,42 @@ int UdpServer::start(std::string* error) {
   }
   io_name_ = std::string(slots_[0]->loop->io_name());
   for (auto& slot : slots_) {
-    EventLoop* loop = slot->loop.get();
-    slot->thread = std::thread([loop] { loop->run(); });
+    Slot* s = slot.get();
+    slot->thread = std::thread([s] { s->run(); });
   }
   started_ = true;
   // Attach on each loop's own thread, so on_open and every later callback
   // run there; wait for the outcome to report errors synchronously.
-  int first_err = 0;
   for (size_t i = 0; i < slots_.size(); ++i) {
     Slot* s = slots_[i].get();
     const int fd = fds[i];
-    std::promise<int> done;
-    s->loop->post([this, s, fd, &done] {
+    s->loop->post([this, s, fd] {
       s->endpoint = std::make_unique<UdpEndpoint>(*s->loop, fd, handler_, *s,
                                                   options_.max_queued);
       int rc = s->endpoint->start();
       if (rc < 0) s->endpoint.reset();  // start() closed the fd
-      done.set_value(rc);
+      {
+        std::lock_guard<std::mutex> lock(s->m);
+        s->attach_rc = rc;
+      }
+      s->cv.notify_all();
     });
-    int rc = done.get_future().get();
-    if (rc < 0 && first_err == 0) {
-      first_err = rc;
-      for (size_t j = i + 1; j < fds.size(); ++j) ::close(fds[j]);
-      break;
+    int rc;
+    bool died;
+    {
+      std::unique_lock<std::mutex> lock(s->m);
+      s->cv.wait(lock, [s] { return s->attach_rc.has_value() || s->exited; });
+      died = s->exited;
+      if (!s->attach_rc) ::close(fd);  // the task never ran: the fd is still ours
+      rc = s->attach_rc.value_or(-EIO);
     }
-  }
-  if (first_err < 0) {
-    return fail(first_err, "the " + io_name_ + " back end cannot serve UDP: " +
-                               std::strerror(-first_err));
+    if (rc < 0 || died) {
+      for (size_t j = i + 1; j < fds.size(); ++j) ::close(fds[j]);
+      if (rc < 0 && !died) {
+        return fail(rc, "the " + io_name_ + " back end cannot serve UDP: " + std::strerror(-rc));
+      }
+      return fail(-EIO, "the " + io_name_ + " loop stopped (its back end failed) while starting");
+    }
   }
   return 0;
 }

@@ -49,9 +49,13 @@ class UdpServer {
 
   // Binds, starts the loop threads and attaches one endpoint per loop.
   // Returns 0, or -errno and sets *error (bad address, port in use, back end
-  // unavailable or without datagram support: -EOPNOTSUPP).
+  // unavailable or without datagram support: -EOPNOTSUPP; a loop whose back
+  // end failed before its endpoint was attached: -EIO).
   int start(std::string* error);
-  // Closes every endpoint (on_close) and joins the loop threads.
+  // Closes every endpoint (on_close) and joins the loop threads. A loop
+  // that stopped without releasing its endpoint (its back end's wait()
+  // failed, or stop_deadline passed) closes it as its thread exits:
+  // on_close still runs once, on that thread, and the socket is closed.
   void stop();
 
   uint16_t port() const { return port_; }

@@ -69,7 +69,10 @@ class Channel {
   Buffer& output() { return output_; }
   // Datagram channels: outgoing datagrams; update() sends them, in order.
   // A datagram the kernel refuses (e.g. EMSGSIZE, unreachable) is dropped
-  // and counted, never fatal to the channel.
+  // and counted, never fatal to the channel. As with output(), a back end
+  // may move queued datagrams into a queue of its own (io_uring, blocking),
+  // so an empty datagrams() does not mean "sent": the core counts what is
+  // still owed from on_datagrams_sent.
   DatagramQueue& datagrams() { return datagrams_; }
 
   // Whether the core wants input now (false while applying backpressure).
@@ -91,6 +94,12 @@ class Channel {
   virtual void on_datagram(const Datagram& d) { (void)d; }
   // Stream: n > 0 bytes of output were handed to the kernel.
   virtual void on_sent(size_t n) { (void)n; }
+  // Datagram: n > 0 datagrams taken from datagrams() are finished with:
+  // handed to the kernel, or refused by it (or given up on) and dropped.
+  // Every datagram taken is reported exactly once (in any grouping) unless the
+  // channel fails or is detached first; so "queued minus finished" is
+  // what the back end still owes (what a close must wait for).
+  virtual void on_datagrams_sent(size_t n) { (void)n; }
   // Stream: the peer shut down its write side (read returned 0). No more
   // on_input follows.
   virtual void on_eof() {}

@@ -131,7 +131,9 @@ void BlockingBackend::datagram_reader_loop(Conn& c) {
 
 // Datagram sender: takes the whole queue update() handed over (c.tx) and
 // sendto(MSG_NOSIGNAL)s it, one datagram per call, in order. A datagram the
-// kernel refuses is dropped and counted; nothing here is fatal.
+// kernel refuses is dropped and counted; nothing here is fatal. The batch's
+// datagrams are counted in c.sent when it is done, for on_datagrams_sent
+// (a close waits for that, not for the hand-over).
 void BlockingBackend::datagram_writer_loop(Conn& c) {
   DatagramQueue sending;
   uint64_t dropped = 0;
@@ -142,6 +144,7 @@ void BlockingBackend::datagram_writer_loop(Conn& c) {
     std::swap(sending, c.tx);  // c.tx gets the old (empty) queue
     lk.unlock();
     size_t batch_bytes = 0;
+    size_t finished = 0;
     bool stop = false;
     while (!sending.empty() && !stop) {
       {
@@ -178,9 +181,11 @@ void BlockingBackend::datagram_writer_loop(Conn& c) {
         break;
       }
       sending.pop(1);
+      ++finished;
     }
     lk.lock();
     if (stop || c.stopping) break;
+    c.sent += finished;
     c.writer_busy = false;
     lk.unlock();
     post(c);  // the loop hands over what queued up meanwhile
@@ -262,6 +267,12 @@ int BlockingBackend::dispatch_datagram(Conn& c) {
     }
     c.reader_cv.notify_one();  // the queue has room again
   }
+  size_t sent;
+  {
+    std::lock_guard<std::mutex> lk(c.m);
+    sent = std::exchange(c.sent, 0);
+  }
+  if (sent > 0) ch.on_datagrams_sent(sent);
   hand_over_datagrams(c, ch);  // datagrams queued while the sender was busy
   if (err != 0 && !c.error_delivered) {
     // Fatal for the socket (EBADF, ENOMEM ...): undelivered datagrams are

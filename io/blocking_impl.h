@@ -91,7 +91,8 @@ struct Conn : std::enable_shared_from_this<Conn> {
   // writer
   Buffer out{0};
   bool writer_busy = false;  // owns a buffer that is not fully sent yet
-  size_t sent = 0;           // sent, not yet reported by on_sent
+  size_t sent = 0;           // not yet reported: bytes sent (on_sent), or
+                             // datagrams finished (on_datagrams_sent)
   int wr_error = 0;
   bool writer_done = false;
   // listener

@@ -26,6 +26,10 @@ struct ReactorBackend::State final : ChannelState {
   // saves an epoll_ctl pair and a loop round trip per message.
   bool write_blocked = false;
   bool accept_paused = false;  // listener: out of descriptors, backing off
+  // Datagram channel: the rest of a recvmmsg batch whose handler turned
+  // want_read() off mid-batch (at most kBatch - 1), delivered first once
+  // reading resumes. Null when empty.
+  std::unique_ptr<DatagramQueue> held;
 };
 
 namespace {
@@ -121,6 +125,10 @@ void ReactorBackend::update(Channel& ch) {
     if (!ch.datagrams().empty()) handle_send_datagrams(ch, st);
     if (!st.attached) return;
   }
+  // Reading resumed with datagrams held back: deliver them from wait(),
+  // like io_uring and blocking, not from inside update() (which a handler
+  // may call from its own callback).
+  if (st.held && ch.want_read()) retry_accept_at(ch, std::chrono::steady_clock::now());
   int rc = apply_interest(ch, st);
   if (rc < 0) fail(ch, st, rc);
 }
@@ -129,7 +137,7 @@ void ReactorBackend::detach(Channel& ch) {
   State& st = state(ch);
   if (!st.attached) return;
   st.attached = false;
-  if (ch.kind() == Channel::Kind::kListener) {
+  if (ch.kind() != Channel::Kind::kStream) {  // listeners, held datagrams
     accept_retry_.erase(std::remove_if(accept_retry_.begin(), accept_retry_.end(),
                                        [&ch](const AcceptRetry& r) { return r.ch == &ch; }),
                         accept_retry_.end());
@@ -191,6 +199,14 @@ void ReactorBackend::run_accept_retries() {
     accept_retry_.erase(it);
     State& st = state(ch);
     if (!st.attached) continue;
+    if (ch.kind() == Channel::Kind::kDatagram) {
+      // Held datagrams after a resume (see update()), then the socket:
+      // an edge-triggered poller will not report what is already there.
+      if (!st.failed && ch.want_read()) handle_recv_datagrams(ch, st);
+      if (!st.attached) continue;
+      if (int rc = apply_interest(ch, st); rc < 0) fail(ch, st, rc);
+      continue;
+    }
     if (st.accept_paused) {
       st.accept_paused = false;
       if (int rc = apply_interest(ch, st); rc < 0) {
@@ -319,7 +335,12 @@ void ReactorBackend::handle_write(Channel& ch, State& st) {
   st.write_blocked = false;  // everything went out
 }
 
+// Delivers datagrams while want_read() holds, as the Backend contract
+// says: when a handler turns it off mid-batch, the rest of the batch is
+// copied out of the shared slab into st.held, and delivered (in order,
+// before anything newer) once reading resumes.
 void ReactorBackend::handle_recv_datagrams(Channel& ch, State& st) {
+  if (!deliver_held_datagrams(ch, st)) return;
   if (!dgram_) dgram_ = std::make_unique<DatagramSlab>();
   DatagramSlab& d = *dgram_;
   const bool drain = poller_->edge_triggered();
@@ -336,22 +357,52 @@ void ReactorBackend::handle_recv_datagrams(Channel& ch, State& st) {
     if (n < 0) {
       int err = errno;
       if (err == EINTR) continue;
-      // ICMP errors from earlier sends surface here (ECONNREFUSED ...):
-      // they concern one peer, not the socket, so they are not fatal.
-      if (err != EAGAIN && err != EWOULDBLOCK) {
-        spdlog::debug("udp fd {}: recvmmsg: {}", ch.fd(), std::strerror(err));
-        continue;
+      if (err == EAGAIN || err == EWOULDBLOCK) return;
+      // Errors that make the socket itself unusable, as on io_uring and
+      // blocking: retrying them would spin here forever.
+      if (err == EBADF || err == ENOTSOCK || err == EINVAL || err == EFAULT ||
+          err == EOPNOTSUPP) {
+        fail(ch, st, -err);
+        return;
       }
-      return;
+      // ICMP errors from earlier sends surface here (ECONNREFUSED ...):
+      // they concern one peer, not the socket, and are reported once.
+      spdlog::debug("udp fd {}: recvmmsg: {}", ch.fd(), std::strerror(err));
+      continue;
     }
     progress_ += n;
-    for (int i = 0; i < n && st.attached; ++i) {
+    for (int i = 0; i < n; ++i) {
+      if (!st.attached) return;  // detached: the rest is dropped with it
       const msghdr& h = d.msgs[i].msg_hdr;
-      ch.on_datagram({static_cast<const sockaddr*>(h.msg_name), h.msg_namelen,
-                      {d.bytes.data() + i * kMaxDatagram, d.msgs[i].msg_len}});
+      const Datagram dg{static_cast<const sockaddr*>(h.msg_name), h.msg_namelen,
+                        {d.bytes.data() + i * kMaxDatagram, d.msgs[i].msg_len}};
+      if (!ch.want_read()) {
+        if (!st.held) st.held = std::make_unique<DatagramQueue>();
+        st.held->push(dg.addr, dg.addr_len, dg.data);
+        continue;
+      }
+      ch.on_datagram(dg);
     }
+    if (st.held) return;  // paused mid-batch
     if (!drain && static_cast<size_t>(n) < kBatch) return;
   }
+}
+
+// Datagrams held back by handle_recv_datagrams, oldest first, until
+// want_read() turns off again. True when none is left (and reading is on).
+bool ReactorBackend::deliver_held_datagrams(Channel& ch, State& st) {
+  while (st.held) {
+    if (!st.attached || !ch.want_read()) return false;
+    // Only handle_recv_datagrams pushes, never from a callback: the views
+    // stay valid through the call.
+    DatagramQueue& q = *st.held;
+    const DatagramQueue::Item& it = q.item(0);
+    ++progress_;
+    ch.on_datagram({reinterpret_cast<const sockaddr*>(&it.addr), it.addr_len, q.payload(it)});
+    q.pop(1);
+    if (q.empty()) st.held.reset();  // do not pin up to 2 MiB while idle
+  }
+  return st.attached && ch.want_read();
 }
 
 void ReactorBackend::handle_send_datagrams(Channel& ch, State& st) {
@@ -374,6 +425,7 @@ void ReactorBackend::handle_send_datagrams(Channel& ch, State& st) {
     if (n > 0) {
       progress_ += n;
       q.pop(static_cast<size_t>(n));
+      ch.on_datagrams_sent(static_cast<size_t>(n));
       continue;
     }
     int err = errno;
@@ -387,6 +439,7 @@ void ReactorBackend::handle_send_datagrams(Channel& ch, State& st) {
     spdlog::debug("udp fd {}: dropping a {}-byte datagram: {}", ch.fd(),
                   q.item(0).size, std::strerror(err));
     q.pop(1);
+    ch.on_datagrams_sent(1);
   }
   if (q.empty()) st.write_blocked = false;
 }

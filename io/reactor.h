@@ -13,7 +13,9 @@
 //  * Writes are attempted directly from update() (muduo's fast path): the
 //    write interest is only registered while output is left over.
 //  * UDP channels move datagrams in batches (recvmmsg/sendmmsg): one
-//    syscall for up to kBatch datagrams each way.
+//    syscall for up to kBatch datagrams each way. A handler that turns
+//    want_read() off mid-batch gets no more of it: the rest is held per
+//    channel and delivered first when reading resumes.
 #pragma once
 
 #include <atomic>
@@ -50,6 +52,7 @@ class ReactorBackend final : public Backend {
   void handle_read(Channel& ch, State& st);
   void handle_write(Channel& ch, State& st);
   void handle_recv_datagrams(Channel& ch, State& st);
+  bool deliver_held_datagrams(Channel& ch, State& st);
   void handle_send_datagrams(Channel& ch, State& st);
   void fail(Channel& ch, State& st, int err);
 
@@ -61,7 +64,9 @@ class ReactorBackend final : public Backend {
   int progress_ = 0;  // work done in the current pass
   // Listeners to accept on again without a poller event: one that stopped
   // at kMaxAcceptsPerEvent under edge triggering (due now), or one paused
-  // after running out of descriptors (due after a back-off).
+  // after running out of descriptors (due after a back-off). Also datagram
+  // channels whose reading resumed with datagrams held back (due now): no
+  // poller event may come for those.
   struct AcceptRetry {
     Channel* ch;
     std::chrono::steady_clock::time_point due;

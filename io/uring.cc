@@ -421,6 +421,7 @@ int UringBackendImpl::on_timer_cqe(ChanRec* r, const Cqe&) {
         d->tx_retry.clear();
         d->tx_next = d->tx.size();
         d->retry_rounds = 0;
+        if (n > 0 && !r->errored) r->ch->on_datagrams_sent(n);
       }
     }
   }

@@ -275,10 +275,12 @@ int UringBackendImpl::on_dgram_send_cqe(Op* op, const Cqe& c) {
   if (err >= 0) {
     ++stats_.dgram_sent;
     d.retry_rounds = 0;
+    r->ch->on_datagrams_sent(1);
   } else if (err == -EAGAIN || err == -EWOULDBLOCK || err == -ENOBUFS ||
              err == -ENOMEM || err == -EINTR) {
     // Socket buffer full / transient: send it again after a short pause
-    // (sync() arms the timer; the other sends in flight go on).
+    // (sync() arms the timer; the other sends in flight go on). Not
+    // finished, so not reported.
     ++stats_.dgram_send_retries;
     d.tx_retry.push_back(s.item);
     d.tx_wait = true;
@@ -288,6 +290,7 @@ int UringBackendImpl::on_dgram_send_cqe(Op* op, const Cqe& c) {
     ++stats_.dgram_dropped;
     spdlog::debug("uring: udp fd {}: dropping a {}-byte datagram: {}", r->fd,
                   op->len, errno_name(-err));
+    r->ch->on_datagrams_sent(1);
   }
   after(r);  // more of the batch, or the next batch
   return 0;

@@ -314,7 +314,9 @@ void HeartbeatUdpHandler::on_close(UdpEndpoint& ep) {
     tables_.erase(it);
   }
   ep.context().reset();
-  table->drop_all("server stopping");
+  const int err = ep.close_error();
+  table->drop_all(err == 0 ? std::string("server stopping")
+                           : fmt::format("socket error ({})", std::strerror(-err)));
   // Destroyed here, on the loop thread: its timers are cancelled.
 }
 
