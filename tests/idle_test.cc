@@ -8,6 +8,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <cstdio>
 #include <mutex>
 #include <thread>
 #include <vector>
@@ -37,8 +38,11 @@ struct IdleEvent {
 // only question is whether the kernel keeps taking it.
 class IdleRecorder final : public Handler {
  public:
-  explicit IdleRecorder(bool stream = false) : stream_(stream), chunk_(1 << 20, 'w') {}
+  // With `welcome` set it sends one line on open and nothing after.
+  explicit IdleRecorder(bool stream = false, bool welcome = false)
+      : stream_(stream), welcome_(welcome), chunk_(1 << 20, 'w') {}
   void on_open(Connection& conn) override {
+    if (welcome_) conn.send("welcome\n");
     if (!stream_) return;
     Connection* c = &conn;
     // Cancelled in on_close, before the connection can be destroyed.
@@ -69,6 +73,7 @@ class IdleRecorder final : public Handler {
 
  private:
   const bool stream_;
+  const bool welcome_;
   const std::string chunk_;
   TimerId producer_ = 0;  // loop thread
 };
@@ -81,8 +86,8 @@ class Idle : public ::testing::TestWithParam<std::string> {
   }
   // The handler lives in the fixture, declared before the server, so the
   // server (and its loop threads) stops before the handler goes.
-  IdleRecorder& start(const IdleOptions& idle, bool stream = false) {
-    handler_ = std::make_unique<IdleRecorder>(stream);
+  IdleRecorder& start(const IdleOptions& idle, bool stream = false, bool welcome = false) {
+    handler_ = std::make_unique<IdleRecorder>(stream, welcome);
     ServerOptions o;
     o.io = GetParam();
     o.idle = idle;
@@ -117,6 +122,40 @@ TEST_P(Idle, ReaderIdleFiresAfterSilenceAndRepeats) {
   EXPECT_LT(ev[0].at - last, 60ms + 40ms);
   EXPECT_GE(ev[1].at - ev[0].at, 55ms);  // repeats every period while silent
   ::close(fd);
+}
+
+// The only traffic is a welcome line the server sends on open. Its ACK is
+// output progress seen through TCP_INFO, and must be stamped with when it
+// arrived, not with when the idle check looked: all-idle and writer-idle
+// then fire one period after the welcome (they fired at twice the period).
+TEST_P(Idle, AllAndWriterIdleFireWithinATickOfTheirSetting) {
+  constexpr auto kPeriod = 300ms;
+  for (const bool all : {true, false}) {
+    SCOPED_TRACE(all ? "all-idle" : "writer-idle");
+    IdleOptions idle;
+    (all ? idle.all : idle.writer) = kPeriod;
+    IdleRecorder& h = start(idle, /*stream=*/false, /*welcome=*/true);
+    const Clock::time_point opened = Clock::now();
+    int fd = testing::connect_local(server_->port());
+    ASSERT_GE(fd, 0);
+    testing::set_recv_timeout(fd, 2000);
+    EXPECT_EQ(testing::read_n(fd, 8), "welcome\n");
+    const Clock::time_point give_up = opened + 4 * kPeriod;
+    while (h.snapshot().empty() && Clock::now() < give_up) std::this_thread::sleep_for(5ms);
+    auto ev = h.snapshot();
+    ASSERT_FALSE(ev.empty()) << "no idle event within " << 4 * kPeriod.count() << " ms";
+    EXPECT_EQ(ev[0].kind, all ? IdleKind::kAll : IdleKind::kWriter);
+    const auto after = std::chrono::duration_cast<std::chrono::milliseconds>(ev[0].at - opened);
+    std::printf("IDLE %s %s period=%lld ms fired after %lld ms\n", GetParam().c_str(),
+                all ? "all" : "writer", static_cast<long long>(kPeriod.count()),
+                static_cast<long long>(after.count()));
+    EXPECT_GE(after, kPeriod - 5ms);  // connect-to-accept skew only
+    // One tick plus scheduling slack on a loaded 2-core machine; the bug
+    // made it 2 x kPeriod.
+    EXPECT_LT(after, kPeriod + 150ms) << "fired after " << after.count() << " ms";
+    ::close(fd);
+    server_.reset();
+  }
 }
 
 // The server streams with ~4 MiB always queued. While the client reads
