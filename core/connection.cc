@@ -90,9 +90,8 @@ void Connection::on_idle_timer() {
   // Before calling anything idle, ask the kernel what it saw, and when
   // (core/net.h, TcpProgress):
   //  * input: a segment that arrived but is not read yet (this loop, or a
-  //    blocking back end's reader thread, is behind; or reading is paused)
-  //    is activity all the same: idle means the peer sent nothing, not that
-  //    we did not look;
+  //    blocking back end's reader thread, is behind) is activity all the
+  //    same: idle means the peer sent nothing, not that we did not look;
   //  * output: the peer acknowledging more of our bytes is progress the
   //    back end may not have reported, at its own granularity (a whole
   //    blocking send(), a writability threshold). It is stamped with the
@@ -102,8 +101,12 @@ void Connection::on_idle_timer() {
   if (tcp_progress(fd(), &tcp) == 0) {
     const Clock::time_point clock = Clock::now();
     if (idle_.options().reader.count() > 0 || idle_.options().all.count() > 0) {
-      // Bytes still queued count as input now, however long ago they came.
-      idle_.on_read(input_queued(fd()) ? clock : clock - tcp.since_data_recv);
+      // Bytes still queued count as input now, however long ago they came,
+      // while we mean to read them: we are behind, the peer is not idle.
+      // While reading is paused (backpressure) only arrivals count, so a
+      // peer that fills our window and never reads still goes idle.
+      const bool behind = want_read() && input_queued(fd());
+      idle_.on_read(behind ? clock : clock - tcp.since_data_recv);
     }
     if (tcp.bytes_acked > acked_) {
       idle_.on_write(clock - tcp.since_ack_recv);

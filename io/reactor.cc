@@ -128,7 +128,7 @@ void ReactorBackend::update(Channel& ch) {
   // Reading resumed with datagrams held back: deliver them from wait(),
   // like io_uring and blocking, not from inside update() (which a handler
   // may call from its own callback).
-  if (st.held && ch.want_read()) retry_accept_at(ch, std::chrono::steady_clock::now());
+  if (st.held && ch.want_read()) retry_at(ch, std::chrono::steady_clock::now());
   int rc = apply_interest(ch, st);
   if (rc < 0) fail(ch, st, rc);
 }
@@ -138,9 +138,9 @@ void ReactorBackend::detach(Channel& ch) {
   if (!st.attached) return;
   st.attached = false;
   if (ch.kind() != Channel::Kind::kStream) {  // listeners, held datagrams
-    accept_retry_.erase(std::remove_if(accept_retry_.begin(), accept_retry_.end(),
-                                       [&ch](const AcceptRetry& r) { return r.ch == &ch; }),
-                        accept_retry_.end());
+    retries_.erase(std::remove_if(retries_.begin(), retries_.end(),
+                                       [&ch](const Retry& r) { return r.ch == &ch; }),
+                        retries_.end());
   }
   if (st.interest) poller_->set_interest(ch.fd(), 0, nullptr);
   st.interest = 0;
@@ -148,9 +148,9 @@ void ReactorBackend::detach(Channel& ch) {
 }
 
 int ReactorBackend::wait(std::chrono::milliseconds timeout) {
-  if (!accept_retry_.empty()) {
+  if (!retries_.empty()) {
     const auto now = std::chrono::steady_clock::now();
-    for (const AcceptRetry& r : accept_retry_) {
+    for (const Retry& r : retries_) {
       auto left = std::chrono::ceil<std::chrono::milliseconds>(r.due - now);
       if (left.count() < 0) left = std::chrono::milliseconds(0);
       if (timeout.count() < 0 || left < timeout) timeout = left;
@@ -174,29 +174,29 @@ int ReactorBackend::wait(std::chrono::milliseconds timeout) {
     }
     handle(*static_cast<Channel*>(ev.ctx), ev.events);
   }
-  run_accept_retries();
+  run_retries();
   return static_cast<int>(events_.size());
 }
 
-void ReactorBackend::retry_accept_at(Channel& ch, std::chrono::steady_clock::time_point due) {
-  for (AcceptRetry& r : accept_retry_) {
+void ReactorBackend::retry_at(Channel& ch, std::chrono::steady_clock::time_point due) {
+  for (Retry& r : retries_) {
     if (r.ch == &ch) {
       r.due = due;
       return;
     }
   }
-  accept_retry_.push_back({&ch, due});
+  retries_.push_back({&ch, due});
 }
 
-void ReactorBackend::run_accept_retries() {
+void ReactorBackend::run_retries() {
   const auto now = std::chrono::steady_clock::now();
   // One due entry at a time: accepting may detach (and erase) listeners.
-  for (size_t guard = accept_retry_.size(); guard > 0; --guard) {
-    auto it = std::find_if(accept_retry_.begin(), accept_retry_.end(),
-                           [now](const AcceptRetry& r) { return r.due <= now; });
-    if (it == accept_retry_.end()) return;
+  for (size_t guard = retries_.size(); guard > 0; --guard) {
+    auto it = std::find_if(retries_.begin(), retries_.end(),
+                           [now](const Retry& r) { return r.due <= now; });
+    if (it == retries_.end()) return;
     Channel& ch = *it->ch;
-    accept_retry_.erase(it);
+    retries_.erase(it);
     State& st = state(ch);
     if (!st.attached) continue;
     if (ch.kind() == Channel::Kind::kDatagram) {
@@ -213,7 +213,7 @@ void ReactorBackend::run_accept_retries() {
         spdlog::warn("{}: cannot watch the listening socket again: {}; retrying", name_,
                      std::strerror(-rc));
         st.accept_paused = true;
-        retry_accept_at(ch, now + kAcceptBackoff);
+        retry_at(ch, now + kAcceptBackoff);
         continue;
       }
     }
@@ -271,9 +271,9 @@ void ReactorBackend::handle_accept(Channel& ch) {
       // Stop watching the listener for a while (see kAcceptBackoff).
       st.accept_paused = true;
       if (apply_interest(ch, st) < 0) st.accept_paused = false;
-      retry_accept_at(ch, std::chrono::steady_clock::now() + kAcceptBackoff);
+      retry_at(ch, std::chrono::steady_clock::now() + kAcceptBackoff);
     } else if (poller_->edge_triggered()) {
-      retry_accept_at(ch, std::chrono::steady_clock::now());
+      retry_at(ch, std::chrono::steady_clock::now());
     }
     return;
   }
@@ -281,7 +281,7 @@ void ReactorBackend::handle_accept(Channel& ch) {
   // edge-triggered poller will not report them again, so look again after
   // the loop's other ready channels had their turn.
   if (st.attached && poller_->edge_triggered()) {
-    retry_accept_at(ch, std::chrono::steady_clock::now());
+    retry_at(ch, std::chrono::steady_clock::now());
   }
 }
 

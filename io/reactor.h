@@ -47,8 +47,8 @@ class ReactorBackend final : public Backend {
   int apply_interest(Channel& ch, State& st);
   void handle(Channel& ch, uint32_t events);
   void handle_accept(Channel& ch);
-  void retry_accept_at(Channel& ch, std::chrono::steady_clock::time_point due);
-  void run_accept_retries();
+  void retry_at(Channel& ch, std::chrono::steady_clock::time_point due);
+  void run_retries();
   void handle_read(Channel& ch, State& st);
   void handle_write(Channel& ch, State& st);
   void handle_recv_datagrams(Channel& ch, State& st);
@@ -62,16 +62,16 @@ class ReactorBackend final : public Backend {
   std::atomic<bool> wake_pending_{false};
   std::vector<Poller::Event> events_;
   int progress_ = 0;  // work done in the current pass
-  // Listeners to accept on again without a poller event: one that stopped
+  // Channels to serve again without a poller event. Listeners: one that stopped
   // at kMaxAcceptsPerEvent under edge triggering (due now), or one paused
   // after running out of descriptors (due after a back-off). Also datagram
   // channels whose reading resumed with datagrams held back (due now): no
   // poller event may come for those.
-  struct AcceptRetry {
+  struct Retry {
     Channel* ch;
     std::chrono::steady_clock::time_point due;
   };
-  std::vector<AcceptRetry> accept_retry_;
+  std::vector<Retry> retries_;
   struct DatagramSlab;  // recvmmsg buffers, allocated on first UDP use
   std::unique_ptr<DatagramSlab> dgram_;
 };
