@@ -14,9 +14,12 @@
 
 #include <atomic>
 #include <chrono>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
+#include <functional>
 #include <future>
+#include <mutex>
 #include <set>
 #include <string>
 #include <thread>
@@ -24,15 +27,12 @@
 
 #include <gtest/gtest.h>
 
-#include <cstdlib>
-#include <functional>
-#include <mutex>
-
 #include "core/event_loop.h"
 #include "core/net.h"
 #include "core/udp_endpoint.h"
 #include "core/udp_server.h"
 #include "io/registry.h"
+#include "tests/backend_harness.h"
 #include "tests/backend_params.h"
 #include "tests/udp_probe.h"
 
@@ -52,23 +52,9 @@ int big_client() {
   return fd;
 }
 
-void send_to_port(int fd, uint16_t port, std::string_view data) {
-  sockaddr_storage to;
-  socklen_t len;
-  make_address("127.0.0.1", port, &to, &len);
-  ASSERT_EQ(::sendto(fd, data.data(), data.size(), 0, reinterpret_cast<sockaddr*>(&to), len),
-            static_cast<ssize_t>(data.size()));
-}
-
 std::string numbered(uint32_t seq, size_t size) {
   std::string s(size, 'x');
   std::memcpy(s.data(), &seq, sizeof seq);
-  return s;
-}
-
-uint32_t seq_of(std::string_view d) {
-  uint32_t s = UINT32_MAX;
-  if (d.size() >= sizeof s) std::memcpy(&s, d.data(), sizeof s);
   return s;
 }
 
@@ -81,7 +67,7 @@ std::vector<uint32_t> drain(int fd, int quiet_ms) {
     if (::poll(&p, 1, quiet_ms) <= 0) break;
     ssize_t n = ::recv(fd, buf, sizeof buf, 0);
     if (n < 0) break;
-    got.push_back(seq_of({buf, static_cast<size_t>(n)}));
+    got.push_back(testing::seq_of({buf, static_cast<size_t>(n)}));
   }
   return got;
 }
@@ -102,7 +88,7 @@ class UdpLifecycle : public ::testing::TestWithParam<std::string> {
 class Burst final : public DatagramHandler {
  public:
   void on_datagram(UdpEndpoint& ep, const io::Datagram& d) override {
-    const uint32_t n = seq_of(d.data);
+    const uint32_t n = testing::seq_of(d.data);
     uint32_t ok = 0;
     for (uint32_t i = 0; i < n; ++i) ok += ep.send_to(d.addr, d.addr_len, numbered(i, 64)) ? 1 : 0;
     queued.store(ok);
@@ -134,7 +120,7 @@ TEST_P(UdpLifecycle, StopSendsEveryQueuedDatagram) {
     std::string err;
     ASSERT_EQ(server.start(&err), 0) << err;
     int fd = big_client();
-    send_to_port(fd, server.port(), numbered(n, 4));
+    ASSERT_TRUE(testing::send_to(fd, server.port(), numbered(n, 4)));
     const auto until = std::chrono::steady_clock::now() + 5s;
     while (h.queued.load() == 0 && std::chrono::steady_clock::now() < until) {
       std::this_thread::sleep_for(100us);
@@ -167,7 +153,7 @@ class Pauser final : public DatagramHandler {
   void on_datagram(UdpEndpoint& ep, const io::Datagram& d) override {
     {
       std::lock_guard<std::mutex> lock(mu);
-      got.push_back(seq_of(d.data));
+      got.push_back(testing::seq_of(d.data));
     }
     if (pause_next.exchange(false)) {
       ep.set_want_read(false);
@@ -211,7 +197,7 @@ TEST_P(UdpLifecycle, PauseMidBatchHoldsTheRestUntilResumed) {
   std::shared_future<void> sent_f = sent.get_future().share();
   loop.post([sent_f] { sent_f.wait(); });
   int fd = big_client();
-  for (uint32_t i = 0; i < 10; ++i) send_to_port(fd, server.port(), numbered(i, 32));
+  for (uint32_t i = 0; i < 10; ++i) ASSERT_TRUE(testing::send_to(fd, server.port(), numbered(i, 32)));
   sent.set_value();
   ASSERT_TRUE(wait_for([&] { return h.count() >= 1; }, 5s));
   std::this_thread::sleep_for(200ms);
@@ -224,7 +210,7 @@ TEST_P(UdpLifecycle, PauseMidBatchHoldsTheRestUntilResumed) {
     ep->loop().backend().update(*ep);
   });
   ASSERT_TRUE(wait_for([&] { return h.count() >= 10; }, 5s)) << h.count();
-  for (uint32_t i = 10; i < 15; ++i) send_to_port(fd, server.port(), numbered(i, 32));
+  for (uint32_t i = 10; i < 15; ++i) ASSERT_TRUE(testing::send_to(fd, server.port(), numbered(i, 32)));
   EXPECT_TRUE(wait_for([&] { return h.count() >= 15; }, 5s)) << h.count();
   server.stop();
   ::close(fd);
