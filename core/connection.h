@@ -27,6 +27,7 @@
 #pragma once
 
 #include <any>
+#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -45,7 +46,25 @@ class EventLoop;
 struct ConnectionLimits {
   size_t high_water = 4 << 20;
   size_t low_water = 1 << 20;
+  // Lingering close (see "Closing" above): how long, and how many bytes of
+  // the peer's input to read and discard, while waiting for the peer to
+  // take our FIN. A zero linger_timeout turns lingering off (close at once
+  // once output is handed over: the peer may then see a reset).
+  std::chrono::milliseconds linger_timeout{3000};
+  size_t linger_max_bytes = 4 << 20;
 };
+
+// How lingering closes went, summed over a server's connections.
+struct LingerStats {
+  uint64_t started = 0;       // FIN sent, lingering for the peer
+  uint64_t peer_eof = 0;      // ended: the peer closed too (orderly)
+  uint64_t fin_acked = 0;     // ended: the peer's kernel took our FIN
+  uint64_t cut_by_time = 0;   // ended: linger_timeout passed
+  uint64_t cut_by_bytes = 0;  // ended: linger_max_bytes discarded
+};
+
+// One lingering close's milestones, as reported to Connection::Owner.
+enum class LingerEvent { kStarted, kPeerEof, kFinAcked, kTimeLimit, kByteLimit };
 
 class Connection final : public io::Channel {
  public:
@@ -54,6 +73,8 @@ class Connection final : public io::Channel {
   class Owner {
    public:
     virtual void release(Connection& conn) = 0;
+    // A lingering close reached a milestone (for counters); optional.
+    virtual void count_linger(LingerEvent event) { (void)event; }
 
    protected:
     ~Owner() = default;
