@@ -1,11 +1,46 @@
 // Connection: one accepted TCP stream, its buffers, its framing and its
 // life cycle, identical on every back end.
 //
-// States:  open -> closing (stop reading, flush what is owed) -> detaching
-//          (back end releases the channel) -> closed (fd closed, object
-//          destroyed at the end of the loop iteration).
+// States (a graceful close is nginx's "lingering close"):
+//
+//   open --close()/frame error/stop--> closing --output handed over--> lingering
+//     |                                 (flush what is owed; input      (shutdown(SHUT_WR):
+//     |                                  read and discarded)             FIN after the last
+//     |                                    |                             byte; input read and
+//     |                    peer EOF seen --'                             discarded)
+//     |                                    v                               |
+//     '--abort()/socket error-------> detaching <--peer EOF / FIN acked ---'
+//                                     (on_close;     / linger_timeout / linger_max_bytes
+//                                      back end releases the channel)    / abort(), stop deadline
+//                                         |
+//                                       closed (fd closed, object destroyed
+//                                       at the end of the loop iteration)
+//
+// Why linger: close() on a socket with unread input makes Linux send a
+// reset and discard its send queue, so a peer that sent anything after we
+// stopped listening lost output we had already handed to the kernel, and
+// saw ECONNRESET instead of EOF. Lingering, the FIN is queued behind the
+// last byte and the peer's input keeps being drained until the peer
+// closes too (EOF) or its kernel acknowledges our FIN (TCP_INFO: from then
+// on a reset costs it nothing, it has read or will read every byte then
+// EOF). A hostile peer cannot pin the connection: the linger ends at
+// ConnectionLimits::linger_timeout (from the FIN) or after
+// linger_max_bytes discarded, whichever comes first (then close(), and a
+// reset if input is still unread). Flushing also discards at most
+// linger_max_bytes, then pauses reading until the linger starts. A close
+// after the peer's EOF does not linger: nothing more can arrive. Non-TCP
+// sockets do not linger (no way to see the ACK). Milestones are counted
+// through Owner::count_linger (Server::linger_stats()).
+//
+// on_close runs once, when the connection enters detaching: after the
+// linger, just before the fd is closed. So the handler hears on_close when
+// the connection is really gone (Server::connection_count() drops with
+// it); while lingering it hears nothing (idle detection has ended), and
+// send() returns false from close() on. The linger timer is the idle
+// timer's node, so lingering costs no memory.
+//
 // A half-close (shutdown()) keeps reading but sends FIN once everything
-// owed is sent.
+// owed is sent; a close() after it lingers the same way.
 //
 // Backpressure: once more than high_water bytes are queued and not yet
 // taken by the kernel, reading from this peer pauses (the handler hears
@@ -106,9 +141,10 @@ class Connection final : public io::Channel {
   bool send_raw(std::string_view bytes);
   // Half-close: FIN after everything queued is sent; reading continues.
   void shutdown();
-  // Graceful close: stop reading, send what is queued, then close.
+  // Graceful close: send what is queued, FIN, linger (see States), close.
   void close() { close_with(CloseReason::kLocal, 0, false); }
-  // Close now, dropping queued output.
+  // Close now, dropping queued output (no linger; a lingering connection
+  // is closed at once).
   void abort() { close_with(CloseReason::kLocal, 0, true); }
   // Pause or resume reading (in addition to automatic backpressure).
   void set_reading(bool on);
@@ -126,7 +162,9 @@ class Connection final : public io::Channel {
   }
 
  private:
-  enum class State { kOpen, kClosing, kDetaching, kClosed };
+  // Declared order is life order; `state_ < kDetaching` means the back end
+  // still serves the channel and the handler may still hear from it.
+  enum class State : uint8_t { kOpen, kClosing, kLingering, kDetaching, kClosed };
 
   // io::Channel events.
   void on_input(size_t n) override;
@@ -141,6 +179,12 @@ class Connection final : public io::Channel {
   void update_reading();
   void close_with(CloseReason reason, int err, bool drop_output);
   void maybe_finish();
+  void discard_input();
+  bool lingers() const { return limits_.linger_timeout.count() > 0; }
+  void start_linger();
+  void arm_linger(Clock::time_point now);
+  void on_linger_timer();
+  void end_linger(LingerEvent how);
   void detach_now();
   void arm_idle();
   void on_idle_timer();
@@ -165,6 +209,9 @@ class Connection final : public io::Channel {
   bool peer_shut_ = false;        // EOF seen
   bool shutdown_wanted_ = false;  // FIN after flush
   bool write_shut_ = false;       // FIN sent
+  // Peer input discarded in this closing phase (flushing, then lingering;
+  // saturating). Sits in what was padding: sizeof(Connection) unchanged.
+  uint32_t discarded_ = 0;
   size_t pending_ = 0;
   EventLoop& loop_;
   Handler& handler_;
@@ -172,7 +219,7 @@ class Connection final : public io::Channel {
   std::unique_ptr<codec::Decoder> decoder_;
   ConnectionLimits limits_;
   IdleState idle_;
-  TimerId idle_timer_ = 0;  // 0: none armed
+  TimerId idle_timer_ = 0;  // 0: none armed; while lingering, the linger timer
   uint64_t acked_ = 0;      // TcpProgress::bytes_acked at the last idle check
   uint64_t id_;
   Owner& owner_;

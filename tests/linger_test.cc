@@ -147,6 +147,17 @@ class Linger : public ::testing::TestWithParam<std::string> {
     return true;
   }
 
+  // Until a linger has started (the connection may not even be adopted
+  // yet when the client's connect() returns).
+  bool wait_lingering(std::chrono::milliseconds limit) {
+    const auto end = Steady::now() + limit;
+    while (server_->linger_stats().started == 0) {
+      if (Steady::now() > end) return false;
+      std::this_thread::sleep_for(1ms);
+    }
+    return true;
+  }
+
   void report(const char* what, const Received& r, size_t owed) {
     const LingerStats s = server_->linger_stats();
     std::printf("LINGER io=%s case=%s received=%zu owed=%zu end=%s started=%llu eof=%llu "
@@ -247,6 +258,7 @@ TEST_P(Linger, EndlessTrickleIsCutOffAtTheTimeBound) {
   ASSERT_EQ(::send(fd, bye.data(), bye.size(), MSG_NOSIGNAL), ssize_t(bye.size()));
   std::atomic<bool> stop_sending{false};
   std::thread writer([&] { keep_sending(fd, stop_sending, 512, 5ms); });
+  ASSERT_TRUE(wait_lingering(2s));
   const auto t0 = Steady::now();
   const bool released = wait_released(3s);
   const double ms = std::chrono::duration<double, std::milli>(Steady::now() - t0).count();
@@ -286,6 +298,7 @@ TEST_P(Linger, EndlessFloodIsCutOffAtTheByteBound) {
   ASSERT_EQ(::send(fd, bye.data(), bye.size(), MSG_NOSIGNAL), ssize_t(bye.size()));
   std::atomic<bool> stop_sending{false};
   std::thread writer([&] { keep_sending(fd, stop_sending, 64 << 10, 0us); });
+  ASSERT_TRUE(wait_lingering(2s));
   const auto t0 = Steady::now();
   const bool released = wait_released(4s);
   const double ms = std::chrono::duration<double, std::milli>(Steady::now() - t0).count();
