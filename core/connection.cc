@@ -67,7 +67,7 @@ int Connection::start() {
 
 void Connection::set_idle(const IdleOptions& options) {
   // Lingering, the idle timer is the linger timer (see start_linger()).
-  if (state_ >= State::kLingering) return;
+  if (state_ == State::kLingering) return;
   idle_on_ = options.enabled();
   idle_.start(options, Clock::now());
   if (!idle_on_) {
@@ -209,13 +209,13 @@ void Connection::schedule_flush() {
     flush_after_input_ = true;
     return;
   }
-  if (flush_scheduled_ || !attached_ || state_ >= State::kDetaching) return;
+  if (flush_scheduled_ || !attached_ || !served()) return;
   flush_scheduled_ = true;
   // `this` stays valid: connections are only destroyed through
   // EventLoop::destroy_later, which runs after every deferred task.
   loop_.defer([this] {
     flush_scheduled_ = false;
-    if (state_ < State::kDetaching) loop_.backend().update(*this);
+    if (served()) loop_.backend().update(*this);
   });
 }
 
@@ -230,7 +230,7 @@ void Connection::on_input(size_t n) {
   in_input_ = false;
   if (flush_after_input_) {
     flush_after_input_ = false;
-    if (attached_ && state_ < State::kDetaching) loop_.backend().update(*this);
+    if (attached_ && served()) loop_.backend().update(*this);
   }
 }
 
@@ -388,13 +388,18 @@ void Connection::start_linger() {
   discarded_ = 0;  // a fresh budget for this phase
   owner_.count_linger(LingerEvent::kStarted);
   // The idle timer becomes the linger timer (no new per-connection state):
-  // idle detection ends here, and IdleState's clocks, restarted with no
-  // kinds enabled, keep when the linger began (last_write()). If this runs
-  // inside on_idle_timer (a handler closing an idle peer), idle_on_ false
-  // keeps that callback from re-arming the node as an idle check.
+  // idle detection ends here (before on_close: no idle event follows it),
+  // and IdleState's clocks, restarted with no kinds enabled, keep when the
+  // linger began (last_write()). If this runs inside on_idle_timer (a
+  // handler closing an idle peer), kLingering (>= kDetaching) and idle_on_
+  // false keep that callback from going on or re-arming the node.
   idle_on_ = false;
   stop_idle();
   idle_.start(IdleOptions{}, Clock::now());
+  // The handler's part ends with the FIN: it hears on_close now, not a
+  // delayed ACK (~40 ms) or the peer's close later.
+  handler_.on_close(*this, reason_, error_);
+  if (state_ != State::kLingering) return;  // it aborted from on_close
   arm_linger(Clock::now());
   update_reading();
 }
@@ -436,10 +441,11 @@ void Connection::end_linger(LingerEvent how) {
 }
 
 void Connection::detach_now() {
-  if (state_ >= State::kDetaching) return;
+  if (!served()) return;
+  const bool closed_already = state_ == State::kLingering;  // on_close ran
   state_ = State::kDetaching;
-  stop_idle();
-  handler_.on_close(*this, reason_, error_);
+  stop_idle();  // the idle timer, or the linger timer
+  if (!closed_already) handler_.on_close(*this, reason_, error_);
   loop_.backend().detach(*this);
 }
 

@@ -9,9 +9,11 @@
 //     |                                    |                             byte; input read and
 //     |                    peer EOF seen --'                             discarded)
 //     |                                    v                               |
+//     |                                    |                            (on_close here)
 //     '--abort()/socket error-------> detaching <--peer EOF / FIN acked ---'
-//                                     (on_close;     / linger_timeout / linger_max_bytes
-//                                      back end releases the channel)    / abort(), stop deadline
+//                                     (on_close      / linger_timeout / linger_max_bytes
+//                                      unless it ran; / abort(), stop deadline
+//                                      back end releases the channel)
 //                                         |
 //                                       closed (fd closed, object destroyed
 //                                       at the end of the loop iteration)
@@ -32,12 +34,15 @@
 // sockets do not linger (no way to see the ACK). Milestones are counted
 // through Owner::count_linger (Server::linger_stats()).
 //
-// on_close runs once, when the connection enters detaching: after the
-// linger, just before the fd is closed. So the handler hears on_close when
-// the connection is really gone (Server::connection_count() drops with
-// it); while lingering it hears nothing (idle detection has ended), and
-// send() returns false from close() on. The linger timer is the idle
-// timer's node, so lingering costs no memory.
+// on_close runs exactly once, when the handler's part ends: as the linger
+// starts (right after the FIN is queued), or on entering detaching when
+// there is no linger (abort, error, close after the peer's EOF). Not at
+// the final close: the peer's kernel delays the ACK of a FIN (~40 ms) and
+// a peer may hold its end open up to linger_timeout, and neither should
+// delay the handler. While lingering the handler hears nothing (idle
+// detection has ended, send() returns false as it has since close());
+// Server::connection_count() drops only when the fd is closed. The linger
+// timer is the idle timer's node, so lingering costs no memory.
 //
 // A half-close (shutdown()) keeps reading but sends FIN once everything
 // owed is sent; a close() after it lingers the same way.
@@ -162,9 +167,15 @@ class Connection final : public io::Channel {
   }
 
  private:
-  // Declared order is life order; `state_ < kDetaching` means the back end
-  // still serves the channel and the handler may still hear from it.
-  enum class State : uint8_t { kOpen, kClosing, kLingering, kDetaching, kClosed };
+  // Life order is open, closing, lingering, detaching, closed; kLingering
+  // is declared after kDetaching so that `state_ < kDetaching` keeps
+  // meaning "the handler may still hear from this connection" (on_close
+  // has not run; the idle timer code relies on it). served(): the back end
+  // still serves the channel (reading goes on while lingering).
+  enum class State : uint8_t { kOpen, kClosing, kDetaching, kLingering, kClosed };
+  bool served() const {
+    return state_ < State::kDetaching || state_ == State::kLingering;
+  }
 
   // io::Channel events.
   void on_input(size_t n) override;
