@@ -113,7 +113,8 @@ class Connection final : public io::Channel {
   class Owner {
    public:
     virtual void release(Connection& conn) = 0;
-    // A lingering close reached a milestone (for counters); optional.
+    // A lingering close reached a milestone (for counters); optional. On
+    // the connection's loop thread, like release().
     virtual void count_linger(LingerEvent event) { (void)event; }
 
    protected:

@@ -316,6 +316,41 @@ TEST_P(Linger, EndlessFloodIsCutOffAtTheByteBound) {
   ::close(fd);
 }
 
+// A stop's deadline still holds: a connection lingering for a peer that
+// never takes our FIN is aborted at the deadline, not at linger_timeout.
+TEST_P(Linger, StopDeadlineAbortsALingeringConnection) {
+  ServerOptions opts;
+  opts.limits.linger_timeout = 10s;
+  handler_.framed = true;
+  handler_.reply = 256 << 10;
+  handler_.sndbuf = 4 << 20;
+  start("length", opts);
+  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  const int small = 4096;
+  ::setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(server_->port());
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
+  const std::string bye = frame("bye");
+  ASSERT_EQ(::send(fd, bye.data(), bye.size(), MSG_NOSIGNAL), ssize_t(bye.size()));
+  std::atomic<bool> stop_sending{false};
+  std::thread writer([&] { keep_sending(fd, stop_sending, 512, 5ms); });
+  ASSERT_TRUE(wait_lingering(2s));
+  const auto t0 = Steady::now();
+  server_->stop(300ms);
+  const double ms = std::chrono::duration<double, std::milli>(Steady::now() - t0).count();
+  stop_sending = true;
+  writer.join();
+  std::printf("LINGER io=%s case=stop_deadline stop_ms=%.0f\n", GetParam().c_str(), ms);
+  EXPECT_GE(ms, 250);
+  EXPECT_LT(ms, 1500);
+  EXPECT_EQ(server_->connection_count(), 0u);
+  EXPECT_EQ(handler_.closed.load(), 1);
+  ::close(fd);
+}
+
 // The common case: the peer shut down first; the close that follows waits
 // for nothing (no linger), and the peer gets its echo then EOF.
 TEST_P(Linger, CloseAfterPeerEofIsPrompt) {
