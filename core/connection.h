@@ -121,6 +121,8 @@ class Connection final : public io::Channel {
     ~Owner() = default;
   };
 
+  // `limits` is referenced, not copied: it must outlive the connection
+  // (Server and Client pass their options', which do).
   Connection(EventLoop& loop, int fd, uint64_t id, Handler& handler,
              Owner& owner, const codec::Codec* codec,
              const ConnectionLimits& limits);
@@ -222,14 +224,19 @@ class Connection final : public io::Channel {
   bool shutdown_wanted_ = false;  // FIN after flush
   bool write_shut_ = false;       // FIN sent
   // Peer input discarded in this closing phase (flushing, then lingering;
-  // saturating). Sits in what was padding: sizeof(Connection) unchanged.
+  // saturating). Sits in what was padding; with limits_ a reference,
+  // lingering costs no per-connection memory (sizeof(Connection) 416 ->
+  // 408 bytes here).
   uint32_t discarded_ = 0;
   size_t pending_ = 0;
   EventLoop& loop_;
   Handler& handler_;
   const codec::Codec* codec_;
   std::unique_ptr<codec::Decoder> decoder_;
-  ConnectionLimits limits_;
+  // A reference, not a copy: the linger fields would have grown every
+  // connection by 16 bytes. The owner's (ServerOptions/ClientOptions)
+  // outlives its connections, as the Owner itself must.
+  const ConnectionLimits& limits_;
   IdleState idle_;
   TimerId idle_timer_ = 0;  // 0: none armed; while lingering, the linger timer
   uint64_t acked_ = 0;      // TcpProgress::bytes_acked at the last idle check
