@@ -5,6 +5,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <cstdint>
 #include <cstring>
 
 #include <fmt/format.h>
@@ -64,6 +66,8 @@ int Connection::start() {
 }
 
 void Connection::set_idle(const IdleOptions& options) {
+  // Lingering, the idle timer is the linger timer (see start_linger()).
+  if (state_ == State::kLingering) return;
   idle_on_ = options.enabled();
   idle_.start(options, Clock::now());
   if (!idle_on_) {
@@ -187,8 +191,17 @@ void Connection::set_reading(bool on) {
 }
 
 void Connection::update_reading() {
-  const bool want = state_ == State::kOpen && !user_paused_ && !backpressured_ &&
-                    !peer_shut_;
+  bool want = false;
+  if (state_ == State::kOpen) {
+    want = !user_paused_ && !backpressured_ && !peer_shut_;
+  } else if (state_ == State::kClosing || state_ == State::kLingering) {
+    // Closing, input is read and discarded (it costs no memory), so a peer
+    // still sending never fills our receive queue: closing with unread
+    // input makes Linux reset the connection and drop what we still owe.
+    // Up to linger_max_bytes per phase; then flushing pauses reading (what
+    // we owe comes first) and lingering gives up (discard_input()).
+    want = lingers() && !peer_shut_ && discarded_ < limits_.linger_max_bytes;
+  }
   if (want == want_read()) return;
   set_want_read(want);
   schedule_flush();
@@ -199,13 +212,13 @@ void Connection::schedule_flush() {
     flush_after_input_ = true;
     return;
   }
-  if (flush_scheduled_ || !attached_ || state_ >= State::kDetaching) return;
+  if (flush_scheduled_ || !attached_ || !served()) return;
   flush_scheduled_ = true;
   // `this` stays valid: connections are only destroyed through
   // EventLoop::destroy_later, which runs after every deferred task.
   loop_.defer([this] {
     flush_scheduled_ = false;
-    if (state_ < State::kDetaching) loop_.backend().update(*this);
+    if (served()) loop_.backend().update(*this);
   });
 }
 
@@ -220,7 +233,7 @@ void Connection::on_input(size_t n) {
   in_input_ = false;
   if (flush_after_input_) {
     flush_after_input_ = false;
-    if (attached_ && state_ < State::kDetaching) loop_.backend().update(*this);
+    if (attached_ && served()) loop_.backend().update(*this);
   }
 }
 
@@ -229,7 +242,7 @@ void Connection::consume_input() {
   // wait slept, after the loop's time was taken.
   if (idle_on_) idle_.on_read(Clock::now());
   if (state_ != State::kOpen) {
-    input().retrieve_all();  // closing: what the peer still sends is dropped
+    discard_input();  // closing: what the peer still sends is dropped
     return;
   }
   if (!codec_) {
@@ -252,6 +265,30 @@ void Connection::consume_input() {
     close_with(CloseReason::kFrameError, 0, false);
   } else if (state_ != State::kOpen) {
     input().retrieve_all();
+  }
+}
+
+void Connection::discard_input() {
+  const size_t n = input().readable();
+  input().retrieve_all();
+  if (state_ != State::kClosing && state_ != State::kLingering) return;
+  // Saturating: the budget is well below 4 GiB.
+  discarded_ = static_cast<uint32_t>(
+      std::min<uint64_t>(uint64_t{discarded_} + n, UINT32_MAX));
+  if (discarded_ < limits_.linger_max_bytes) {
+    // The peer's segments usually carry the ACK of our FIN: look now
+    // rather than at the next timer tick.
+    if (state_ == State::kLingering && tcp_fin_acked(fd()) != 0) {
+      end_linger(LingerEvent::kFinAcked);
+    }
+    return;
+  }
+  if (state_ == State::kLingering) {
+    spdlog::debug("conn #{} {}: peer sent {} bytes while lingering; closing now",
+                  id_, peer_, discarded_);
+    end_linger(LingerEvent::kByteLimit);
+  } else {
+    update_reading();  // flushing: stop reading, what we owe comes first
   }
 }
 
@@ -297,10 +334,10 @@ void Connection::close_with(CloseReason reason, int err, bool drop_output) {
                                                             : reason;
     error_ = err;
     update_reading();
-  } else if (state_ != State::kClosing) {
+  } else if (state_ != State::kClosing && state_ != State::kLingering) {
     return;
   }
-  if (drop_output || write_shut_) {
+  if (drop_output) {
     if (err) {
       reason_ = reason;
       error_ = err;
@@ -314,7 +351,17 @@ void Connection::close_with(CloseReason reason, int err, bool drop_output) {
 void Connection::maybe_finish() {
   if (pending_ != 0) return;
   if (state_ == State::kClosing) {
-    detach_now();
+    // The peer's EOF came first (the common case): no more input can
+    // arrive, so close() sends an orderly FIN at once. Else linger.
+    if (peer_shut_ || !lingers()) {
+      detach_now();
+    } else {
+      start_linger();
+    }
+    return;
+  }
+  if (state_ == State::kLingering) {
+    if (peer_shut_) end_linger(LingerEvent::kPeerEof);
     return;
   }
   if (state_ == State::kOpen && shutdown_wanted_ && !write_shut_) {
@@ -324,11 +371,84 @@ void Connection::maybe_finish() {
   }
 }
 
-void Connection::detach_now() {
-  if (state_ >= State::kDetaching) return;
-  state_ = State::kDetaching;
+void Connection::start_linger() {
+  if (!write_shut_) {
+    write_shut_ = true;
+    // Everything owed is in the kernel: the FIN goes out after it.
+    if (::shutdown(fd(), SHUT_WR) != 0) {
+      const int err = errno;  // ENOTCONN: reset meanwhile; nothing to wait for
+      spdlog::debug("conn #{} {}: shutdown: {}", id_, peer_, std::strerror(err));
+      detach_now();
+      return;
+    }
+  }
+  // Not TCP (TCP_INFO fails): no way to tell when the peer has it all.
+  if (tcp_fin_acked(fd()) < 0) {
+    detach_now();
+    return;
+  }
+  state_ = State::kLingering;
+  discarded_ = 0;  // a fresh budget for this phase
+  owner_.count_linger(LingerEvent::kStarted);
+  // The idle timer becomes the linger timer (no new per-connection state):
+  // idle detection ends here (before on_close: no idle event follows it),
+  // and IdleState's clocks, restarted with no kinds enabled, keep when the
+  // linger began (last_write()). If this runs inside on_idle_timer (a
+  // handler closing an idle peer), kLingering (>= kDetaching) and idle_on_
+  // false keep that callback from going on or re-arming the node.
+  idle_on_ = false;
   stop_idle();
+  idle_.start(IdleOptions{}, Clock::now());
+  // The handler's part ends with the FIN: it hears on_close now, not a
+  // delayed ACK (~40 ms) or the peer's close later.
   handler_.on_close(*this, reason_, error_);
+  if (state_ != State::kLingering) return;  // it aborted from on_close
+  arm_linger(Clock::now());
+  update_reading();
+}
+
+void Connection::arm_linger(Clock::time_point now) {
+  // Look for the ACK of our FIN at 1, 2, 4 ... ms, then every 64 ms: a
+  // peer that reads promptly is released within a millisecond or two, a
+  // slow one costs a few dozen timer runs, never more than the deadline.
+  const Clock::time_point began = idle_.last_write();
+  const Clock::time_point deadline = began + limits_.linger_timeout;
+  const Clock::duration step = std::clamp<Clock::duration>(
+      now - began, std::chrono::milliseconds(1), std::chrono::milliseconds(64));
+  const Clock::time_point when = std::min(now + step, deadline);
+  if (idle_timer_ != 0 && loop_.reset_timer_at(idle_timer_, when)) return;
+  // `this` stays valid for the timer's life: it is cancelled in
+  // detach_now() and in the destructor, both on the loop thread.
+  idle_timer_ = loop_.run_at(when, [this] { on_linger_timer(); });
+}
+
+void Connection::on_linger_timer() {
+  if (state_ != State::kLingering) return;
+  if (tcp_fin_acked(fd()) != 0) {
+    end_linger(LingerEvent::kFinAcked);
+    return;
+  }
+  const Clock::time_point now = Clock::now();
+  if (now - idle_.last_write() >= limits_.linger_timeout) {
+    spdlog::debug("conn #{} {}: peer did not take our FIN within {} ms; closing now",
+                  id_, peer_, limits_.linger_timeout.count());
+    end_linger(LingerEvent::kTimeLimit);
+    return;
+  }
+  arm_linger(now);
+}
+
+void Connection::end_linger(LingerEvent how) {
+  owner_.count_linger(how);
+  detach_now();
+}
+
+void Connection::detach_now() {
+  if (!served()) return;
+  const bool closed_already = state_ == State::kLingering;  // on_close ran
+  state_ = State::kDetaching;
+  stop_idle();  // the idle timer, or the linger timer
+  if (!closed_already) handler_.on_close(*this, reason_, error_);
   loop_.backend().detach(*this);
 }
 

@@ -1,11 +1,51 @@
 // Connection: one accepted TCP stream, its buffers, its framing and its
 // life cycle, identical on every back end.
 //
-// States:  open -> closing (stop reading, flush what is owed) -> detaching
-//          (back end releases the channel) -> closed (fd closed, object
-//          destroyed at the end of the loop iteration).
+// States (a graceful close is nginx's "lingering close"):
+//
+//   open --close()/frame error/stop--> closing --output handed over--> lingering
+//     |                                 (flush what is owed; input      (shutdown(SHUT_WR):
+//     |                                  read and discarded)             FIN after the last
+//     |                                    |                             byte; input read and
+//     |                    peer EOF seen --'                             discarded)
+//     |                                    v                               |
+//     |                                    |                            (on_close here)
+//     '--abort()/socket error-------> detaching <--peer EOF / FIN acked ---'
+//                                     (on_close      / linger_timeout / linger_max_bytes
+//                                      unless it ran; / abort(), stop deadline
+//                                      back end releases the channel)
+//                                         |
+//                                       closed (fd closed, object destroyed
+//                                       at the end of the loop iteration)
+//
+// Why linger: close() on a socket with unread input makes Linux send a
+// reset and discard its send queue, so a peer that sent anything after we
+// stopped listening lost output we had already handed to the kernel, and
+// saw ECONNRESET instead of EOF. Lingering, the FIN is queued behind the
+// last byte and the peer's input keeps being drained until the peer
+// closes too (EOF) or its kernel acknowledges our FIN (TCP_INFO: from then
+// on a reset costs it nothing, it has read or will read every byte then
+// EOF). A hostile peer cannot pin the connection: the linger ends at
+// ConnectionLimits::linger_timeout (from the FIN) or after
+// linger_max_bytes discarded, whichever comes first (then close(), and a
+// reset if input is still unread). Flushing also discards at most
+// linger_max_bytes, then pauses reading until the linger starts. A close
+// after the peer's EOF does not linger: nothing more can arrive. Non-TCP
+// sockets do not linger (no way to see the ACK). Milestones are counted
+// through Owner::count_linger (Server::linger_stats()).
+//
+// on_close runs exactly once, when the handler's part ends: as the linger
+// starts (right after the FIN is queued), or on entering detaching when
+// there is no linger (abort, error, close after the peer's EOF). Not at
+// the final close: the peer's kernel delays the ACK of a FIN (~40 ms) and
+// a peer may hold its end open up to linger_timeout, and neither should
+// delay the handler. While lingering the handler hears nothing (idle
+// detection has ended, send() returns false as it has since close());
+// Server::connection_count() drops only when the fd is closed. The linger
+// timer is the idle timer's node, so lingering costs no memory.
+//
 // A half-close (shutdown()) keeps reading but sends FIN once everything
-// owed is sent.
+// owed is sent; a close() after it lingers the same way.
 //
 // Backpressure: once more than high_water bytes are queued and not yet
 // taken by the kernel, reading from this peer pauses (the handler hears
@@ -27,6 +67,7 @@
 #pragma once
 
 #include <any>
+#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -45,7 +86,25 @@ class EventLoop;
 struct ConnectionLimits {
   size_t high_water = 4 << 20;
   size_t low_water = 1 << 20;
+  // Lingering close (see "Closing" above): how long, and how many bytes of
+  // the peer's input to read and discard, while waiting for the peer to
+  // take our FIN. A zero linger_timeout turns lingering off (close at once
+  // once output is handed over: the peer may then see a reset).
+  std::chrono::milliseconds linger_timeout{3000};
+  size_t linger_max_bytes = 4 << 20;
 };
+
+// How lingering closes went, summed over a server's connections.
+struct LingerStats {
+  uint64_t started = 0;       // FIN sent, lingering for the peer
+  uint64_t peer_eof = 0;      // ended: the peer closed too (orderly)
+  uint64_t fin_acked = 0;     // ended: the peer's kernel took our FIN
+  uint64_t cut_by_time = 0;   // ended: linger_timeout passed
+  uint64_t cut_by_bytes = 0;  // ended: linger_max_bytes discarded
+};
+
+// One lingering close's milestones, as reported to Connection::Owner.
+enum class LingerEvent { kStarted, kPeerEof, kFinAcked, kTimeLimit, kByteLimit };
 
 class Connection final : public io::Channel {
  public:
@@ -54,11 +113,16 @@ class Connection final : public io::Channel {
   class Owner {
    public:
     virtual void release(Connection& conn) = 0;
+    // A lingering close reached a milestone (for counters); optional. On
+    // the connection's loop thread, like release().
+    virtual void count_linger(LingerEvent event) { (void)event; }
 
    protected:
     ~Owner() = default;
   };
 
+  // `limits` is referenced, not copied: it must outlive the connection
+  // (Server and Client pass their options', which do).
   Connection(EventLoop& loop, int fd, uint64_t id, Handler& handler,
              Owner& owner, const codec::Codec* codec,
              const ConnectionLimits& limits);
@@ -85,9 +149,10 @@ class Connection final : public io::Channel {
   bool send_raw(std::string_view bytes);
   // Half-close: FIN after everything queued is sent; reading continues.
   void shutdown();
-  // Graceful close: stop reading, send what is queued, then close.
+  // Graceful close: send what is queued, FIN, linger (see States), close.
   void close() { close_with(CloseReason::kLocal, 0, false); }
-  // Close now, dropping queued output.
+  // Close now, dropping queued output (no linger; a lingering connection
+  // is closed at once).
   void abort() { close_with(CloseReason::kLocal, 0, true); }
   // Pause or resume reading (in addition to automatic backpressure).
   void set_reading(bool on);
@@ -105,7 +170,15 @@ class Connection final : public io::Channel {
   }
 
  private:
-  enum class State { kOpen, kClosing, kDetaching, kClosed };
+  // Life order is open, closing, lingering, detaching, closed; kLingering
+  // is declared after kDetaching so that `state_ < kDetaching` keeps
+  // meaning "the handler may still hear from this connection" (on_close
+  // has not run; the idle timer code relies on it). served(): the back end
+  // still serves the channel (reading goes on while lingering).
+  enum class State : uint8_t { kOpen, kClosing, kDetaching, kLingering, kClosed };
+  bool served() const {
+    return state_ < State::kDetaching || state_ == State::kLingering;
+  }
 
   // io::Channel events.
   void on_input(size_t n) override;
@@ -120,6 +193,12 @@ class Connection final : public io::Channel {
   void update_reading();
   void close_with(CloseReason reason, int err, bool drop_output);
   void maybe_finish();
+  void discard_input();
+  bool lingers() const { return limits_.linger_timeout.count() > 0; }
+  void start_linger();
+  void arm_linger(Clock::time_point now);
+  void on_linger_timer();
+  void end_linger(LingerEvent how);
   void detach_now();
   void arm_idle();
   void on_idle_timer();
@@ -144,14 +223,22 @@ class Connection final : public io::Channel {
   bool peer_shut_ = false;        // EOF seen
   bool shutdown_wanted_ = false;  // FIN after flush
   bool write_shut_ = false;       // FIN sent
+  // Peer input discarded in this closing phase (flushing, then lingering;
+  // saturating). Sits in what was padding; with limits_ a reference,
+  // lingering costs no per-connection memory (sizeof(Connection) 416 ->
+  // 408 bytes here).
+  uint32_t discarded_ = 0;
   size_t pending_ = 0;
   EventLoop& loop_;
   Handler& handler_;
   const codec::Codec* codec_;
   std::unique_ptr<codec::Decoder> decoder_;
-  ConnectionLimits limits_;
+  // A reference, not a copy: the linger fields would have grown every
+  // connection by 16 bytes. The owner's (ServerOptions/ClientOptions)
+  // outlives its connections, as the Owner itself must.
+  const ConnectionLimits& limits_;
   IdleState idle_;
-  TimerId idle_timer_ = 0;  // 0: none armed
+  TimerId idle_timer_ = 0;  // 0: none armed; while lingering, the linger timer
   uint64_t acked_ = 0;      // TcpProgress::bytes_acked at the last idle check
   uint64_t id_;
   Owner& owner_;

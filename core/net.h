@@ -77,6 +77,13 @@ struct TcpProgress {
 // 0, or -errno when unavailable (not TCP, kernel < 4.1).
 int tcp_progress(int fd, TcpProgress* out);
 
+// Whether the peer's kernel has acknowledged our FIN (and so every byte
+// before it): after shutdown(SHUT_WR), TCP_INFO's state left FIN_WAIT1.
+// From then on closing cannot cost the peer any of our data or its orderly
+// EOF, even if unread input makes Linux answer with a reset. 1 yes, 0 not
+// yet, -errno when unknown (not TCP).
+int tcp_fin_acked(int fd);
+
 // Whether the socket's receive queue holds input not read yet (FIONREAD:
 // TCP bytes, or a UDP datagram). Idle detection asks it too: input the
 // kernel holds means the peer was not idle, however far behind the reader.

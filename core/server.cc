@@ -101,6 +101,10 @@ struct Server::Slot final : Connection::Owner {
     maybe_quit();
   }
 
+  void count_linger(LingerEvent event) override {
+    server.linger_[static_cast<size_t>(event)].fetch_add(1, std::memory_order_relaxed);
+  }
+
   void maybe_quit() {
     if (!stopping || !conns.empty()) return;
     if (index == 0 && server.acceptor_ && !server.acceptor_->released()) return;
@@ -232,6 +236,19 @@ void Server::adopt(Slot& slot, int fd) {
     slot.conns.erase(it);
     live_.fetch_sub(1, std::memory_order_relaxed);
   }
+}
+
+LingerStats Server::linger_stats() const {
+  auto get = [this](LingerEvent e) {
+    return linger_[static_cast<size_t>(e)].load(std::memory_order_relaxed);
+  };
+  LingerStats s;
+  s.started = get(LingerEvent::kStarted);
+  s.peer_eof = get(LingerEvent::kPeerEof);
+  s.fin_acked = get(LingerEvent::kFinAcked);
+  s.cut_by_time = get(LingerEvent::kTimeLimit);
+  s.cut_by_bytes = get(LingerEvent::kByteLimit);
+  return s;
 }
 
 void Server::stop_slot(Slot& slot) {

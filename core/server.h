@@ -76,6 +76,8 @@ class Server {
   // Connections closed at accept because of max_connections.
   uint64_t refused_count() const { return refused_.load(std::memory_order_relaxed); }
   const codec::Codec* codec() const { return codec_.get(); }
+  // Lingering closes so far (ConnectionLimits::linger_*). Any thread.
+  LingerStats linger_stats() const;
 
  private:
   class Acceptor;
@@ -98,6 +100,8 @@ class Server {
   // max_connections check cannot be overrun by a burst.
   std::atomic<size_t> live_{0};
   std::atomic<uint64_t> refused_{0};
+  // Indexed by LingerEvent; bumped by the loops (relaxed: counters only).
+  std::atomic<uint64_t> linger_[5] = {};
   Clock::time_point last_refusal_log_{};  // loop 0 thread only
   uint64_t refusals_unlogged_ = 0;        // loop 0 thread only
   std::atomic<uint64_t> next_id_{1};

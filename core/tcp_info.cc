@@ -25,4 +25,20 @@ int tcp_progress(int fd, TcpProgress* out) {
   return 0;
 }
 
+int tcp_fin_acked(int fd) {
+  tcp_info info;
+  std::memset(&info, 0, sizeof info);
+  socklen_t len = sizeof info;
+  if (::getsockopt(fd, IPPROTO_TCP, TCP_INFO, &info, &len) < 0) return -errno;
+  // The kernel's TCP states (include/net/tcp_states.h; glibc's
+  // <netinet/tcp.h> names them, but cannot share this file): FIN_WAIT2 = 5,
+  // TIME_WAIT = 6 (both FINs exchanged and ours acknowledged), CLOSE = 7
+  // (nothing left to deliver: closed or reset). FIN_WAIT1 and CLOSING mean
+  // ours is still unacknowledged.
+  switch (info.tcpi_state) {
+    case 5: case 6: case 7: return 1;
+    default: return 0;
+  }
+}
+
 }  // namespace sluice

@@ -99,10 +99,20 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--low-water", opts.limits.low_water, "Resume reading once its queue is down to this")
       ->capture_default_str();
+  int64_t linger_ms = opts.limits.linger_timeout.count();
+  app.add_option("--linger-ms", linger_ms,
+                 "Lingering close: after the FIN, how long to keep reading (and discarding) a "
+                 "client's input while it takes what it is owed (0: no linger)")
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
+  app.add_option("--linger-bytes", opts.limits.linger_max_bytes,
+                 "Lingering close: most input bytes discarded per phase before cutting a client off")
+      ->capture_default_str();
   app.add_option("--log-level", log_level, "trace|debug|info|warn|error")->capture_default_str();
   CLI11_PARSE(app, argc, argv);
 
   sluice::servers::init_logging(log_level);
+  opts.limits.linger_timeout = std::chrono::milliseconds(linger_ms);
   if (opts.limits.low_water > opts.limits.high_water) {
     std::fprintf(stderr, "echo_server: --low-water must not exceed --high-water\n");
     return 2;

@@ -54,6 +54,16 @@ int main(int argc, char** argv) {
                  "On SIGTERM/SIGINT: how long connections may flush before they are aborted")
       ->check(CLI::NonNegativeNumber)
       ->capture_default_str();
+  sluice::ConnectionLimits limits;
+  int64_t linger_ms = limits.linger_timeout.count();
+  app.add_option("--linger-ms", linger_ms,
+                 "TCP lingering close: after the FIN, how long to keep reading (and discarding) a "
+                 "peer's input while it takes what it is owed (0: no linger)")
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
+  app.add_option("--linger-bytes", limits.linger_max_bytes,
+                 "TCP lingering close: most input bytes discarded per phase before cutting a peer off")
+      ->capture_default_str();
   app.add_option("--log-level", log_level, "trace|debug|info|warn|error")->capture_default_str();
   CLI11_PARSE(app, argc, argv);
 
@@ -84,6 +94,8 @@ int main(int argc, char** argv) {
     opts.idle = hopts.idle();
     opts.max_connections = max_conns;
     if (max_conns != 0) opts.io_options.max_conns = max_conns;
+    limits.linger_timeout = std::chrono::milliseconds(linger_ms);
+    opts.limits = limits;
     tcp = std::make_unique<sluice::Server>(opts, *tcp_handler,
                                            sluice::codec::heartbeat::make_tcp_codec());
     if (tcp->start(&error) < 0) {

@@ -64,7 +64,7 @@ void HeartbeatTcpHandler::on_message(Connection& conn, std::string_view payload)
     if (auto* p = std::any_cast<TcpPeer>(&conn.context()); p && p->reason.empty()) {
       p->reason = "protocol error (" + hb::describe(err, payload) + ")";
     }
-    conn.close();  // graceful: PONGs already owed still go out
+    conn.close();  // graceful: PONGs already owed still go out, then FIN (lingering close)
     return;
   }
   switch (m.type) {
