@@ -90,8 +90,14 @@ struct ConnectionLimits {
   // the peer's input to read and discard, while waiting for the peer to
   // take our FIN. A zero linger_timeout turns lingering off (close at once
   // once output is handed over: the peer may then see a reset).
+  // The byte bound must exceed what a peer that merely stopped reading can
+  // have in flight when we start to discard: our receive buffer plus its
+  // send buffer, up to ~10 MiB with Linux's default tcp_rmem/tcp_wmem
+  // maxima. At 4 MiB, a client that kept sending during a SIGTERM drain
+  // was reset in about 1 run of 3 (poll back end) before it had read all
+  // it was owed.
   std::chrono::milliseconds linger_timeout{3000};
-  size_t linger_max_bytes = 4 << 20;
+  size_t linger_max_bytes = 16 << 20;
 };
 
 // How lingering closes went, summed over a server's connections.
