@@ -1,5 +1,7 @@
 #include "core/event_loop.h"
 
+#include <cstring>
+
 #include <spdlog/spdlog.h>
 
 #include "io/registry.h"
@@ -40,7 +42,7 @@ void EventLoop::run() {
     now_ = Clock::now();
     int rc = backend_->wait(next_timeout(now_));
     if (rc < 0) {
-      spdlog::error("loop: {} back end wait failed: {}", backend_->name(), rc);
+      spdlog::error("loop: {} back end wait failed: {}", backend_->name(), std::strerror(-rc));
       break;
     }
     timers_.run_expired(now_);
