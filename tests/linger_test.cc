@@ -101,6 +101,26 @@ std::string frame(std::string_view payload) {
   return f;
 }
 
+// A client with a tiny receive window (so our reply fills it and our FIN
+// cannot be acknowledged while it does not read) that asks the server to
+// close ("bye"). The fd, or -1.
+int connect_and_say_bye(uint16_t port) {
+  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  const int small = 4096;
+  ::setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(port);
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  const std::string bye = frame("bye");
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 ||
+      ::send(fd, bye.data(), bye.size(), MSG_NOSIGNAL) != ssize_t(bye.size())) {
+    ::close(fd);
+    return -1;
+  }
+  return fd;
+}
+
 // Sends until `stop`, an error, or (blocked) a 100 ms send timeout per try;
 // pauses `gap` between chunks. Returns the bytes sent.
 size_t keep_sending(int fd, const std::atomic<bool>& stop, size_t chunk,
@@ -246,16 +266,8 @@ TEST_P(Linger, EndlessTrickleIsCutOffAtTheTimeBound) {
   handler_.reply = 256 << 10;
   handler_.sndbuf = 4 << 20;
   start("length", opts);
-  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  const int small = 4096;
-  ::setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_port = htons(server_->port());
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ASSERT_EQ(::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
-  const std::string bye = frame("bye");
-  ASSERT_EQ(::send(fd, bye.data(), bye.size(), MSG_NOSIGNAL), ssize_t(bye.size()));
+  const int fd = connect_and_say_bye(server_->port());
+  ASSERT_GE(fd, 0);
   std::atomic<bool> stop_sending{false};
   std::thread writer([&] { keep_sending(fd, stop_sending, 512, 5ms); });
   ASSERT_TRUE(wait_lingering(2s));
@@ -286,16 +298,8 @@ TEST_P(Linger, EndlessFloodIsCutOffAtTheByteBound) {
   handler_.reply = 256 << 10;
   handler_.sndbuf = 4 << 20;
   start("length", opts);
-  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  const int small = 4096;
-  ::setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_port = htons(server_->port());
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ASSERT_EQ(::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
-  const std::string bye = frame("bye");
-  ASSERT_EQ(::send(fd, bye.data(), bye.size(), MSG_NOSIGNAL), ssize_t(bye.size()));
+  const int fd = connect_and_say_bye(server_->port());
+  ASSERT_GE(fd, 0);
   std::atomic<bool> stop_sending{false};
   std::thread writer([&] { keep_sending(fd, stop_sending, 64 << 10, 0us); });
   ASSERT_TRUE(wait_lingering(2s));
@@ -325,16 +329,8 @@ TEST_P(Linger, StopDeadlineAbortsALingeringConnection) {
   handler_.reply = 256 << 10;
   handler_.sndbuf = 4 << 20;
   start("length", opts);
-  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  const int small = 4096;
-  ::setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_port = htons(server_->port());
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ASSERT_EQ(::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
-  const std::string bye = frame("bye");
-  ASSERT_EQ(::send(fd, bye.data(), bye.size(), MSG_NOSIGNAL), ssize_t(bye.size()));
+  const int fd = connect_and_say_bye(server_->port());
+  ASSERT_GE(fd, 0);
   std::atomic<bool> stop_sending{false};
   std::thread writer([&] { keep_sending(fd, stop_sending, 512, 5ms); });
   ASSERT_TRUE(wait_lingering(2s));
