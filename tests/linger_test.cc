@@ -178,6 +178,41 @@ class Linger : public ::testing::TestWithParam<std::string> {
     return true;
   }
 
+  // A peer that asks to close, never reads, and keeps sending `chunk`
+  // bytes every `gap`: how long after the linger began the server let go.
+  struct CutOff {
+    bool released = false;
+    double ms = 0;
+    LingerStats stats;
+  };
+  CutOff endless_sender(const ServerOptions& opts, size_t chunk, std::chrono::microseconds gap,
+                        std::chrono::milliseconds limit, const char* what) {
+    handler_.framed = true;
+    handler_.reply = 256 << 10;
+    handler_.sndbuf = 4 << 20;
+    start("length", opts);
+    CutOff c;
+    const int fd = connect_and_say_bye(server_->port());
+    EXPECT_GE(fd, 0);
+    if (fd < 0) return c;
+    std::atomic<bool> stop_sending{false};
+    std::thread writer([&] { keep_sending(fd, stop_sending, chunk, gap); });
+    if (wait_lingering(2s)) {
+      const auto t0 = Steady::now();
+      c.released = wait_released(limit);
+      c.ms = std::chrono::duration<double, std::milli>(Steady::now() - t0).count();
+    } else {
+      ADD_FAILURE() << "the connection never started lingering";
+    }
+    stop_sending = true;
+    writer.join();
+    c.stats = server_->linger_stats();
+    std::printf("LINGER io=%s case=%s released_ms=%.0f\n", GetParam().c_str(), what, c.ms);
+    report(what, Received{}, 0);
+    ::close(fd);
+    return c;
+  }
+
   void report(const char* what, const Received& r, size_t owed) {
     const LingerStats s = server_->linger_stats();
     std::printf("LINGER io=%s case=%s received=%zu owed=%zu end=%s started=%llu eof=%llu "
@@ -262,30 +297,13 @@ TEST_P(Linger, EndlessTrickleIsCutOffAtTheTimeBound) {
   ServerOptions opts;
   opts.limits.linger_timeout = 300ms;
   opts.limits.linger_max_bytes = 64 << 20;
-  handler_.framed = true;
-  handler_.reply = 256 << 10;
-  handler_.sndbuf = 4 << 20;
-  start("length", opts);
-  const int fd = connect_and_say_bye(server_->port());
-  ASSERT_GE(fd, 0);
-  std::atomic<bool> stop_sending{false};
-  std::thread writer([&] { keep_sending(fd, stop_sending, 512, 5ms); });
-  ASSERT_TRUE(wait_lingering(2s));
-  const auto t0 = Steady::now();
-  const bool released = wait_released(3s);
-  const double ms = std::chrono::duration<double, std::milli>(Steady::now() - t0).count();
-  stop_sending = true;
-  writer.join();
-  const LingerStats s = server_->linger_stats();
-  std::printf("LINGER io=%s case=time_bound released_ms=%.0f\n", GetParam().c_str(), ms);
-  report("time_bound", Received{}, 0);
-  EXPECT_TRUE(released);
-  EXPECT_EQ(s.started, 1u);
-  EXPECT_EQ(s.cut_by_time, 1u);
-  EXPECT_GE(ms, 250);
-  EXPECT_LT(ms, 1500);
+  const CutOff c = endless_sender(opts, 512, 5ms, 3s, "time_bound");
+  EXPECT_TRUE(c.released);
+  EXPECT_EQ(c.stats.started, 1u);
+  EXPECT_EQ(c.stats.cut_by_time, 1u);
+  EXPECT_GE(c.ms, 250);
+  EXPECT_LT(c.ms, 1500);
   EXPECT_EQ(handler_.closed.load(), 1);
-  ::close(fd);
 }
 
 // The same peer sending as fast as it can: cut off at the byte bound,
@@ -294,30 +312,13 @@ TEST_P(Linger, EndlessFloodIsCutOffAtTheByteBound) {
   ServerOptions opts;
   opts.limits.linger_timeout = 5s;
   opts.limits.linger_max_bytes = 256 << 10;
-  handler_.framed = true;
-  handler_.reply = 256 << 10;
-  handler_.sndbuf = 4 << 20;
-  start("length", opts);
-  const int fd = connect_and_say_bye(server_->port());
-  ASSERT_GE(fd, 0);
-  std::atomic<bool> stop_sending{false};
-  std::thread writer([&] { keep_sending(fd, stop_sending, 64 << 10, 0us); });
-  ASSERT_TRUE(wait_lingering(2s));
-  const auto t0 = Steady::now();
-  const bool released = wait_released(4s);
-  const double ms = std::chrono::duration<double, std::milli>(Steady::now() - t0).count();
-  stop_sending = true;
-  writer.join();
-  const LingerStats s = server_->linger_stats();
-  std::printf("LINGER io=%s case=byte_bound released_ms=%.0f\n", GetParam().c_str(), ms);
-  report("byte_bound", Received{}, 0);
-  EXPECT_TRUE(released);
-  EXPECT_EQ(s.started, 1u);
-  EXPECT_EQ(s.cut_by_bytes, 1u);
-  EXPECT_EQ(s.cut_by_time, 0u);
-  EXPECT_LT(ms, 2500);
+  const CutOff c = endless_sender(opts, 64 << 10, 0us, 4s, "byte_bound");
+  EXPECT_TRUE(c.released);
+  EXPECT_EQ(c.stats.started, 1u);
+  EXPECT_EQ(c.stats.cut_by_bytes, 1u);
+  EXPECT_EQ(c.stats.cut_by_time, 0u);
+  EXPECT_LT(c.ms, 2500);
   EXPECT_EQ(handler_.closed.load(), 1);
-  ::close(fd);
 }
 
 // A stop's deadline still holds: a connection lingering for a peer that

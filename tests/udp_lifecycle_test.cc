@@ -75,10 +75,8 @@ std::vector<uint32_t> drain(int fd, int quiet_ms) {
 class UdpLifecycle : public ::testing::TestWithParam<std::string> {
  protected:
   void SetUp() override {
-    io::BackendInfo info = io::probe(GetParam());
-    if (!info.available) GTEST_SKIP() << GetParam() << " unavailable here: " << info.reason;
-    std::string why = testing::udp_unsupported_reason(GetParam());
-    if (!why.empty()) GTEST_SKIP() << why << " (not yet supported)";
+    const std::string why = testing::udp_skip_reason(GetParam());
+    if (!why.empty()) GTEST_SKIP() << why;
   }
 };
 

@@ -91,4 +91,11 @@ std::string udp_unsupported_reason(const std::string& backend) {
   return cache[backend] = probe(backend);
 }
 
+std::string udp_skip_reason(const std::string& backend) {
+  const io::BackendInfo info = io::probe(backend);
+  if (!info.available) return backend + " unavailable here: " + info.reason;
+  const std::string why = udp_unsupported_reason(backend);
+  return why.empty() ? why : why + " (not yet supported)";
+}
+
 }  // namespace sluice::testing

@@ -17,4 +17,8 @@ namespace sluice::testing {
 // shows them. Cached per back end; thread-safe.
 std::string udp_unsupported_reason(const std::string& backend);
 
+// Why a UDP suite must skip this back end ("" when it can run): not
+// available here (io::probe's reason), or udp_unsupported_reason.
+std::string udp_skip_reason(const std::string& backend);
+
 }  // namespace sluice::testing

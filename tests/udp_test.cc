@@ -77,10 +77,8 @@ std::string recv_one(int fd, int timeout_ms) {
 class Udp : public ::testing::TestWithParam<std::string> {
  protected:
   void SetUp() override {
-    io::BackendInfo info = io::probe(GetParam());
-    if (!info.available) GTEST_SKIP() << GetParam() << " unavailable here: " << info.reason;
-    std::string why = testing::udp_unsupported_reason(GetParam());
-    if (!why.empty()) GTEST_SKIP() << why << " (not yet supported)";
+    const std::string why = testing::udp_skip_reason(GetParam());
+    if (!why.empty()) GTEST_SKIP() << why;
   }
 
   void start(size_t threads = 1) {
