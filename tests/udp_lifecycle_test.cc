@@ -368,10 +368,16 @@ TEST_P(UdpSocketError, ClosesTheEndpointAndSaysWhy) {
   std::string err;
   ASSERT_EQ(server->start(&err), 0) << err;
   ASSERT_GE(h.fd.load(), 0);
-  int nul = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
-  ASSERT_GE(nul, 0);
-  ASSERT_EQ(::dup2(nul, h.fd.load()), h.fd.load());
-  ::close(nul);
+  // Swapped on the loop thread, between two of its waits: the loop owns the
+  // descriptor (and a swap from here races its close, as TSan reports).
+  std::promise<int> swapped;
+  h.loop.load()->post([&h, &swapped] {
+    const int nul = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+    const int rc = nul < 0 ? -1 : ::dup2(nul, h.fd.load());
+    if (nul >= 0) ::close(nul);
+    swapped.set_value(rc);
+  });
+  ASSERT_EQ(swapped.get_future().get(), h.fd.load());
   h.loop.load()->post([] {});  // a loop already in select()/poll() looks again
   EXPECT_TRUE(wait_for([&] { return h.closed.load() > 0; }, 3s)) << "the error did not close it";
   if (!finishes_within(5s, [&] { server.reset(); })) std::_Exit(1);
