@@ -27,7 +27,7 @@
 #include <string_view>
 #include <type_traits>
 
-#include "core/buffer.h"
+#include "base/buffer.h"
 
 namespace sluice::codec {
 

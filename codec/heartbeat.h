@@ -27,7 +27,7 @@
 
 #include "codec/codec.h"
 #include "codec/length_field.h"
-#include "core/buffer.h"
+#include "base/buffer.h"
 
 namespace sluice::codec::heartbeat {
 

@@ -33,7 +33,7 @@
 #include <string>
 #include <string_view>
 
-#include "core/buffer.h"
+#include "base/buffer.h"
 #include "io/datagram.h"
 
 namespace sluice::io {

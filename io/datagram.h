@@ -16,7 +16,7 @@
 #include <string_view>
 #include <vector>
 
-#include "core/buffer.h"
+#include "base/buffer.h"
 
 namespace sluice::io {
 

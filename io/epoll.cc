@@ -8,7 +8,7 @@
 #include <stdexcept>
 #include <string>
 
-#include "core/sys.h"
+#include "base/sys.h"
 #include "io/reactor.h"
 
 namespace sluice::io {

@@ -12,7 +12,7 @@
 
 #include <spdlog/spdlog.h>
 
-#include "core/sys.h"
+#include "base/sys.h"
 
 namespace sluice::io {
 

@@ -15,7 +15,7 @@
 #include <string>
 #include <vector>
 
-#include "core/buffer.h"
+#include "base/buffer.h"
 
 namespace sluice {
 namespace {

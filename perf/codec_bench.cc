@@ -16,7 +16,7 @@
 #include "codec/delimiter.h"
 #include "codec/fixed_length.h"
 #include "codec/length_field.h"
-#include "core/buffer.h"
+#include "base/buffer.h"
 
 namespace sluice::codec {
 namespace {

@@ -1,4 +1,4 @@
-#include "core/buffer.h"
+#include "base/buffer.h"
 
 #include <sys/socket.h>
 #include <unistd.h>

@@ -32,7 +32,7 @@
 #include <vector>
 
 #include "codec/codec.h"
-#include "core/buffer.h"
+#include "base/buffer.h"
 
 namespace sluice::fuzz {
 

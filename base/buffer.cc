@@ -1,4 +1,4 @@
-#include "core/buffer.h"
+#include "base/buffer.h"
 
 #include <sys/socket.h>
 #include <sys/uio.h>
@@ -8,7 +8,7 @@
 #include <cerrno>
 #include <utility>
 
-#include "core/sys.h"
+#include "base/sys.h"
 
 namespace sluice {
 
