@@ -12,12 +12,84 @@
 
 namespace sluice {
 
-Buffer::Buffer(size_t initial_size)
-    : data_(new char[kCheapPrepend + initial_size]),
-      cap_(kCheapPrepend + initial_size) {}
+namespace {
+thread_local BlockCache* t_cache = nullptr;
+
+char* new_block(size_t want, size_t* cap) {
+  if (BlockCache* c = t_cache) {
+    if (char* p = c->take(want, cap)) return p;
+  }
+  *cap = want;
+  return new char[want];
+}
+}  // namespace
+
+BlockCache::Scope::Scope() {
+  if (t_cache == nullptr) {
+    installed_ = new BlockCache;
+    t_cache = installed_;
+  }
+}
+
+BlockCache::Scope::~Scope() {
+  if (installed_ != nullptr) {
+    t_cache = nullptr;
+    delete installed_;
+  }
+}
+
+BlockCache* BlockCache::local() { return t_cache; }
+
+char* BlockCache::take(size_t want, size_t* cap) {
+  size_t best = count_;
+  for (size_t i = 0; i < count_; ++i) {
+    if (blocks_[i].cap >= want && (best == count_ || blocks_[i].cap < blocks_[best].cap)) {
+      best = i;
+    }
+  }
+  if (best == count_) return nullptr;
+  const Block b = blocks_[best];
+  blocks_[best] = blocks_[--count_];
+  *cap = b.cap;
+  return b.p;
+}
+
+void BlockCache::give(char* block, size_t cap) {
+  if (cap > kMaxBlock) {
+    delete[] block;
+    return;
+  }
+  if (count_ == kMaxBlocks) {
+    // Full: replace the smallest if this one is bigger (a big block saves
+    // the most growing), else drop this one.
+    size_t small = 0;
+    for (size_t i = 1; i < count_; ++i) {
+      if (blocks_[i].cap < blocks_[small].cap) small = i;
+    }
+    if (blocks_[small].cap >= cap) {
+      delete[] block;
+      return;
+    }
+    delete[] blocks_[small].p;
+    blocks_[small] = {block, cap};
+    return;
+  }
+  blocks_[count_++] = {block, cap};
+}
+
+BlockCache::~BlockCache() {
+  for (size_t i = 0; i < count_; ++i) delete[] blocks_[i].p;
+}
+
+Buffer::Buffer(size_t initial_size) {
+  size_t cap = 0;
+  data_ = new_block(kCheapPrepend + initial_size, &cap);
+  cap_ = cap;
+  reader_ = writer_ = kCheapPrepend;
+}
 
 Buffer::Buffer(Buffer&& other) noexcept
-    : data_(std::move(other.data_)),
+    : data_(std::exchange(other.data_, nullptr)),
       cap_(std::exchange(other.cap_, 0)),
       reader_(std::exchange(other.reader_, 0)),
       writer_(std::exchange(other.writer_, 0)) {}
@@ -37,6 +109,18 @@ void Buffer::swap(Buffer& other) noexcept {
   std::swap(writer_, other.writer_);
 }
 
+void Buffer::release_storage() noexcept {
+  if (data_ != nullptr) {
+    if (BlockCache* c = t_cache) {
+      c->give(data_, cap_);
+    } else {
+      delete[] data_;
+    }
+  }
+  data_ = nullptr;
+  cap_ = reader_ = writer_ = 0;
+}
+
 void Buffer::retrieve(size_t n) {
   assert(n <= readable());
   if (n < readable()) {
@@ -47,8 +131,8 @@ void Buffer::retrieve(size_t n) {
 }
 
 void Buffer::retrieve_all() {
-  // A moved-from buffer has no storage (cap_ == 0) until its next append.
-  reader_ = writer_ = std::min(kCheapPrepend, cap_);
+  // Without storage both stay 0 (see the class comment).
+  reader_ = writer_ = data_ ? kCheapPrepend : 0;
 }
 
 std::string Buffer::retrieve_as_string(size_t n) {
@@ -72,14 +156,16 @@ void Buffer::grow_or_compact(size_t n) {
   if (data_ && writable() + prependable() >= n + kCheapPrepend) {
     // Enough room overall: slide the readable bytes to the front instead of
     // allocating. memmove because the ranges may overlap.
-    std::memmove(data_.get() + kCheapPrepend, peek(), used);
+    std::memmove(data_ + kCheapPrepend, peek(), used);
   } else {
-    // Grow geometrically so appends are amortised O(1).
-    size_t want = kCheapPrepend + used + n;
-    size_t new_cap = std::max(want, cap_ * 2);
-    std::unique_ptr<char[]> fresh(new char[new_cap]);
-    if (used) std::memcpy(fresh.get() + kCheapPrepend, peek(), used);
-    data_ = std::move(fresh);
+    // Grow geometrically so appends are amortised O(1); a first block is
+    // at least kInitialSize.
+    const size_t want = kCheapPrepend + used + n;
+    size_t new_cap = std::max({want, cap_ * 2, kCheapPrepend + kInitialSize});
+    char* fresh = new_block(new_cap, &new_cap);
+    if (used) std::memcpy(fresh + kCheapPrepend, peek(), used);
+    release_storage();
+    data_ = fresh;
     cap_ = new_cap;
   }
   reader_ = kCheapPrepend;
@@ -89,7 +175,7 @@ void Buffer::grow_or_compact(size_t n) {
 void Buffer::prepend(const void* data, size_t n) {
   assert(n <= prependable());
   reader_ -= n;
-  std::memcpy(data_.get() + reader_, data, n);
+  std::memcpy(data_ + reader_, data, n);
 }
 
 ssize_t Buffer::read_fd(int fd) {
@@ -125,9 +211,15 @@ ssize_t Buffer::read_fd(int fd) {
 void Buffer::shrink(size_t reserve) {
   const size_t keep = std::max(readable() + reserve, kInitialSize);
   if (cap_ <= kCheapPrepend + keep * 2) return;  // not worth a copy
-  Buffer fresh(keep);
-  fresh.append(peek(), readable());
-  swap(fresh);
+  // From the heap, not the cache: the cache would hand back a big block.
+  const size_t used = readable();
+  char* fresh = new char[kCheapPrepend + keep];
+  if (used) std::memcpy(fresh + kCheapPrepend, peek(), used);
+  release_storage();
+  data_ = fresh;
+  cap_ = kCheapPrepend + keep;
+  reader_ = kCheapPrepend;
+  writer_ = kCheapPrepend + used;
 }
 
 }  // namespace sluice

@@ -9,9 +9,18 @@
 //
 // Invariants: reader_ <= writer_ <= cap_; kCheapPrepend bytes are kept in
 // front after every compaction so a header can be prepended without moving
-// the payload. A moved-from buffer is empty with no storage (cap_ == 0) and
-// allocates on its next append. Storage is not zero-filled and is reused across reads, so a
-// steady stream causes no heap allocation per read.
+// the payload. Storage is not zero-filled and is reused across appends, so
+// a steady stream causes no heap allocation per message.
+//
+// Storage only while it holds bytes: a default-constructed (or moved-from,
+// or released) buffer has none (cap_ == 0, reader_ == writer_ == 0) and
+// allocates on its first append; release() gives it back once the bytes
+// are gone. Connections keep their buffers in that state while idle, so an
+// idle connection costs no buffer memory (docs/ARCHITECTURE.md, "Memory per
+// connection"). Blocks come from the thread's BlockCache when the thread
+// has one (event-loop threads do): a block a connection just released is
+// the next one's, still in cache, and a buffer that held 32 KiB a moment
+// ago starts at that size again instead of growing there by doubling.
 //
 // Thread rules: a Buffer is not synchronised; it belongs to one thread at a
 // time (a connection's loop thread, or a back end's IO thread while it holds
@@ -41,7 +50,11 @@ class Buffer {
   // kernel than readv, which copies in and checks an iovec array per call.
   static constexpr size_t kDirectReadMin = 1024;
 
-  explicit Buffer(size_t initial_size = kInitialSize);
+  // No storage until the first append.
+  Buffer() = default;
+  // Storage for initial_size bytes (plus the prepend area) at once.
+  explicit Buffer(size_t initial_size);
+  ~Buffer() { release_storage(); }
   Buffer(Buffer&& other) noexcept;
   Buffer& operator=(Buffer&& other) noexcept;
   Buffer(const Buffer&) = delete;
@@ -55,11 +68,13 @@ class Buffer {
   // Whether p points into this buffer's storage.
   bool holds(const char* p) const {
     const auto at = reinterpret_cast<uintptr_t>(p);
-    const auto base = reinterpret_cast<uintptr_t>(data_.get());
+    const auto base = reinterpret_cast<uintptr_t>(data_);
     return data_ && at >= base && at < base + cap_;
   }
+  // Whether the buffer has storage (capacity() > 0).
+  bool allocated() const { return data_ != nullptr; }
 
-  const char* peek() const { return data_.get() + reader_; }
+  const char* peek() const { return data_ + reader_; }
   std::string_view view() const { return {peek(), readable()}; }
 
   // Drops n readable bytes (n <= readable()).
@@ -73,7 +88,7 @@ class Buffer {
 
   // Makes room for n more bytes, compacting before growing.
   void ensure_writable(size_t n);
-  char* begin_write() { return data_.get() + writer_; }
+  char* begin_write() { return data_ + writer_; }
   void has_written(size_t n) { writer_ += n; }
   // Undo the last n written bytes (n <= readable()).
   void unwrite(size_t n) { writer_ -= n; }
@@ -92,16 +107,69 @@ class Buffer {
   // Releases memory beyond max(readable + reserve, kInitialSize); used after
   // a burst so an idle connection does not pin a large allocation.
   void shrink(size_t reserve = 0);
+  // Gives the storage back (to the thread's BlockCache, or the heap) if
+  // the buffer is empty; a no-op otherwise.
+  void release() {
+    if (reader_ == writer_) release_storage();
+  }
 
   void swap(Buffer& other) noexcept;
 
  private:
   void grow_or_compact(size_t n);
+  void release_storage() noexcept;
 
-  std::unique_ptr<char[]> data_;
+  char* data_ = nullptr;  // owned: from BlockCache::take() or the heap
   size_t cap_ = 0;
-  size_t reader_ = kCheapPrepend;
-  size_t writer_ = kCheapPrepend;
+  size_t reader_ = 0;
+  size_t writer_ = 0;
+};
+
+// A few recently released buffer blocks, kept for reuse by one thread.
+// Enabled per thread (BlockCache::Scope; EventLoop::run() opens one for
+// its thread): threads without one, such as the blocking back end's
+// helpers, use the heap directly, so a thread per connection does not pin
+// a cached block per connection. Bounded: at most kMaxBlocks blocks of at
+// most kMaxBlock bytes each; anything else goes back to the heap.
+//
+// Thread rules: thread-local; a block may be freed by another thread's
+// cache or the heap (blocks are plain new[] allocations).
+class BlockCache {
+ public:
+  static constexpr size_t kMaxBlocks = 8;
+  static constexpr size_t kMaxBlock = 256 * 1024;
+
+  // Installs a cache for the calling thread for the scope's lifetime
+  // (nested scopes keep the outer one).
+  class Scope {
+   public:
+    Scope();
+    ~Scope();
+    Scope(const Scope&) = delete;
+    Scope& operator=(const Scope&) = delete;
+
+   private:
+    BlockCache* installed_ = nullptr;
+  };
+
+  // The calling thread's cache, or nullptr.
+  static BlockCache* local();
+
+  // A block of at least `want` bytes (*cap set to its size), or nullptr if
+  // none is cached. Prefers the smallest block that fits.
+  char* take(size_t want, size_t* cap);
+  // Keeps the block if there is room, else frees it.
+  void give(char* block, size_t cap);
+
+  ~BlockCache();
+
+ private:
+  struct Block {
+    char* p;
+    size_t cap;
+  };
+  Block blocks_[kMaxBlocks] = {};
+  size_t count_ = 0;
 };
 
 }  // namespace sluice

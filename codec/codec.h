@@ -91,7 +91,42 @@ class Codec {
   virtual bool encode(std::string_view payload, Buffer& out) const = 0;
 };
 
-// Runs `decoder` over `in` until it needs more bytes or fails, calling
+// Runs `decoder` over the bytes in `in` (starting at a frame boundary)
+// until it needs more or fails, calling on_frame(std::string_view) for each
+// frame, in place: frames are views into `in`. Sets *consumed to the bytes
+// done with (frames and anything the decoder skipped); the caller keeps the
+// rest, an incomplete frame, for the next call. on_frame may return bool:
+// false stops after that frame. Returns kNone, or the error that stopped
+// decoding (then *consumed covers what came before the bad frame).
+template <typename OnFrame>
+CodecErrc drain_frames(Decoder& decoder, std::string_view in, size_t* consumed,
+                       OnFrame&& on_frame) {
+  size_t used = 0;
+  for (;;) {
+    DecodeResult r = decoder.decode(in.substr(used));
+    if (r.status == DecodeStatus::kFrame) {
+      if constexpr (std::is_same_v<decltype(on_frame(r.frame)), bool>) {
+        const bool more = on_frame(r.frame);
+        used += r.consumed;
+        if (!more) break;
+      } else {
+        on_frame(r.frame);
+        used += r.consumed;
+      }
+      continue;
+    }
+    used += r.consumed;
+    if (r.status == DecodeStatus::kError) {
+      *consumed = used;
+      return r.error;
+    }
+    if (r.consumed == 0 || used == in.size()) break;
+  }
+  *consumed = used;
+  return CodecErrc::kNone;
+}
+
+// The same over a Buffer: runs `decoder` over `in` until it needs more bytes or fails, calling
 // on_frame(std::string_view) for each frame. Drops consumed bytes from `in`.
 // on_frame may return bool: false stops after that frame (e.g. the
 // connection was closed). Returns kNone, or the error that stopped decoding.

@@ -55,8 +55,7 @@ bool Client::connect(ConnectDone done) {
 
 void Client::adopt(int fd, const ConnectDone& done) {
   const uint64_t id = next_client_conn_id.fetch_add(1, std::memory_order_relaxed);
-  auto owned = std::make_unique<Connection>(loop_, fd, id, handler_, *this, codec_,
-                                            options_.limits);
+  auto owned = std::make_unique<Connection>(loop_, fd, id, shared_);
   Connection& conn = *owned;
   if (options_.idle.enabled()) conn.set_idle(options_.idle);
   conns_.push_back(std::move(owned));

@@ -79,6 +79,7 @@ class Client final : public Connection::Owner {
   Handler& handler_;
   const codec::Codec* codec_;
   ClientOptions options_;
+  Connection::Shared shared_{handler_, *this, codec_, options_.limits};
   std::vector<std::unique_ptr<Connection>> conns_;  // open + still detaching
   Connection* current_ = nullptr;
   uint64_t request_ = 0;  // pending Connector request

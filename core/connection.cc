@@ -31,17 +31,36 @@ const char* to_string(CloseReason r) {
 
 void Handler::on_peer_shutdown(Connection& conn) { conn.close(); }
 
-Connection::Connection(EventLoop& loop, int fd, uint64_t id, Handler& handler,
-                       Owner& owner, const codec::Codec* codec,
-                       const ConnectionLimits& limits)
+namespace {
+
+// The input view a connection on this thread is handling (on_input runs
+// for one connection at a time per loop thread), and the part of it its
+// handler sent back with send_raw() and that is not copied yet: the
+// zero-copy echo. The span is sent straight from the view when on_input
+// returns (Backend::send_now), and only what the kernel did not take is
+// copied into output(). Thread-local rather than per connection: it costs
+// connections no memory.
+struct InputScope {
+  const Connection* conn = nullptr;
+  std::string_view view;  // on_input's data, or leftover_ with it appended
+  std::string_view span;  // sent, not yet copied (empty: none)
+};
+thread_local InputScope t_input;
+
+bool within(std::string_view part, std::string_view whole) {
+  const auto p = reinterpret_cast<uintptr_t>(part.data());
+  const auto w = reinterpret_cast<uintptr_t>(whole.data());
+  return p >= w && p + part.size() <= w + whole.size();
+}
+
+}  // namespace
+
+Connection::Connection(EventLoop& loop, int fd, uint64_t id, const Shared& shared)
     : io::Channel(fd, Kind::kStream),
       loop_(loop),
-      handler_(handler),
-      codec_(codec),
-      limits_(limits),
+      shared_(shared),
       id_(id),
-      owner_(owner),
-      peer_(peer_name(fd)) {}
+      peer_(PeerAddr::of(fd)) {}
 
 Connection::~Connection() {
   stop_idle();
@@ -49,7 +68,6 @@ Connection::~Connection() {
 }
 
 int Connection::start() {
-  if (codec_) decoder_ = codec_->new_decoder();
   int rc = loop_.backend().attach(*this);
   if (rc < 0) {
     ::close(fd());
@@ -61,7 +79,7 @@ int Connection::start() {
     idle_.start(idle_.options(), Clock::now());  // the clocks start now
     arm_idle();
   }
-  handler_.on_open(*this);
+  handler().on_open(*this);
   return 0;
 }
 
@@ -119,7 +137,7 @@ void Connection::on_idle_timer() {
   }
   const IdleState::Fired fired = idle_.poll(now);
   for (size_t i = 0; i < fired.count && state_ < State::kDetaching; ++i) {
-    handler_.on_idle(*this, fired.kinds[i]);
+    handler().on_idle(*this, fired.kinds[i]);
   }
   // The handler may have closed the connection (stop_idle() ran) or turned
   // idle detection off; otherwise look again when something can be idle.
@@ -132,13 +150,25 @@ void Connection::stop_idle() {
   idle_timer_ = 0;
 }
 
+const std::string& Connection::close_detail() const {
+  static const std::string none;
+  return close_detail_ ? *close_detail_ : none;
+}
+
+bool Connection::output_allocated() const { return output().allocated(); }
+
 bool Connection::send(std::string_view payload) {
   if (state_ != State::kOpen || shutdown_wanted_) return false;
-  if (!codec_) return send_raw(payload);
+  if (!codec()) return send_raw(payload);
+  // Bytes sent earlier from the input view go first.
+  if (in_input_ && !t_input.span.empty()) {
+    output().append(t_input.span);
+    t_input.span = {};
+  }
   const size_t before = output().readable();
-  if (!codec_->encode(payload, output())) {
+  if (!codec()->encode(payload, output())) {
     spdlog::warn("conn #{} {}: {} codec cannot frame a {}-byte message; not sent",
-                 id_, peer_, codec_->name(), payload.size());
+                 id_, peer(), codec()->name(), payload.size());
     return false;
   }
   queued(output().readable() - before);
@@ -148,33 +178,47 @@ bool Connection::send(std::string_view payload) {
 bool Connection::send_raw(std::string_view bytes) {
   if (state_ != State::kOpen || shutdown_wanted_) return false;
   if (bytes.empty()) return true;
-  if (!codec_ && in_input_ && output().empty() && bytes.data() == input().peek() &&
-      bytes.size() == input().readable()) {
-    // Echoing everything just read, with nothing queued: hand the buffer
-    // over instead of copying it. With 4 KiB messages at pipeline 8 that
-    // copy (32 KiB per read, into a cache-cold output buffer) was most of
-    // what separated sluice from a hand-written echo server. The caller's
-    // view stays valid: it now points into output(), which is not sent
-    // before on_input returns, and consume_input() then drops nothing.
-    output().swap(input());
-  } else if (output().holds(bytes.data())) {
-    // The same view sent again after such a hand-over: it points into
-    // output() itself, which append() may reallocate.
-    const std::string copy(bytes);
-    output().append(copy);
-  } else {
-    output().append(bytes);
+  if (in_input_ && t_input.conn == this) {
+    // Bytes of the input being handled, with nothing else owed: leave them
+    // where they are; flush_span() sends them from there when the handler
+    // returns (t_input). With 4 KiB messages at pipeline 8, copying them
+    // (32 KiB per read) was most of what separated sluice from a
+    // hand-written echo server.
+    if (t_input.span.empty() && pending_ == 0 && output().empty() &&
+        within(bytes, t_input.view)) {
+      t_input.span = bytes;
+      queued(bytes.size());
+      return true;
+    }
+    if (!t_input.span.empty()) {  // keep the order: the span goes first
+      output().append(t_input.span);
+      t_input.span = {};
+    }
   }
+  output().append(bytes);
   queued(bytes.size());
   return true;
 }
 
+void Connection::flush_span() {
+  const std::string_view span = t_input.span;
+  t_input.span = {};
+  if (span.empty() || !attached_ || !served()) return;  // aborted: dropped
+  ssize_t n = 0;
+  if (output().empty()) n = loop_.backend().send_now(*this, span);
+  // A failure (n < 0) is left for update(), which meets it again and
+  // reports it the usual way (on_error).
+  const size_t done = n > 0 ? static_cast<size_t>(n) : 0;
+  if (done < span.size()) output().append(span.substr(done));
+  if (done > 0) progress(done);
+}
+
 void Connection::queued(size_t n) {
   pending_ += n;
-  if (!backpressured_ && pending_ > limits_.high_water) {
+  if (!backpressured_ && pending_ > limits().high_water) {
     backpressured_ = true;
     update_reading();
-    handler_.on_high_water(*this, pending_);
+    handler().on_high_water(*this, pending_);
   }
   schedule_flush();
 }
@@ -200,7 +244,7 @@ void Connection::update_reading() {
     // input makes Linux reset the connection and drop what we still owe.
     // Up to linger_max_bytes per phase; then flushing pauses reading (what
     // we owe comes first) and lingering gives up (discard_input()).
-    want = lingers() && !peer_shut_ && discarded_ < limits_.linger_max_bytes;
+    want = lingers() && !peer_shut_ && discarded_ < limits().linger_max_bytes;
   }
   if (want == want_read()) return;
   set_want_read(want);
@@ -222,60 +266,77 @@ void Connection::schedule_flush() {
   });
 }
 
-void Connection::on_input(size_t n) {
-  (void)n;
+void Connection::on_input(std::string_view data) {
+  // Frames are decoded where they lie: in the back end's read buffer, or
+  // in leftover_ when an incomplete frame was kept from an earlier read
+  // (then the new bytes join it there).
+  const bool joined = !leftover_.empty();
+  if (joined) leftover_.append(data);
+  const std::string_view view = joined ? leftover_.view() : data;
+  const InputScope outer = t_input;  // on_input does not nest; be safe anyway
+  t_input = {this, view, {}};
+  in_input_ = true;
+  const size_t used = consume_input(view);
+  in_input_ = false;
   // Replies to this input go out as soon as the handler is done with it,
   // in one update() for everything it queued: no deferred task, and the
   // bytes are sent while still in cache. (A deferred flush at the end of
   // the loop iteration cost ~5% CPU per message at 1000 connections.)
-  in_input_ = true;
-  consume_input();
-  in_input_ = false;
+  // The span first: it may point into leftover_.
+  flush_span();
+  t_input = outer;
+  if (joined) {
+    leftover_.retrieve(used);
+  } else if (used < view.size()) {
+    leftover_.append(view.substr(used));  // the incomplete frame's tail
+  }
+  if (leftover_.empty()) leftover_.release();
   if (flush_after_input_) {
     flush_after_input_ = false;
     if (attached_ && served()) loop_.backend().update(*this);
   }
 }
 
-void Connection::consume_input() {
+// Hands `view` to the handler (as frames, with a codec) and returns how
+// many of its bytes are done with; the rest is an incomplete frame.
+size_t Connection::consume_input(std::string_view view) {
   // The clock, not the loop's time: this input may have arrived while the
   // wait slept, after the loop's time was taken.
   if (idle_on_) idle_.on_read(Clock::now());
   if (state_ != State::kOpen) {
-    discard_input();  // closing: what the peer still sends is dropped
-    return;
+    discard_input(view.size());  // closing: what the peer still sends is dropped
+    return view.size();
   }
-  if (!codec_) {
-    handler_.on_message(*this, input().view());
-    input().retrieve_all();
-    return;
+  if (!codec()) {
+    handler().on_message(*this, view);
+    return view.size();
   }
+  if (!decoder_) decoder_ = codec()->new_decoder();
+  size_t used = 0;
   codec::CodecErrc err =
-      codec::drain_frames(*decoder_, input(), [this](std::string_view frame) {
-        handler_.on_message(*this, frame);
+      codec::drain_frames(*decoder_, view, &used, [this](std::string_view frame) {
+        handler().on_message(*this, frame);
         return state_ == State::kOpen;
       });
   if (err != codec::CodecErrc::kNone) {
     // Reported to the handler (on_close with kFrameError and this detail),
     // which decides how loudly to log it: one line per dropped peer.
-    close_detail_ = fmt::format("{} codec: {} (max frame {} bytes)", codec_->name(),
-                                codec::to_string(err), codec_->max_frame());
-    spdlog::debug("conn #{} {}: {}; closing", id_, peer_, close_detail_);
-    input().retrieve_all();
+    close_detail_ = std::make_unique<std::string>(
+        fmt::format("{} codec: {} (max frame {} bytes)", codec()->name(),
+                    codec::to_string(err), codec()->max_frame()));
+    spdlog::debug("conn #{} {}: {}; closing", id_, peer(), *close_detail_);
     close_with(CloseReason::kFrameError, 0, false);
-  } else if (state_ != State::kOpen) {
-    input().retrieve_all();
+    return view.size();
   }
+  return state_ == State::kOpen ? used : view.size();
 }
 
-void Connection::discard_input() {
-  const size_t n = input().readable();
-  input().retrieve_all();
+void Connection::discard_input(size_t n) {
   if (state_ != State::kClosing && state_ != State::kLingering) return;
   // Saturating: the budget is well below 4 GiB.
   discarded_ = static_cast<uint32_t>(
       std::min<uint64_t>(uint64_t{discarded_} + n, UINT32_MAX));
-  if (discarded_ < limits_.linger_max_bytes) {
+  if (discarded_ < limits().linger_max_bytes) {
     // The peer's segments usually carry the ACK of our FIN: look now
     // rather than at the next timer tick.
     if (state_ == State::kLingering && tcp_fin_acked(fd()) != 0) {
@@ -285,20 +346,23 @@ void Connection::discard_input() {
   }
   if (state_ == State::kLingering) {
     spdlog::debug("conn #{} {}: peer sent {} bytes while lingering; closing now",
-                  id_, peer_, discarded_);
+                  id_, peer(), discarded_);
     end_linger(LingerEvent::kByteLimit);
   } else {
     update_reading();  // flushing: stop reading, what we owe comes first
   }
 }
 
-void Connection::on_sent(size_t n) {
+void Connection::on_sent(size_t n) { progress(n); }
+
+// n bytes owed went to the kernel (on_sent, or sent inline by flush_span).
+void Connection::progress(size_t n) {
   if (idle_on_) idle_.on_write(Clock::now());
   pending_ -= n;
-  if (backpressured_ && pending_ <= limits_.low_water) {
+  if (backpressured_ && pending_ <= limits().low_water) {
     backpressured_ = false;
     update_reading();
-    handler_.on_drain(*this);
+    handler().on_drain(*this);
   }
   if (pending_ == 0) maybe_finish();
 }
@@ -306,22 +370,23 @@ void Connection::on_sent(size_t n) {
 void Connection::on_eof() {
   peer_shut_ = true;
   update_reading();
-  if (!input().empty()) {
+  if (!leftover_.empty()) {
     spdlog::debug("conn #{} {}: peer closed with {} bytes of an incomplete "
                   "frame",
-                  id_, peer_, input().readable());
-    input().retrieve_all();
+                  id_, peer(), leftover_.readable());
+    leftover_.retrieve_all();
   }
+  leftover_.release();
   if (state_ == State::kOpen) {
     reason_ = CloseReason::kPeerClosed;
-    handler_.on_peer_shutdown(*this);
+    handler().on_peer_shutdown(*this);
   }
   maybe_finish();
 }
 
 void Connection::on_error(int err) {
-  spdlog::debug("conn #{} {}: socket error: {}", id_, peer_, std::strerror(-err));
-  if (close_detail_.empty()) close_detail_ = std::strerror(-err);
+  spdlog::debug("conn #{} {}: socket error: {}", id_, peer(), std::strerror(-err));
+  if (!close_detail_) close_detail_ = std::make_unique<std::string>(std::strerror(-err));
   close_with(CloseReason::kPeerReset, err, true);
 }
 
@@ -377,7 +442,7 @@ void Connection::start_linger() {
     // Everything owed is in the kernel: the FIN goes out after it.
     if (::shutdown(fd(), SHUT_WR) != 0) {
       const int err = errno;  // ENOTCONN: reset meanwhile; nothing to wait for
-      spdlog::debug("conn #{} {}: shutdown: {}", id_, peer_, std::strerror(err));
+      spdlog::debug("conn #{} {}: shutdown: {}", id_, peer(), std::strerror(err));
       detach_now();
       return;
     }
@@ -389,7 +454,7 @@ void Connection::start_linger() {
   }
   state_ = State::kLingering;
   discarded_ = 0;  // a fresh budget for this phase
-  owner_.count_linger(LingerEvent::kStarted);
+  shared_.owner.count_linger(LingerEvent::kStarted);
   // The idle timer becomes the linger timer (no new per-connection state):
   // idle detection ends here (before on_close: no idle event follows it),
   // and IdleState's clocks, restarted with no kinds enabled, keep when the
@@ -401,7 +466,7 @@ void Connection::start_linger() {
   idle_.start(IdleOptions{}, Clock::now());
   // The handler's part ends with the FIN: it hears on_close now, not a
   // delayed ACK (~40 ms) or the peer's close later.
-  handler_.on_close(*this, reason_, error_);
+  handler().on_close(*this, reason_, error_);
   if (state_ != State::kLingering) return;  // it aborted from on_close
   arm_linger(Clock::now());
   update_reading();
@@ -412,7 +477,7 @@ void Connection::arm_linger(Clock::time_point now) {
   // peer that reads promptly is released within a millisecond or two, a
   // slow one costs a few dozen timer runs, never more than the deadline.
   const Clock::time_point began = idle_.last_write();
-  const Clock::time_point deadline = began + limits_.linger_timeout;
+  const Clock::time_point deadline = began + limits().linger_timeout;
   const Clock::duration step = std::clamp<Clock::duration>(
       now - began, std::chrono::milliseconds(1), std::chrono::milliseconds(64));
   const Clock::time_point when = std::min(now + step, deadline);
@@ -429,9 +494,9 @@ void Connection::on_linger_timer() {
     return;
   }
   const Clock::time_point now = Clock::now();
-  if (now - idle_.last_write() >= limits_.linger_timeout) {
+  if (now - idle_.last_write() >= limits().linger_timeout) {
     spdlog::debug("conn #{} {}: peer did not take our FIN within {} ms; closing now",
-                  id_, peer_, limits_.linger_timeout.count());
+                  id_, peer(), limits().linger_timeout.count());
     end_linger(LingerEvent::kTimeLimit);
     return;
   }
@@ -439,7 +504,7 @@ void Connection::on_linger_timer() {
 }
 
 void Connection::end_linger(LingerEvent how) {
-  owner_.count_linger(how);
+  shared_.owner.count_linger(how);
   detach_now();
 }
 
@@ -448,14 +513,14 @@ void Connection::detach_now() {
   const bool closed_already = state_ == State::kLingering;  // on_close ran
   state_ = State::kDetaching;
   stop_idle();  // the idle timer, or the linger timer
-  if (!closed_already) handler_.on_close(*this, reason_, error_);
+  if (!closed_already) handler().on_close(*this, reason_, error_);
   loop_.backend().detach(*this);
 }
 
 void Connection::on_detached() {
   state_ = State::kClosed;
   ::close(fd());
-  owner_.release(*this);
+  shared_.owner.release(*this);
 }
 
 }  // namespace sluice

@@ -61,6 +61,14 @@
 // bytes (TCP_INFO): a large send that drains steadily is never
 // writer-idle, whatever granularity the back end reports progress at.
 //
+// Memory (docs/ARCHITECTURE.md, "Memory per connection"): input arrives
+// as a view into the loop's read buffer (or an io_uring provided buffer);
+// frames are decoded where they lie and only an incomplete frame's tail is
+// copied into leftover_, which is released once it empties. Output storage
+// exists while output is pending. A connection that holds no bytes holds
+// no buffer; tests/connection_memory_test.cc keeps the per-connection
+// structures' sizes in a budget.
+//
 // Thread rules: loop thread only (the loop the connection belongs to).
 // To reach a connection from another thread, post to its loop and look it
 // up there by id.
@@ -76,6 +84,7 @@
 #include "codec/codec.h"
 #include "core/handler.h"
 #include "core/idle_state.h"
+#include "core/net.h"
 #include "core/timer_queue.h"
 #include "io/backend.h"
 
@@ -116,6 +125,18 @@ class Connection final : public io::Channel {
  public:
   // Called once the connection is fully released (on the loop thread); the
   // owner must then hand the object to loop.destroy_later().
+  class Owner;
+
+  // What every connection of one owner shares (one pointer per connection
+  // instead of four). Must outlive the connections: Server keeps one per
+  // loop, Client one.
+  struct Shared {
+    Handler& handler;
+    Owner& owner;
+    const codec::Codec* codec;  // nullptr: raw bytes
+    const ConnectionLimits& limits;
+  };
+
   class Owner {
    public:
     virtual void release(Connection& conn) = 0;
@@ -127,11 +148,8 @@ class Connection final : public io::Channel {
     ~Owner() = default;
   };
 
-  // `limits` is referenced, not copied: it must outlive the connection
-  // (Server and Client pass their options', which do).
-  Connection(EventLoop& loop, int fd, uint64_t id, Handler& handler,
-             Owner& owner, const codec::Codec* codec,
-             const ConnectionLimits& limits);
+  // `shared` is referenced, not copied: it must outlive the connection.
+  Connection(EventLoop& loop, int fd, uint64_t id, const Shared& shared);
   ~Connection() override;
 
   // Attaches to the loop's back end and calls on_open. Returns 0 or -errno
@@ -140,7 +158,8 @@ class Connection final : public io::Channel {
 
   uint64_t id() const { return id_; }
   EventLoop& loop() { return loop_; }
-  const std::string& peer() const { return peer_; }
+  // "host:port" of the peer (formatted on each call; "?" if unknown).
+  std::string peer() const { return peer_.str(); }
   bool is_open() const { return state_ == State::kOpen; }
   // Bytes queued for sending and not yet handed to the kernel.
   size_t pending_output() const { return pending_; }
@@ -168,7 +187,11 @@ class Connection final : public io::Channel {
   const IdleState& idle() const { return idle_; }
   // Why the connection is closing, in words, when the core decided it
   // (e.g. the codec's complaint for kFrameError); empty otherwise.
-  const std::string& close_detail() const { return close_detail_; }
+  const std::string& close_detail() const;
+  // Bytes of an incomplete frame kept between reads (0 almost always).
+  size_t buffered_input() const { return leftover_.readable(); }
+  // Whether the connection holds buffer storage now (tests, benchmarks).
+  bool holds_buffers() const { return leftover_.allocated() || output_allocated(); }
 
   // Used by Server on shutdown.
   void close_for_stop(bool drop_output) {
@@ -187,20 +210,23 @@ class Connection final : public io::Channel {
   }
 
   // io::Channel events.
-  void on_input(size_t n) override;
+  void on_input(std::string_view data) override;
   void on_sent(size_t n) override;
   void on_eof() override;
   void on_error(int err) override;
   void on_detached() override;
 
-  void consume_input();
+  size_t consume_input(std::string_view data);
+  void flush_span();
+  void progress(size_t n);
+  bool output_allocated() const;
   void queued(size_t n);
   void schedule_flush();
   void update_reading();
   void close_with(CloseReason reason, int err, bool drop_output);
   void maybe_finish();
-  void discard_input();
-  bool lingers() const { return limits_.linger_timeout.count() > 0; }
+  void discard_input(size_t n);
+  bool lingers() const { return limits().linger_timeout.count() > 0; }
   void start_linger();
   void arm_linger(Clock::time_point now);
   void on_linger_timer();
@@ -210,9 +236,14 @@ class Connection final : public io::Channel {
   void on_idle_timer();
   void stop_idle();
 
+  const Handler& handler() const { return shared_.handler; }
+  Handler& handler() { return shared_.handler; }
+  const codec::Codec* codec() const { return shared_.codec; }
+  const ConnectionLimits& limits() const { return shared_.limits; }
+
   // Member order is for the cache: what every message touches (state,
-  // flags, byte counts, the handler, the decoder, the idle clocks) comes
-  // first, right after Channel's buffers, and what only opening and
+  // flags, byte counts, the shared handler/codec, the decoder, the idle
+  // clocks) comes first, right after Channel's, and what only opening and
   // closing touch comes last, so a message touches fewer cache lines. With
   // 1000 busy connections these first loads are cache misses (perf record
   // of the epoll back end; see docs/PERFORMANCE.md).
@@ -230,29 +261,25 @@ class Connection final : public io::Channel {
   bool shutdown_wanted_ = false;  // FIN after flush
   bool write_shut_ = false;       // FIN sent
   // Peer input discarded in this closing phase (flushing, then lingering;
-  // saturating). Sits in what was padding; with limits_ a reference,
-  // lingering costs no per-connection memory (sizeof(Connection) 416 ->
-  // 408 bytes here).
+  // saturating). Sits in what was padding, so lingering costs no
+  // per-connection memory.
   uint32_t discarded_ = 0;
   size_t pending_ = 0;
   EventLoop& loop_;
-  Handler& handler_;
-  const codec::Codec* codec_;
+  const Shared& shared_;
+  // Made with the first input (a connection that never sends costs none).
   std::unique_ptr<codec::Decoder> decoder_;
-  // A reference, not a copy: the linger fields would have grown every
-  // connection by 16 bytes. The owner's (ServerOptions/ClientOptions)
-  // outlives its connections, as the Owner itself must.
-  const ConnectionLimits& limits_;
+  // An incomplete frame's bytes between reads; no storage when empty.
+  Buffer leftover_;
   IdleState idle_;
   TimerId idle_timer_ = 0;  // 0: none armed; while lingering, the linger timer
   uint64_t acked_ = 0;      // TcpProgress::bytes_acked at the last idle check
   uint64_t id_;
-  Owner& owner_;
   CloseReason reason_ = CloseReason::kPeerClosed;
   int error_ = 0;
-  std::string peer_;
+  PeerAddr peer_;  // 20 bytes; formatted only when asked
   std::any context_;
-  std::string close_detail_;
+  std::unique_ptr<std::string> close_detail_;  // only once there is one
 };
 
 }  // namespace sluice

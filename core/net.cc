@@ -129,6 +129,40 @@ std::string peer_name(int fd) {
   return address_name(reinterpret_cast<const sockaddr*>(&addr), len);
 }
 
+PeerAddr PeerAddr::of(int fd) {
+  PeerAddr p;
+  sockaddr_storage addr;
+  socklen_t len = sizeof addr;
+  if (::getpeername(fd, reinterpret_cast<sockaddr*>(&addr), &len) < 0) return p;
+  if (addr.ss_family == AF_INET && len >= sizeof(sockaddr_in)) {
+    sockaddr_in a;
+    std::memcpy(&a, &addr, sizeof a);
+    p.family = AF_INET;
+    p.port = ntohs(a.sin_port);
+    std::memcpy(p.addr, &a.sin_addr, sizeof a.sin_addr);
+  } else if (addr.ss_family == AF_INET6 && len >= sizeof(sockaddr_in6)) {
+    sockaddr_in6 a;
+    std::memcpy(&a, &addr, sizeof a);
+    p.family = AF_INET6;
+    p.port = ntohs(a.sin6_port);
+    std::memcpy(p.addr, &a.sin6_addr, sizeof a.sin6_addr);
+  }
+  return p;
+}
+
+std::string PeerAddr::str() const {
+  char buf[INET6_ADDRSTRLEN];
+  if (family == AF_INET) {
+    ::inet_ntop(AF_INET, addr, buf, sizeof buf);
+    return std::string(buf) + ":" + std::to_string(port);
+  }
+  if (family == AF_INET6) {
+    ::inet_ntop(AF_INET6, addr, buf, sizeof buf);
+    return "[" + std::string(buf) + "]:" + std::to_string(port);
+  }
+  return "?";
+}
+
 size_t raise_fd_limit() {
   rlimit rl{};
   if (::getrlimit(RLIMIT_NOFILE, &rl) != 0) return 0;

@@ -54,6 +54,19 @@ uint16_t local_port(int fd);
 // "host:port" of the peer ("[::1]:port" for IPv6), or "?" on error.
 std::string peer_name(int fd);
 
+// A peer's IPv4 or IPv6 address and port in 20 bytes, formatted only when
+// asked (a connection keeps one; a std::string would cost 32 bytes, and
+// more for IPv6). Other families (AF_UNIX ...) format as "?".
+struct PeerAddr {
+  uint8_t family = 0;  // AF_INET, AF_INET6, or 0: unknown
+  uint16_t port = 0;   // host order
+  unsigned char addr[16] = {};
+
+  // getpeername() of a connected socket.
+  static PeerAddr of(int fd);
+  std::string str() const;
+};
+
 // Raises the soft descriptor limit to the hard limit, so a process can
 // hold as many sockets as the machine allows. Returns the new soft limit.
 size_t raise_fd_limit();

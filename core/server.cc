@@ -90,7 +90,10 @@ class Server::Acceptor final : public io::Channel {
 
 struct Server::Slot final : Connection::Owner {
   Slot(Server& s, std::unique_ptr<EventLoop> l, size_t i)
-      : server(s), loop(std::move(l)), index(i) {}
+      : server(s),
+        loop(std::move(l)),
+        index(i),
+        shared{s.handler_, *this, s.codec_.get(), s.options_.limits} {}
 
   void release(Connection& conn) override {
     auto it = conns.find(conn.id());
@@ -117,6 +120,7 @@ struct Server::Slot final : Connection::Owner {
   std::thread thread;
   std::unordered_map<uint64_t, std::unique_ptr<Connection>> conns;
   bool stopping = false;
+  Connection::Shared shared;  // what this loop's connections share
 };
 
 void Server::Acceptor::on_detached() {
@@ -223,8 +227,7 @@ void Server::adopt(Slot& slot, int fd) {
     return;
   }
   const uint64_t id = next_id_.fetch_add(1, std::memory_order_relaxed);
-  auto owned = std::make_unique<Connection>(*slot.loop, fd, id, handler_, slot,
-                                            codec_.get(), options_.limits);
+  auto owned = std::make_unique<Connection>(*slot.loop, fd, id, slot.shared);
   Connection& conn = *owned;
   if (options_.idle.enabled()) conn.set_idle(options_.idle);
   slot.conns.emplace(id, std::move(owned));

@@ -133,10 +133,10 @@ void UdpEndpoint::on_datagram(const io::Datagram& d) {
 
 void UdpEndpoint::on_datagrams_sent(size_t n) { stats_.sent += n; }
 
-void UdpEndpoint::on_input(size_t n) {
+void UdpEndpoint::on_input(std::string_view data) {
   // Only a back end with no datagram path delivers stream bytes here: the
   // sender is unknown, so nothing can be answered. Refuse to limp along.
-  input().retrieve_all();
+  const size_t n = data.size();
   if (state_ != State::kOpen) return;
   spdlog::error("udp fd {}: the {} back end delivered {} stream bytes on a datagram "
                 "socket (no datagram support); closing",

@@ -121,7 +121,7 @@ class UdpEndpoint final : public io::Channel {
   enum class State { kNew, kOpen, kClosing, kDetaching, kClosed };
 
   void on_datagram(const io::Datagram& d) override;
-  void on_input(size_t n) override;
+  void on_input(std::string_view data) override;
   void on_datagrams_sent(size_t n) override;
   void on_error(int err) override;
   void on_detached() override;

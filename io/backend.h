@@ -3,8 +3,8 @@
 //
 // Why completion style at the seam: a proactor (io_uring, or threads doing
 // blocking calls) cannot expose "fd is readable", but every reactor can
-// cheaply turn readiness into completions ("n bytes arrived in your input
-// buffer", "n bytes left your output"). So core code (Connection, Server,
+// cheaply turn readiness into completions ("these bytes arrived", "n bytes
+// left your output"). So core code (Connection, Server,
 // user handlers) only ever sees completions, and each back end does the
 // actual recv/send/accept in whatever way its model dictates. Readiness
 // back ends share that adaptation in io/reactor.h and differ only in a
@@ -53,7 +53,10 @@ class Channel {
     kDatagram,  // a bound UDP socket: on_datagram in, datagrams() out
   };
 
-  Channel(int fd, Kind kind) : fd_(fd), kind_(kind) {}
+  Channel(int fd, Kind kind)
+      : fd_(fd),
+        kind_(kind),
+        datagrams_(kind == Kind::kDatagram ? std::make_unique<DatagramQueue>() : nullptr) {}
   virtual ~Channel() = default;
   Channel(const Channel&) = delete;
   Channel& operator=(const Channel&) = delete;
@@ -61,19 +64,21 @@ class Channel {
   int fd() const { return fd_; }
   Kind kind() const { return kind_; }
 
-  // Stream data. The back end appends received bytes to input and sends
-  // from output. A back end may move output's bytes into a buffer of its
-  // own while a send is in flight (io_uring, blocking), so core code counts
-  // unsent bytes itself rather than looking at output().readable().
-  Buffer& input() { return input_; }
+  // Stream output: the back end sends from it. A back end may move its
+  // bytes (and storage) into a buffer of its own while a send is in flight
+  // (io_uring, blocking), so core code counts unsent bytes itself rather
+  // than looking at output().readable(). Once output is sent the back end
+  // release()s the storage: an idle channel holds none. (Input has no
+  // per-channel buffer: it arrives as views, see on_input.)
   Buffer& output() { return output_; }
-  // Datagram channels: outgoing datagrams; update() sends them, in order.
+  const Buffer& output() const { return output_; }
+  // Datagram channels only: outgoing datagrams; update() sends them, in order.
   // A datagram the kernel refuses (e.g. EMSGSIZE, unreachable) is dropped
   // and counted, never fatal to the channel. As with output(), a back end
   // may move queued datagrams into a queue of its own (io_uring, blocking),
   // so an empty datagrams() does not mean "sent": the core counts what is
   // still owed from on_datagrams_sent.
-  DatagramQueue& datagrams() { return datagrams_; }
+  DatagramQueue& datagrams() { return *datagrams_; }
 
   // Whether the core wants input now (false while applying backpressure).
   // Set by the core; back ends only read it.
@@ -87,8 +92,11 @@ class Channel {
   // Listener: accept failed with -err (EMFILE, ENFILE, ENOBUFS ...). The
   // back end keeps listening.
   virtual void on_accept_error(int err) { (void)err; }
-  // Stream: n > 0 bytes were appended to input().
-  virtual void on_input(size_t n) { (void)n; }
+  // Stream: bytes arrived (never empty). The view is valid only during the
+  // call: it points into storage the back end reuses at once (the loop's
+  // read buffer, an io_uring provided buffer). The channel copies what it
+  // keeps -- for a framing codec, only an incomplete frame's tail.
+  virtual void on_input(std::string_view data) { (void)data; }
   // Datagram: one datagram arrived (views valid only during the call).
   // Reading pauses while want_read() is false, as for streams.
   virtual void on_datagram(const Datagram& d) { (void)d; }
@@ -116,9 +124,8 @@ class Channel {
   int fd_;
   Kind kind_;
   bool want_read_ = true;
-  Buffer input_;
   Buffer output_;
-  DatagramQueue datagrams_;
+  std::unique_ptr<DatagramQueue> datagrams_;  // datagram channels only
 };
 
 struct BackendOptions {
@@ -147,6 +154,19 @@ class Backend {
   // from inside on_input (to answer at once), so it must be re-entrant with
   // respect to the back end's own dispatch.
   virtual void update(Channel& ch) = 0;
+
+  // Stream channels with no output queued and no send in flight: sends
+  // what the kernel takes of `bytes` now, without queueing them. Returns
+  // the bytes taken (the caller queues the rest in output() and calls
+  // update()), or -errno. Lets a handler answer from the view on_input
+  // gave it without copying (Connection's zero-copy echo). A back end
+  // that cannot send inline (a proactor: io_uring, blocking) returns 0.
+  // No callbacks run inside.
+  virtual ssize_t send_now(Channel& ch, std::string_view bytes) {
+    (void)ch;
+    (void)bytes;
+    return 0;
+  }
 
   // Stops all IO on the channel (cancelling in-flight operations). Calls
   // on_detached() now or later from wait().

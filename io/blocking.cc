@@ -30,16 +30,20 @@ namespace sluice::io {
 namespace blocking_internal {
 namespace {
 
+// Helper threads' stacks, set explicitly (glibc's default is the 8 MiB
+// RLIMIT_STACK; only touched pages cost memory, but the reservation limits
+// how many threads fit). A stream reader keeps a 16 KiB read area on its
+// stack; nothing else these threads run goes deep. Sanitizers need more.
 #if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
 constexpr size_t kStackSize = 1024 * 1024;
 #elif defined(__has_feature)
 #if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
 constexpr size_t kStackSize = 1024 * 1024;
 #else
-constexpr size_t kStackSize = 256 * 1024;
+constexpr size_t kStackSize = 64 * 1024;
 #endif
 #else
-constexpr size_t kStackSize = 256 * 1024;
+constexpr size_t kStackSize = 64 * 1024;
 #endif
 
 }  // namespace

@@ -71,7 +71,7 @@ struct Conn : std::enable_shared_from_this<Conn> {
   bool has_reader = false, has_writer = false;
   bool reader_joined = false, writer_joined = false;
   pthread_t reader{}, writer{};
-  Buffer spare{0};  // loop-side swap partner for `in`
+  Buffer spare;       // loop-side swap partner for `in`
 
   // ---- guarded by owner->mu_ ----
   bool queued = false;
@@ -84,12 +84,12 @@ struct Conn : std::enable_shared_from_this<Conn> {
   bool stopping = false;  // detach / destruction: threads exit
   // reader
   bool want_read = true;
-  Buffer in{0};
+  Buffer in;
   bool eof = false;
   int rd_error = 0;
   bool reader_done = false;
   // writer
-  Buffer out{0};
+  Buffer out;
   bool writer_busy = false;  // owns a buffer that is not fully sent yet
   size_t sent = 0;           // not yet reported: bytes sent (on_sent), or
                              // datagrams finished (on_datagrams_sent)

@@ -19,8 +19,10 @@
 namespace sluice::io::blocking_internal {
 namespace {
 
-// Reader staging buffer (one recv at most this much).
-constexpr size_t kReadChunk = 64 * 1024;
+// Reader staging area, on the reader's stack (one recv at most this much):
+// a connection holds heap memory for input only while it is queued for
+// the loop.
+constexpr size_t kReadChunk = 16 * 1024;
 // The reader pauses while this much input is queued for the loop.
 constexpr size_t kMaxQueuedInput = 1024 * 1024;
 
@@ -41,7 +43,8 @@ void log_stream_error(int fd, const char* what, int err) {
 // ---------------------------------------------------------------- threads
 
 void BlockingBackend::reader_loop(Conn& c) {
-  std::unique_ptr<char[]> stage = start_reader(c, kReadChunk, "read buffer");
+  char stage[kReadChunk];
+  await_start(c);
   for (;;) {
     {
       std::unique_lock<std::mutex> lk(c.m);
@@ -51,14 +54,14 @@ void BlockingBackend::reader_loop(Conn& c) {
       });
       if (c.stopping || c.rd_error != 0) break;
     }
-    const ssize_t n = ::recv(c.fd, stage.get(), kReadChunk, 0);
+    const ssize_t n = ::recv(c.fd, stage, kReadChunk, 0);
     const int err = n < 0 ? errno : 0;
     if (n > 0) {
       {
         std::lock_guard<std::mutex> lk(c.m);
         if (c.stopping) break;
         try {
-          c.in.append(stage.get(), static_cast<size_t>(n));
+          c.in.append(stage, static_cast<size_t>(n));
         } catch (const std::bad_alloc&) {
           c.rd_error = -ENOMEM;
           spdlog::error("blocking: fd {}: no memory for input", c.fd);
@@ -94,7 +97,7 @@ void BlockingBackend::reader_loop(Conn& c) {
 }
 
 void BlockingBackend::writer_loop(Conn& c) {
-  Buffer sending(0);
+  Buffer sending;
   std::unique_lock<std::mutex> lk(c.m);
   for (;;) {
     c.writer_cv.wait(lk, [&] { return c.stopping || !c.out.empty(); });
@@ -138,7 +141,7 @@ void BlockingBackend::writer_loop(Conn& c) {
       lk.lock();
       break;
     }
-    sending.shrink();  // do not pin a burst's worth of memory while idle
+    sending.release();  // an idle connection holds no output storage
   }
   c.writer_done = true;
   lk.unlock();
@@ -156,6 +159,7 @@ void BlockingBackend::hand_over_output(Conn& c, Channel& ch) {
     if (!c.writer_busy && !c.writer_done && !c.stopping && c.wr_error == 0) {
       // c.out is empty whenever the writer is idle.
       c.out.swap(ch.output());
+      ch.output().release();  // whatever came back is empty
       c.writer_busy = true;
       handed = true;
     }
@@ -183,15 +187,9 @@ int BlockingBackend::dispatch_stream(Conn& c) {
   if (took) c.reader_cv.notify_one();  // the queue has room again
   int events = 0;
   if (took) {
-    const size_t n = c.spare.readable();
-    if (ch.input().empty()) {
-      ch.input().swap(c.spare);
-    } else {
-      ch.input().append(c.spare.peek(), n);
-      c.spare.retrieve_all();
-    }
-    if (c.spare.capacity() > 2 * kMaxQueuedInput) c.spare.shrink();
-    ch.on_input(n);
+    ch.on_input(c.spare.view());
+    c.spare.retrieve_all();
+    c.spare.release();  // storage only while input is queued
     ++events;
     if (c.detaching) return events;
   }

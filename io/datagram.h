@@ -69,7 +69,7 @@ class DatagramQueue {
  private:
   std::vector<Item> items_;
   size_t head_ = 0;
-  Buffer payload_{0};  // offsets are relative to its read position, which
+  Buffer payload_;  // offsets are relative to its read position, which
                     // only moves when the queue empties
 };
 

@@ -35,6 +35,9 @@ struct ReactorBackend::State final : ChannelState {
 namespace {
 // Datagrams per recvmmsg/sendmmsg call.
 constexpr size_t kBatch = 32;
+// The loop's stream read buffer: one recv takes up to this much (like
+// libuv's 64 KiB read callback buffer).
+constexpr size_t kReadBuffer = 64 * 1024;
 // A burst of connections is taken in one go, but bounded so one listener
 // cannot starve the loop's other channels.
 constexpr int kMaxAcceptsPerEvent = 64;
@@ -105,9 +108,9 @@ int ReactorBackend::apply_interest(Channel& ch, State& st) {
       want = st.accept_paused ? 0u : uint32_t{Poller::kRead};
     } else {
       if (ch.want_read() && !st.eof) want |= Poller::kRead;
-      if (st.write_blocked && (!ch.output().empty() || !ch.datagrams().empty())) {
-        want |= Poller::kWrite;
-      }
+      const bool owed = ch.kind() == Channel::Kind::kStream ? !ch.output().empty()
+                                                            : !ch.datagrams().empty();
+      if (st.write_blocked && owed) want |= Poller::kWrite;
     }
   }
   if (want == st.interest) return 0;
@@ -121,8 +124,11 @@ void ReactorBackend::update(Channel& ch) {
   if (!st.attached) return;
   // Fast path: write now instead of waiting a round trip for writability.
   if (!st.write_blocked) {
-    if (!ch.output().empty()) handle_write(ch, st);
-    if (!ch.datagrams().empty()) handle_send_datagrams(ch, st);
+    if (ch.kind() == Channel::Kind::kStream) {
+      if (!ch.output().empty()) handle_write(ch, st);
+    } else if (ch.kind() == Channel::Kind::kDatagram) {
+      if (!ch.datagrams().empty()) handle_send_datagrams(ch, st);
+    }
     if (!st.attached) return;
   }
   // Reading resumed with datagrams held back: deliver them from wait(),
@@ -287,12 +293,16 @@ void ReactorBackend::handle_accept(Channel& ch) {
 
 void ReactorBackend::handle_read(Channel& ch, State& st) {
   const bool drain = poller_->edge_triggered();
+  if (!read_buf_) read_buf_.reset(new char[kReadBuffer]);
   while (st.attached && ch.want_read()) {
-    ssize_t n = ch.input().read_fd(ch.fd());
+    const ssize_t n = sys::recv(ch.fd(), read_buf_.get(), kReadBuffer, 0);
     if (n > 0) {
       ++progress_;
-      ch.on_input(static_cast<size_t>(n));
-      if (!drain) return;  // level-triggered: one read per event is fair
+      ch.on_input({read_buf_.get(), static_cast<size_t>(n)});
+      // Level-triggered: one read per event is fair. Edge-triggered: until
+      // EAGAIN -- even after a short read: the peer's FIN may be queued
+      // behind the data, and no new edge would report it.
+      if (!drain) return;
       continue;
     }
     if (n == 0) {
@@ -301,10 +311,27 @@ void ReactorBackend::handle_read(Channel& ch, State& st) {
       ch.on_eof();
       return;
     }
-    if (n == -EINTR) continue;
-    if (n == -EAGAIN || n == -EWOULDBLOCK) return;
-    fail(ch, st, static_cast<int>(n));
+    const int err = errno;
+    if (err == EINTR) continue;
+    if (err == EAGAIN || err == EWOULDBLOCK) return;
+    fail(ch, st, -err);
     return;
+  }
+}
+
+ssize_t ReactorBackend::send_now(Channel& ch, std::string_view bytes) {
+  State& st = state(ch);
+  if (!st.attached || st.failed || st.write_blocked || !ch.output().empty()) return 0;
+  for (;;) {
+    const ssize_t n = sys::send(ch.fd(), bytes.data(), bytes.size(), MSG_NOSIGNAL);
+    if (n >= 0) {
+      if (n > 0) ++progress_;
+      return n;
+    }
+    const int err = errno;
+    if (err == EINTR) continue;
+    if (err == EAGAIN || err == EWOULDBLOCK) return 0;
+    return -err;
   }
 }
 
@@ -333,6 +360,7 @@ void ReactorBackend::handle_write(Channel& ch, State& st) {
     return;
   }
   st.write_blocked = false;  // everything went out
+  out.release();             // an idle connection holds no output storage
 }
 
 // Delivers datagrams while want_read() holds, as the Backend contract

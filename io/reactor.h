@@ -12,6 +12,9 @@
 //    reader cannot spin on a hang-up it is not ready to handle.
 //  * Writes are attempted directly from update() (muduo's fast path): the
 //    write interest is only registered while output is left over.
+//  * Stream reads land in one buffer per backend (per loop), handed to
+//    on_input as a view; output storage is released once it is sent. A
+//    connection that holds no bytes holds no buffer.
 //  * UDP channels move datagrams in batches (recvmmsg/sendmmsg): one
 //    syscall for up to kBatch datagrams each way. A handler that turns
 //    want_read() off mid-batch gets no more of it: the rest is held per
@@ -40,6 +43,7 @@ class ReactorBackend final : public Backend {
   void detach(Channel& ch) override;
   int wait(std::chrono::milliseconds timeout) override;
   void wakeup() override;
+  ssize_t send_now(Channel& ch, std::string_view bytes) override;
 
  private:
   struct State;
@@ -72,6 +76,10 @@ class ReactorBackend final : public Backend {
     std::chrono::steady_clock::time_point due;
   };
   std::vector<Retry> retries_;
+  // The loop's one read buffer: every stream recv lands here and is handed
+  // to on_input as a view, so no connection needs an input buffer of its
+  // own (allocated on first stream use).
+  std::unique_ptr<char[]> read_buf_;
   struct DatagramSlab;  // recvmmsg buffers, allocated on first UDP use
   std::unique_ptr<DatagramSlab> dgram_;
 };

@@ -164,7 +164,7 @@ struct ChanRec {
   bool accepted_any = false;
   bool received_any = false;
   unsigned accept_errors = 0;  // consecutive
-  size_t held = 0;             // appended to input, on_input not yet called
+  Buffer held;                 // received while want_read() was off (rare)
   bool held_eof = false;       // on_eof not yet called
   Buffer sending;              // in flight: owned here, stable for the kernel
   std::unique_ptr<char[]> scratch;  // single-shot recv fallback
@@ -236,7 +236,7 @@ class UringBackendImpl final : public UringBackend {
   bool sync_dgram(ChanRec* r);
   bool pump_sends(ChanRec* r);
   bool has_held(ChanRec* r) const {
-    return r->held > 0 || r->held_eof || (r->dg && !r->dg->held.empty());
+    return !r->held.empty() || r->held_eof || (r->dg && !r->dg->held.empty());
   }
   void queue(ChanRec* r);
   void after(ChanRec* r);

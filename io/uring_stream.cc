@@ -18,7 +18,6 @@ namespace {
 
 constexpr size_t kScratchSize = 16 * 1024;  // single-shot recv fallback
 constexpr size_t kMaxSendLen = 1u << 30;    // SQE len is 32-bit
-constexpr size_t kShrinkAbove = 1u << 20;   // drop big idle send buffers
 
 }  // namespace
 
@@ -67,6 +66,7 @@ bool UringBackendImpl::sync_stream(ChanRec* r) {
   if (ok && !r->errored && !r->send.inflight) {
     if (r->sending.empty() && !ch.output().empty()) {
       r->sending.swap(ch.output());
+      ch.output().release();  // the empty one swapped back: no idle storage
     }
     if (!r->sending.empty()) ok = arm_send(r);
   }
@@ -98,17 +98,19 @@ int UringBackendImpl::on_recv_cqe(ChanRec* r, const Cqe& c) {
       after(r);
       return 1;
     }
-    ch.input().append(data, static_cast<size_t>(c.res));
-    recycle(bid);
     r->received_any = true;
-    if (ch.want_read() && !r->held_eof) {
-      size_t total = static_cast<size_t>(c.res) + r->held;
-      r->held = 0;
-      ch.on_input(total);
+    const size_t len = static_cast<size_t>(c.res);
+    if (ch.want_read() && !r->held_eof && r->held.empty()) {
+      // The provided buffer itself is the input: no copy. It goes back to
+      // the ring once on_input returns (the view's validity ends there).
+      ch.on_input({data, len});
       ++n;
     } else {
-      r->held += static_cast<size_t>(c.res);
+      // Reading is paused (the cancel is on its way) or older input waits:
+      // keep it, in order, for deliver_held().
+      r->held.append(data, len);
     }
+    recycle(bid);
   } else if (c.res == 0) {
     recycle(bid);
     r->eof = true;
@@ -147,9 +149,7 @@ int UringBackendImpl::on_send_cqe(ChanRec* r, const Cqe& c) {
     size_t sent = static_cast<size_t>(c.res);
     if (sent < op.len) ++stats_.partial_sends;
     r->sending.retrieve(sent);
-    if (r->sending.empty() && r->sending.capacity() > kShrinkAbove) {
-      r->sending.shrink();
-    }
+    r->sending.release();  // once empty: an idle channel holds no storage
     r->ch->on_sent(sent);
     ++n;
   } else if (c.res == 0 || c.res == -EAGAIN || c.res == -EINTR) {
@@ -165,14 +165,15 @@ int UringBackendImpl::on_send_cqe(ChanRec* r, const Cqe& c) {
 // Input (and an eof) held back while want_read() was off.
 int UringBackendImpl::deliver_held(ChanRec* r) {
   int n = 0;
-  if (r->held > 0) {
-    size_t h = r->held;
-    r->held = 0;
-    r->ch->on_input(h);
+  if (!r->held.empty()) {
+    // Moved out first: on_input may pause reading again, and what arrives
+    // meanwhile is appended to a fresh r->held.
+    Buffer h(std::move(r->held));
+    r->ch->on_input(h.view());
     ++n;
   }
   if (r->held_eof && !r->detached && !r->errored && r->ch->want_read() &&
-      r->held == 0) {
+      r->held.empty()) {
     r->held_eof = false;
     r->ch->on_eof();
     ++n;
