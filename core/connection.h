@@ -260,6 +260,7 @@ class Connection final : public io::Channel {
   bool peer_shut_ = false;        // EOF seen
   bool shutdown_wanted_ = false;  // FIN after flush
   bool write_shut_ = false;       // FIN sent
+  CloseReason reason_ = CloseReason::kPeerClosed;  // 1 byte, in what was padding
   // Peer input discarded in this closing phase (flushing, then lingering;
   // saturating). Sits in what was padding, so lingering costs no
   // per-connection memory.
@@ -275,9 +276,8 @@ class Connection final : public io::Channel {
   TimerId idle_timer_ = 0;  // 0: none armed; while lingering, the linger timer
   uint64_t acked_ = 0;      // TcpProgress::bytes_acked at the last idle check
   uint64_t id_;
-  CloseReason reason_ = CloseReason::kPeerClosed;
-  int error_ = 0;
   PeerAddr peer_;  // 20 bytes; formatted only when asked
+  int error_ = 0;  // beside peer_: together they fill 24 bytes
   std::any context_;
   std::unique_ptr<std::string> close_detail_;  // only once there is one
 };

@@ -16,7 +16,7 @@ namespace sluice {
 
 class Connection;
 
-enum class CloseReason {
+enum class CloseReason : uint8_t {
   kPeerClosed,   // the peer closed (EOF) and everything owed was sent
   kPeerReset,    // socket error: reset, broken pipe, timeout ...
   kLocal,        // Connection::close()/abort() by the application

@@ -47,7 +47,7 @@ class ChannelState {
 
 class Channel {
  public:
-  enum class Kind {
+  enum class Kind : uint8_t {
     kListener,  // a listening TCP socket: produces on_accept
     kStream,    // a connected TCP socket: input/output byte streams
     kDatagram,  // a bound UDP socket: on_datagram in, datagrams() out

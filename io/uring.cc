@@ -62,7 +62,7 @@ void UringBackendImpl::drain_for_exit() {
     }
     return;
   }
-  for (auto& [key, rec] : recs_) {
+  for (auto& rec : recs_) {
     if (!rec->detached) {
       spdlog::warn("uring: destroyed with fd {} still attached", rec->fd);
       rec->detached = true;
@@ -158,10 +158,11 @@ bool UringBackendImpl::send_cancel(Op* op) {
 bool UringBackendImpl::arm_timer(ChanRec* r, unsigned ms) {
   io_uring_sqe* sqe = get_sqe();
   if (!sqe) return false;
-  r->ts.tv_sec = ms / 1000;
-  r->ts.tv_nsec = static_cast<long long>(ms % 1000) * 1000 * 1000;
-  io_uring_prep_timeout(sqe, &r->ts, 0, 0);
-  track(&r->timer, sqe);
+  __kernel_timespec& ts = r->extra().ts;
+  ts.tv_sec = ms / 1000;
+  ts.tv_nsec = static_cast<long long>(ms % 1000) * 1000 * 1000;
+  io_uring_prep_timeout(sqe, &ts, 0, 0);
+  track(&r->timer(), sqe);
   return true;
 }
 
@@ -175,7 +176,7 @@ bool UringBackendImpl::arm_wake() {
 
 template <class F>
 void UringBackendImpl::for_each_op(ChanRec* r, F&& f) {
-  for (Op* op : {&r->accept, &r->recv, &r->send, &r->timer}) f(op);
+  for (Op* op : {&r->accept(), &r->recv(), &r->send(), &r->timer()}) f(op);
   if (r->dg) {
     for (auto& s : r->dg->rx) f(&s->op);
     for (auto& s : r->dg->txs) f(&s->op);
@@ -258,7 +259,8 @@ int UringBackendImpl::attach(Channel& ch) {
       r->dg->txs.push_back(std::make_unique<DgramSendSlot>(r, i));
     }
   }
-  recs_.emplace(r, std::move(rec));
+  r->index = static_cast<uint32_t>(recs_.size());
+  recs_.push_back(std::move(rec));
   auto st = std::make_unique<UringChannelState>();
   st->rec = r;
   ch.io = std::move(st);
@@ -405,7 +407,7 @@ void UringBackendImpl::on_wake_cqe(const Cqe& c) {
 }
 
 int UringBackendImpl::on_timer_cqe(ChanRec* r, const Cqe&) {
-  finish(&r->timer);
+  finish(&r->timer());
   if (DgramState* d = r->dg.get()) {
     d->rx_backoff = false;
     if (d->tx_wait) {
@@ -433,7 +435,14 @@ int UringBackendImpl::on_timer_cqe(ChanRec* r, const Cqe&) {
 
 void UringBackendImpl::finalize(ChanRec* r) {
   Channel* ch = r->ch;
-  recs_.erase(r);  // frees r (in-flight send buffer, scratch)
+  // Swap-remove from recs_; frees r (in-flight send buffer, scratch).
+  std::unique_ptr<ChanRec> dead = std::move(recs_[r->index]);
+  if (r->index + 1 != recs_.size()) {
+    recs_[r->index] = std::move(recs_.back());
+    recs_[r->index]->index = r->index;
+  }
+  recs_.pop_back();
+  dead.reset();
   ch->io.reset();
   ch->on_detached();
 }

@@ -109,8 +109,8 @@ bool UringBackendImpl::sync_dgram(ChanRec* r) {
     }
   }
   if (ok && !r->errored && !d.tx_wait) ok = pump_sends(r);
-  if (ok && (d.tx_wait || d.rx_backoff) && !r->timer.inflight &&
-      r->timer.cancels == 0) {
+  if (ok && (d.tx_wait || d.rx_backoff) && !r->timer().inflight &&
+      r->timer().cancels == 0) {
     ok = arm_timer(r, kDgramRetryMs);
   }
   return ok;

@@ -91,15 +91,16 @@ enum class OpKind : uint8_t {
 
 struct alignas(8) Op {
   explicit Op(OpKind k, ChanRec* r = nullptr, uint32_t s = 0)
-      : kind(k), rec(r), slot(s) {}
-  OpKind kind;
+      : rec(r), slot(s), kind(k) {}
+  // Packed to 24 bytes: there are two per connection.
   ChanRec* rec;             // null for back-end ops (wake)
+  uint32_t len = 0;         // send: bytes in the SQE (at most kMaxSendLen)
   uint32_t slot;            // datagram ops: index into DgramState's slots
+  uint16_t cancels = 0;     // cancel SQEs aimed at it, CQE not reaped yet
+  OpKind kind;
   bool inflight = false;    // final CQE not reaped yet
   bool cancel_sent = false; // a cancel for this arming was queued
   bool multishot = false;   // how it was armed
-  unsigned cancels = 0;     // cancel SQEs aimed at it, CQE not reaped yet
-  size_t len = 0;           // send: bytes in the SQE
 };
 
 // One receive operation of a datagram channel.
@@ -144,32 +145,54 @@ struct DgramState {
 };
 
 struct ChanRec {
-  ChanRec(Channel* c)
+  explicit ChanRec(Channel* c)
       : ch(c),
         fd(c->fd()),
-        accept(OpKind::kAccept, this),
-        recv(OpKind::kRecv, this),
-        send(OpKind::kSend, this),
-        timer(OpKind::kTimer, this) {}
+        ops{Op(c->kind() == Channel::Kind::kListener ? OpKind::kAccept : OpKind::kRecv, this),
+            Op(c->kind() == Channel::Kind::kStream ? OpKind::kSend : OpKind::kTimer, this)} {}
+  ChanRec(const ChanRec&) = delete;
+  ChanRec& operator=(const ChanRec&) = delete;
+
+  // Two op slots, by channel kind: a listener accepts and backs off on a
+  // timer, a stream receives and sends, a datagram channel only uses the
+  // timer (its receives and sends are DgramState's). Four named ops cost
+  // every connection 96 bytes for two it never uses.
+  Op& accept() { return ops[0]; }
+  Op& recv() { return ops[0]; }
+  Op& send() { return ops[1]; }
+  Op& timer() { return ops[1]; }
+
+  // What few channels need (input held while paused, the single-shot recv
+  // fallback's buffer, a timer's timespec), kept out of line: this record
+  // is per connection, and at 120 bytes it fits a 128-byte heap chunk.
+  struct Extra {
+    Buffer held;                      // received while want_read() was off
+    std::unique_ptr<char[]> scratch;  // single-shot recv fallback
+    __kernel_timespec ts{};           // accept backoff / datagram retry
+  };
+  Extra& extra() {
+    if (!x) x = std::make_unique<Extra>();
+    return *x;
+  }
+  bool holds_input() const { return x && !x->held.empty(); }
 
   Channel* ch;  // valid until on_detached
   int fd;
-  Op accept, recv, send, timer;
   unsigned inflight = 0;  // ops + cancels whose final CQE is outstanding
-  bool detached = false;
-  bool eof = false;
-  bool errored = false;
-  bool queued = false;  // in pending_
-  bool logged = false;
-  bool accepted_any = false;
-  bool received_any = false;
-  unsigned accept_errors = 0;  // consecutive
-  Buffer held;                 // received while want_read() was off (rare)
-  bool held_eof = false;       // on_eof not yet called
-  Buffer sending;              // in flight: owned here, stable for the kernel
-  std::unique_ptr<char[]> scratch;  // single-shot recv fallback
-  __kernel_timespec ts{};           // accept backoff / datagram retry
-  std::unique_ptr<DgramState> dg;   // datagram channels only
+  uint32_t index = 0;     // in UringBackendImpl::recs_
+  uint16_t accept_errors = 0;  // consecutive (saturating)
+  bool detached : 1 = false;
+  bool eof : 1 = false;
+  bool errored : 1 = false;
+  bool queued : 1 = false;  // in pending_
+  bool logged : 1 = false;
+  bool accepted_any : 1 = false;
+  bool received_any : 1 = false;
+  bool held_eof : 1 = false;  // on_eof not yet called
+  Op ops[2];
+  Buffer sending;                 // in flight: owned here, stable for the kernel
+  std::unique_ptr<Extra> x;       // see Extra
+  std::unique_ptr<DgramState> dg;  // datagram channels only
 };
 
 struct UringChannelState final : ChannelState {
@@ -236,7 +259,7 @@ class UringBackendImpl final : public UringBackend {
   bool sync_dgram(ChanRec* r);
   bool pump_sends(ChanRec* r);
   bool has_held(ChanRec* r) const {
-    return !r->held.empty() || r->held_eof || (r->dg && !r->dg->held.empty());
+    return r->holds_input() || r->held_eof || (r->dg && !r->dg->held.empty());
   }
   void queue(ChanRec* r);
   void after(ChanRec* r);
@@ -285,7 +308,7 @@ class UringBackendImpl final : public UringBackend {
   UringInfo info_;
   UringStats stats_;
 
-  std::unordered_map<ChanRec*, std::unique_ptr<ChanRec>> recs_;
+  std::vector<std::unique_ptr<ChanRec>> recs_;  // ChanRec::index: its slot
   std::vector<ChanRec*> pending_;
   uint64_t outstanding_ = 0;  // tracked SQEs whose final CQE is not reaped
   bool submit_error_logged_ = false;

@@ -31,8 +31,8 @@ bool UringBackendImpl::arm_accept(ChanRec* r) {
   } else {
     io_uring_prep_accept(sqe, r->fd, nullptr, nullptr, SOCK_CLOEXEC);
   }
-  r->accept.multishot = ms_accept_;
-  track(&r->accept, sqe);
+  r->accept().multishot = ms_accept_;
+  track(&r->accept(), sqe);
   ++stats_.accept_arms;
   return true;
 }
@@ -43,16 +43,16 @@ bool UringBackendImpl::arm_accept(ChanRec* r) {
 bool UringBackendImpl::sync_listener(ChanRec* r) {
   bool ok = true;
   if (r->ch->want_read()) {
-    if (!r->accept.inflight && r->accept.cancels == 0 && !r->timer.inflight)
+    if (!r->accept().inflight && r->accept().cancels == 0 && !r->timer().inflight)
       ok = arm_accept(r);
-  } else if (r->accept.inflight && !r->accept.cancel_sent) {
-    ok = send_cancel(&r->accept);
+  } else if (r->accept().inflight && !r->accept().cancel_sent) {
+    ok = send_cancel(&r->accept());
   }
   return ok;
 }
 
 int UringBackendImpl::on_accept_cqe(ChanRec* r, const Cqe& c) {
-  Op& op = r->accept;
+  Op& op = r->accept();
   bool was_multishot = op.multishot;
   bool final = finish_if_final(&op, c);
   int n = 0;
@@ -76,7 +76,8 @@ int UringBackendImpl::on_accept_cqe(ChanRec* r, const Cqe& c) {
     } else if (is_cancel_or_retry(err)) {
       // our own cancel (want_read off) or an interrupted attempt: re-arm
     } else {
-      if (++r->accept_errors == 1) {
+      if (r->accept_errors < UINT16_MAX) ++r->accept_errors;
+      if (r->accept_errors == 1) {
         spdlog::warn("uring: accept on fd {} failed: {}", r->fd,
                      errno_name(-err));
       }

@@ -29,11 +29,12 @@ bool UringBackendImpl::arm_recv(ChanRec* r) {
     sqe->flags |= IOSQE_BUFFER_SELECT;
     sqe->buf_group = kBufGroup;
   } else {
-    if (!r->scratch) r->scratch = std::make_unique<char[]>(kScratchSize);
-    io_uring_prep_recv(sqe, r->fd, r->scratch.get(), kScratchSize, 0);
+    std::unique_ptr<char[]>& scratch = r->extra().scratch;
+    if (!scratch) scratch = std::make_unique<char[]>(kScratchSize);
+    io_uring_prep_recv(sqe, r->fd, scratch.get(), kScratchSize, 0);
   }
-  r->recv.multishot = ms_recv_;
-  track(&r->recv, sqe);
+  r->recv().multishot = ms_recv_;
+  track(&r->recv(), sqe);
   ++stats_.recv_arms;
   return true;
 }
@@ -43,8 +44,8 @@ bool UringBackendImpl::arm_send(ChanRec* r) {
   if (!sqe) return false;
   size_t len = std::min(r->sending.readable(), kMaxSendLen);
   io_uring_prep_send(sqe, r->fd, r->sending.peek(), len, MSG_NOSIGNAL);
-  r->send.len = len;
-  track(&r->send, sqe);
+  r->send().len = len;
+  track(&r->send(), sqe);
   ++stats_.sends;
   return true;
 }
@@ -59,11 +60,11 @@ bool UringBackendImpl::sync_stream(ChanRec* r) {
   if (want) {
     // A cancel still aimed at the previous recv could hit a new one with
     // the same user_data: wait for its CQE before re-arming.
-    if (!r->recv.inflight && r->recv.cancels == 0) ok = arm_recv(r);
-  } else if (r->recv.inflight && !r->recv.cancel_sent) {
-    ok = send_cancel(&r->recv);
+    if (!r->recv().inflight && r->recv().cancels == 0) ok = arm_recv(r);
+  } else if (r->recv().inflight && !r->recv().cancel_sent) {
+    ok = send_cancel(&r->recv());
   }
-  if (ok && !r->errored && !r->send.inflight) {
+  if (ok && !r->errored && !r->send().inflight) {
     if (r->sending.empty() && !ch.output().empty()) {
       r->sending.swap(ch.output());
       ch.output().release();  // the empty one swapped back: no idle storage
@@ -74,7 +75,7 @@ bool UringBackendImpl::sync_stream(ChanRec* r) {
 }
 
 int UringBackendImpl::on_recv_cqe(ChanRec* r, const Cqe& c) {
-  Op& op = r->recv;
+  Op& op = r->recv();
   bool was_multishot = op.multishot;
   finish_if_final(&op, c);
   const char* data = nullptr;
@@ -82,7 +83,7 @@ int UringBackendImpl::on_recv_cqe(ChanRec* r, const Cqe& c) {
   if (bid >= 0) {
     data = stream_ring_.buf(bid);
   } else if (!was_multishot) {
-    data = r->scratch.get();
+    data = r->x ? r->x->scratch.get() : nullptr;
   }
   if (r->detached || r->errored) {
     recycle(bid);
@@ -100,7 +101,7 @@ int UringBackendImpl::on_recv_cqe(ChanRec* r, const Cqe& c) {
     }
     r->received_any = true;
     const size_t len = static_cast<size_t>(c.res);
-    if (ch.want_read() && !r->held_eof && r->held.empty()) {
+    if (ch.want_read() && !r->held_eof && !r->holds_input()) {
       // The provided buffer itself is the input: no copy. It goes back to
       // the ring once on_input returns (the view's validity ends there).
       ch.on_input({data, len});
@@ -108,7 +109,7 @@ int UringBackendImpl::on_recv_cqe(ChanRec* r, const Cqe& c) {
     } else {
       // Reading is paused (the cancel is on its way) or older input waits:
       // keep it, in order, for deliver_held().
-      r->held.append(data, len);
+      r->extra().held.append(data, len);
     }
     recycle(bid);
   } else if (c.res == 0) {
@@ -138,7 +139,7 @@ int UringBackendImpl::on_recv_cqe(ChanRec* r, const Cqe& c) {
 }
 
 int UringBackendImpl::on_send_cqe(ChanRec* r, const Cqe& c) {
-  Op& op = r->send;
+  Op& op = r->send();
   finish(&op);
   if (r->detached || r->errored) {
     after(r);
@@ -165,15 +166,15 @@ int UringBackendImpl::on_send_cqe(ChanRec* r, const Cqe& c) {
 // Input (and an eof) held back while want_read() was off.
 int UringBackendImpl::deliver_held(ChanRec* r) {
   int n = 0;
-  if (!r->held.empty()) {
+  if (r->holds_input()) {
     // Moved out first: on_input may pause reading again, and what arrives
-    // meanwhile is appended to a fresh r->held.
-    Buffer h(std::move(r->held));
+    // meanwhile is kept in a fresh held buffer.
+    const Buffer h(std::move(r->x->held));
     r->ch->on_input(h.view());
     ++n;
   }
   if (r->held_eof && !r->detached && !r->errored && r->ch->want_read() &&
-      r->held.empty()) {
+      !r->holds_input()) {
     r->held_eof = false;
     r->ch->on_eof();
     ++n;
