@@ -266,8 +266,8 @@ void print_notes(const Config& c, const std::vector<Result>& rs) {
     for (size_t i = 0; i < r.ncaches; ++i) std::printf(" %s %.0f", r.caches[i].name, per(r.caches[i].bytes, r.conns));
     std::printf("%s\n", r.ncaches == 0 ? " (no /proc/slabinfo: needs root)" : "");
     if (r.idle.tcp_mem_pages != r.base.tcp_mem_pages) {
-      std::printf("  sockstat TCP mem: %lld -> %lld pages\n", static_cast<long long>(r.base.tcp_mem_pages),
-                  static_cast<long long>(r.idle.tcp_mem_pages));
+      std::printf("  sockstat TCP mem (machine-wide, queued data only): %lld -> %lld pages\n",
+                  static_cast<long long>(r.base.tcp_mem_pages), static_cast<long long>(r.idle.tcp_mem_pages));
     }
     const int64_t threads = r.idle.threads - r.base.threads;
     if (threads > 0) {
