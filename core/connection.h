@@ -168,9 +168,11 @@ class Connection final : public io::Channel {
   // Sends one message, framed by the codec if there is one. Returns false
   // if the connection is closing or the codec cannot frame the payload.
   bool send(std::string_view payload);
-  // Sends bytes as they are, bypassing the codec. Without a codec, echoing
-  // the whole view passed to on_message moves the input buffer to the
-  // output instead of copying it (zero-copy echo).
+  // Sends bytes as they are, bypassing the codec. Bytes of the view
+  // on_message was given, sent with nothing else owed, are not copied:
+  // they go out from the read buffer when the handler returns
+  // (Backend::send_now), and only what the kernel does not take is queued
+  // (zero-copy echo).
   bool send_raw(std::string_view bytes);
   // Half-close: FIN after everything queued is sent; reading continues.
   void shutdown();

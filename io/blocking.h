@@ -28,9 +28,10 @@
 //     on_accept_error(-errno) and the acceptor backs off (50 ms, woken early
 //     by detach) so it never spins.
 //   * Stream: a reader thread and a writer thread.
-//       reader: blocking recv() into its own 64 KiB staging buffer, then
-//         appends the bytes to the channel's pending-input buffer; the loop
-//         thread moves them into ch.input() and calls on_input(n). recv 0 is
+//       reader: blocking recv() into 16 KiB on its own stack, then
+//         appends the bytes to the channel's pending-input buffer (heap,
+//         only while bytes wait); the loop thread takes that buffer, calls
+//         on_input(view) and releases the storage. recv 0 is
 //         on_eof (after all earlier input), an error is on_error(-errno).
 //       writer: sleeps on a per-channel condvar. update() (loop thread)
 //         swaps ch.output() into the writer's pending buffer when the writer

@@ -9,8 +9,8 @@
 //    accepting resumes after a short IORING_OP_TIMEOUT (no hot loop).
 //  * streams: one multishot IORING_OP_RECV into a provided buffer ring (one
 //    ring per back end, UringTuning::buf_count x buf_size, default 512 x
-//    16 KiB = 8 MiB); each CQE's bytes are appended to input() and the
-//    buffer goes back to the ring at once. Where the kernel lacks buffer
+//    16 KiB = 8 MiB); each CQE's provided buffer is passed to on_input as
+//    a view (no copy) and goes back to the ring when on_input returns. Where the kernel lacks buffer
 //    rings / multishot recv (< 6.0) a single-shot recv into a per-channel
 //    16 KiB scratch buffer is used instead. At most one IORING_OP_SEND
 //    (MSG_NOSIGNAL) per channel: output() is swapped into a back-end-owned
@@ -80,14 +80,14 @@
 //
 // The buffer rings are only set up where multishot recv is expected (6.0+).
 // Provided-buffer sizes: 512 x 16 KiB by default = 8 MiB per back end
-// (one back end per loop) for streams; received bytes are copied from a
-// ring buffer into input() and the buffer is recycled before on_input
-// runs. The datagram ring (64 x ~64 KiB) is separate so a UDP burst can
+// (one back end per loop) for streams; on_input reads the ring buffer in
+// place, and it is recycled as soon as on_input returns (a handler that
+// keeps bytes copies them), so a slow consumer cannot starve the ring. The datagram ring (64 x ~64 KiB) is separate so a UDP burst can
 // never starve streams of buffers, and vice versa.
 //
 // Backpressure: when want_read() turns false the multishot recv is
-// cancelled; bytes whose CQEs were already in flight are appended to
-// input() but their on_input (and a following on_eof) is held back until
+// cancelled; bytes whose CQEs were already in flight are copied into a
+// per-channel held buffer (allocated only then), but their on_input (and a following on_eof) is held back until
 // want_read() is true again and update() is called; they are then
 // delivered from the next wait(). Datagram channels alike: the recvmsg ops
 // are cancelled, datagrams whose CQEs were already in flight (or that
