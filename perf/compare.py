@@ -21,6 +21,9 @@ Runs are interleaved round-robin (rep 1 of every cell and subject, then rep 2,
 over --reps. CPU/msg is also given as a ratio to the min-epoll and min-uring
 yardsticks, computed per rep (runs of one rep are adjacent in time) and then
 the median taken, because throughput drifts run to run more than CPU/msg does.
+UDP cells have their own yardstick, --udp-yardstick (default min-mmsg: a
+hand-written recvmmsg/sendmmsg loop), and report CPU per datagram as a ratio
+to it the same way.
 
 Outputs: a Markdown table on stdout; results.json, results.csv, runs.csv,
 table.md and SVG charts (gnuplot) in --out; progress on stderr.
@@ -56,15 +59,28 @@ BIN = os.path.join(ROOT, "bazel-bin")
 ECHO_SERVER = LOADGEN = ""
 
 DEFAULT_IO = ["blocking", "nonblocking", "select", "poll", "epoll", "uring"]
-# name -> (bazel target, binary, supports udp)
+# name -> (bazel target, binary, protocols it serves, extra arguments)
 BUILTIN_PEERS = {
-    "min-epoll": ("//perf/peers:min_epoll_echo", "perf/peers/min_epoll_echo", True),
-    "min-uring": ("//perf/peers:min_uring_echo", "perf/peers/min_uring_echo", False),
-    "libuv": ("//perf/peers:libuv_echo", "perf/peers/libuv_echo", False),
-    "asio": ("//perf/peers:asio_echo", "perf/peers/asio_echo", False),
-    "libevent": ("//perf/peers:libevent_echo", "perf/peers/libevent_echo", False),
+    "min-epoll": ("//perf/peers:min_epoll_echo", "perf/peers/min_epoll_echo", ("tcp", "udp"), []),
+    "min-uring": ("//perf/peers:min_uring_echo", "perf/peers/min_uring_echo", ("tcp",), []),
+    "min-mmsg": ("//perf/peers:min_mmsg_echo", "perf/peers/min_mmsg_echo", ("udp",), []),
+    "min-mmsg-epoll": ("//perf/peers:min_mmsg_echo", "perf/peers/min_mmsg_echo", ("udp",), ["--wait", "epoll"]),
+    "libuv": ("//perf/peers:libuv_echo", "perf/peers/libuv_echo", ("tcp",), []),
+    "asio": ("//perf/peers:asio_echo", "perf/peers/asio_echo", ("tcp",), []),
+    "libevent": ("//perf/peers:libevent_echo", "perf/peers/libevent_echo", ("tcp",), []),
 }
-YARDSTICKS = ("min-epoll", "min-uring")
+# Every CPU/msg is also given as a per-rep ratio to each yardstick that ran
+# in the same cell: min-epoll and min-uring for TCP (min-epoll also speaks
+# UDP), and the UDP yardstick (--udp-yardstick) for UDP.
+TCP_YARDSTICKS = ("min-epoll", "min-uring")
+DEFAULT_UDP_YARDSTICK = "min-mmsg"
+YARDSTICKS = TCP_YARDSTICKS + (DEFAULT_UDP_YARDSTICK,)  # set from --udp-yardstick in main()
+
+
+def set_yardsticks(udp_yardstick):
+    global YARDSTICKS
+    extra = () if udp_yardstick in (None, "", "none") or udp_yardstick in TCP_YARDSTICKS else (udp_yardstick,)
+    YARDSTICKS = TCP_YARDSTICKS + extra
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 LISTEN_RE = re.compile(r"listening on \[?([0-9a-fA-F.:]+?)\]?:(\d+)")
 
@@ -280,11 +296,12 @@ def probe_perf():
 class Subject:
     """One server to compare: a sluice back end or a peer."""
 
-    def __init__(self, name, kind, argv, udp=False, port_in_cmd=False, note=""):
+    def __init__(self, name, kind, argv, udp=False, port_in_cmd=False, note="", tcp=True):
         self.name = name
         self.kind = kind          # "sluice" | "peer"
         self.argv = argv          # may contain "{port}"
         self.udp = udp            # can serve --proto udp
+        self.tcp = tcp            # can serve TCP (min-mmsg cannot)
         self.port_in_cmd = port_in_cmd
         self.note = note
         self.broken = ""          # set if it failed to start
@@ -538,10 +555,16 @@ def fmt_spread(row, m, digits=3):
     return f"{fmt_num(med, digits)} ({fmt_num(lo, digits)}–{fmt_num(hi, digits)})"
 
 
-def markdown(rows, show_ratios):
+def yardsticks_in(rows):
+    """The yardsticks that have a row (ran) among rows, in YARDSTICKS order."""
+    ran = {r["server"] for r in rows if r.get("reps")}
+    return [y for y in YARDSTICKS if y in ran]
+
+
+def markdown(rows):
     head = ["proto", "conns", "size", "pipe", "server", "msgs/s", "p50 µs", "p99 µs", "CPU µs/msg"]
-    if show_ratios:
-        head += ["CPU ÷ min-epoll", "CPU ÷ min-uring"]
+    yards = yardsticks_in(rows)
+    head += [f"CPU ÷ {y}" for y in yards]
     head += ["ctxsw/msg", "syscalls/msg", "CPU busy srv/client", "errors"]
     out = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
     prev = None
@@ -552,10 +575,9 @@ def markdown(rows, show_ratios):
         line = [r["proto"] if first else "", str(r["conns"]) if first else "", str(r["size"]) if first else "",
                 str(r["pipeline"]) if first else "", r["server"],
                 fmt_spread(r, "msgs_per_s"), fmt_num(r["p50_us"]), fmt_num(r["p99_us"]), fmt_spread(r, "cpu_us_per_msg")]
-        if show_ratios:
-            for y in YARDSTICKS:
-                v = r.get("cpu_ratio_" + y)
-                line.append("—" if r["server"] == y else ("n/a" if v is None else f"{v:.2f}"))
+        for y in yards:
+            v = r.get("cpu_ratio_" + y)
+            line.append("—" if r["server"] == y else ("n/a" if v is None else f"{v:.2f}"))
         util, cutil = r.get("server_cpu_util"), r.get("client_cpu_util")
         errs = str(r["errors"]) + (f" ({r['lost']} lost)" if r["lost"] else "")
         if r["failed_runs"]:
@@ -671,6 +693,10 @@ def main():
                     help="messages in flight per connection (default 1,8)")
     ap.add_argument("--proto", type=csv_list(str), default=["tcp", "udp"],
                     help="tcp,udp (udp only where the server supports it)")
+    ap.add_argument("--udp-yardstick", default=DEFAULT_UDP_YARDSTICK, metavar="NAME",
+                    help="the server UDP cells give CPU/msg ratios to (default %(default)s, the hand-written "
+                         "recvmmsg/sendmmsg loop; any server of the run; 'none' for none). It is run as a peer "
+                         "in UDP cells when it is a built-in peer, whatever --peers says")
     ap.add_argument("--codec", default="raw", choices=["raw", "length"],
                     help="framing for sluice and loadgen (peers only speak raw; they are skipped with 'length')")
     ap.add_argument("--idle-conns", type=int, default=0, metavar="N",
@@ -705,6 +731,7 @@ def main():
     args = ap.parse_args()
     if args.replot:
         return replot(args.replot)
+    set_yardsticks(args.udp_yardstick)
 
     if args.quick:
         args.conns = [1, 64] if args.conns == [1, 64, 1000] else args.conns
@@ -712,9 +739,13 @@ def main():
         args.duration = 1.0
         args.warmup = 0.3
         if args.peers is None:
-            args.peers = list(YARDSTICKS)
+            args.peers = [y for y in YARDSTICKS if y in BUILTIN_PEERS]
     io_names = DEFAULT_IO if args.io is None else [x for x in args.io if x != "none"]
     peer_names = list(BUILTIN_PEERS) if args.peers is None else [x for x in args.peers if x != "none"]
+    # UDP cells are measured against their yardstick, so it runs whenever
+    # they do (as min-epoll and min-uring do by default for TCP).
+    if "udp" in args.proto and args.udp_yardstick in BUILTIN_PEERS and args.udp_yardstick not in peer_names:
+        peer_names.append(args.udp_yardstick)
     for p in peer_names:
         if p not in BUILTIN_PEERS:
             ap.error(f"unknown peer {p!r} (built-in: {', '.join(BUILTIN_PEERS)}; use --peer NAME=COMMAND)")
@@ -747,7 +778,7 @@ def main():
     # link follows whichever build ran last in this tree (another config or
     # output base re-points it), which must not change servers mid-sweep.
     global BIN, ECHO_SERVER, LOADGEN
-    targets = ["//servers:echo_server", "//perf:loadgen"] + [BUILTIN_PEERS[p][0] for p in peer_names]
+    targets = ["//servers:echo_server", "//perf:loadgen"] + sorted({BUILTIN_PEERS[p][0] for p in peer_names})
     src_bin = args.bin or os.path.join(ROOT, "bazel-bin")
     if not args.no_build:
         log("compare: bazel build " + " ".join(targets))
@@ -759,7 +790,7 @@ def main():
             r = subprocess.run(["bazel", "info", "bazel-bin"], cwd=ROOT, capture_output=True, text=True)
             if r.returncode == 0 and r.stdout.strip():
                 src_bin = r.stdout.strip()
-    rels = ["servers/echo_server", "perf/loadgen"] + [BUILTIN_PEERS[p][1] for p in peer_names]
+    rels = ["servers/echo_server", "perf/loadgen"] + sorted({BUILTIN_PEERS[p][1] for p in peer_names})
     BIN = os.path.join(WORK, "bin")
     for rel in rels:
         src = os.path.join(src_bin, rel)
@@ -790,8 +821,9 @@ def main():
         notes.append(f"peers skipped: they only echo raw bytes, and --codec is {args.codec}")
     else:
         for p in peer_names:
-            _, rel, udp = BUILTIN_PEERS[p]
-            subjects.append(Subject(p, "peer", [os.path.join(BIN, rel), "--port", "0"], udp=udp))
+            _, rel, protos, extra = BUILTIN_PEERS[p]
+            subjects.append(Subject(p, "peer", [os.path.join(BIN, rel), "--port", "0"] + extra,
+                                    udp="udp" in protos, tcp="tcp" in protos))
         for spec in args.peer:
             if "=" not in spec:
                 ap.error("--peer takes NAME=COMMAND")
@@ -825,7 +857,7 @@ def main():
     def runs_for(subj, cell):
         if cell[0] == "udp":
             return subj.udp and (subj.kind != "sluice" or sluice_udp)
-        return True
+        return subj.tcp
 
     plan = []  # (rep, cell, subject, count syscalls in this run)
     inline = not perf_why and args.syscalls == "inline"
@@ -846,6 +878,12 @@ def main():
     for subj in subjects:
         if "udp" in args.proto and not runs_for(subj, ("udp", 0, 0, 0)) and subj.kind == "peer":
             notes.append(f"{subj.name}: TCP only, no UDP runs")
+        if "tcp" in args.proto and not subj.tcp:
+            notes.append(f"{subj.name}: UDP only, no TCP runs")
+    if "udp" in args.proto and args.udp_yardstick != "none":
+        if not any(s.name == args.udp_yardstick and s.udp for s in subjects):
+            notes.append(f"UDP yardstick {args.udp_yardstick!r} is not among this run's UDP servers: "
+                         "UDP cells have no ratio to it")
 
     tmpdir = os.path.join(WORK, "run")
     os.makedirs(tmpdir)
@@ -914,8 +952,7 @@ def write_outputs(out_dir, meta, runs, cells, subjects, notes):
         worst = max(r["bg_cpus"] for r in noisy)
         notes.append(f"other load: {len(noisy)} of {len(runs)} runs had other processes using more than 0.15 CPUs "
                      f"(worst {worst:.2f} CPUs): see bg_cpus in runs.csv")
-    have_yard = any(s.name in YARDSTICKS for s in subjects)
-    table = markdown(rows, have_yard)
+    table = markdown(rows)
     headline = pivot(rows, subjects)
     notes = [n for n in notes if not n.startswith("charts skipped") and not n.startswith("gnuplot failed")]
     svgs = charts(rows, subjects, out_dir, notes)
@@ -950,7 +987,7 @@ def write_outputs(out_dir, meta, runs, cells, subjects, notes):
               "median (min–max) over reps.")
     text = header + "\n\n" + table + "\n"
     if headline:
-        text += "\nServer CPU µs per message (÷ min-epoll / ÷ min-uring, per-rep ratios, median) and msgs/s:\n\n"
+        text += "\nServer CPU µs per message (÷ each yardstick in the cell, per-rep ratios, median) and msgs/s:\n\n"
         text += headline + "\n"
     if notes:
         text += "\nNotes:\n" + "\n".join("- " + n for n in notes) + "\n"
@@ -967,9 +1004,11 @@ def pivot(rows, subjects):
     for proto, size, pipe in groups:
         sel = [r for r in rows if (r["proto"], r["size"], r["pipeline"]) == (proto, size, pipe)]
         conns = sorted({r["conns"] for r in sel})
+        yards = yardsticks_in(sel)
         head = ["server"] + [f"{c} conn{'s' if c != 1 else ''}: CPU µs/msg" for c in conns] + \
                [f"{c}: msgs/s" for c in conns]
-        out.append(f"{proto.upper()}, {size}-byte messages, pipeline {pipe}:\n")
+        out.append(f"{proto.upper()}, {size}-byte messages, pipeline {pipe}"
+                   + (f" (CPU ÷ {' / ÷ '.join(yards)})" if yards else "") + ":\n")
         out.append("| " + " | ".join(head) + " |")
         out.append("|" + "|".join("---" for _ in head) + "|")
         for s in subjects:
@@ -984,10 +1023,10 @@ def pivot(rows, subjects):
                     tput.append("n/a")
                     continue
                 ratios = []
-                for y in YARDSTICKS:
+                for y in yards:
                     v = r.get("cpu_ratio_" + y)
                     ratios.append("—" if s.name == y else ("n/a" if v is None else f"{v:.2f}"))
-                cpu_cells.append(f"{r['cpu_us_per_msg']:.2f} ({' / '.join(ratios)})")
+                cpu_cells.append(f"{r['cpu_us_per_msg']:.2f}" + (f" ({' / '.join(ratios)})" if ratios else ""))
                 tput.append(fmt_num(r["msgs_per_s"]))
             out.append("| " + " | ".join([s.name] + cpu_cells + tput) + " |")
         out.append("")
@@ -1001,6 +1040,7 @@ def replot(dir_):
     meta, runs = data["meta"], data["runs"]
     subjects = [Subject(s["name"], s["kind"], s["argv"]) for s in meta["subjects"]]
     a = meta["args"]
+    set_yardsticks(a.get("udp_yardstick", DEFAULT_UDP_YARDSTICK))
     cells = [(p, c, s, k) for p in a["proto"] for c in a["conns"] for s in a["sizes"] for k in a["pipeline"]]
     write_outputs(dir_, meta, runs, cells, subjects, data.get("notes", []))
     return 0

@@ -1,5 +1,6 @@
 // Shared bits of the peer echo servers: the tiny command line every peer
-// takes (--port N [--host A] [--proto tcp|udp]), a listening socket, and
+// takes (--port N [--host A] [--proto tcp|udp], plus any flags of its own
+// given as Extra), a listening socket, and
 // the "listening on HOST:PORT" line the harness reads. Header-only so each
 // peer stays one small, readable file.
 #pragma once
@@ -14,6 +15,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <initializer_list>
 #include <string>
 
 namespace peers {
@@ -24,7 +26,14 @@ struct Args {
   std::string proto = "tcp";
 };
 
-inline Args parse_args(int argc, char** argv, const char* name) {
+// A peer's own "--flag VALUE" (or --flag=VALUE): *value keeps its default
+// unless the flag is given.
+struct Extra {
+  const char* flag;
+  std::string* value;
+};
+
+inline Args parse_args(int argc, char** argv, const char* name, std::initializer_list<Extra> extras = {}) {
   Args a;
   for (int i = 1; i < argc; ++i) {
     std::string s = argv[i];
@@ -41,7 +50,18 @@ inline Args parse_args(int argc, char** argv, const char* name) {
     } else if (const char* v3 = value("--proto")) {
       a.proto = v3;
     } else {
-      std::fprintf(stderr, "usage: %s --port N [--host 127.0.0.1] [--proto tcp|udp]\n", name);
+      bool known = false;
+      for (const Extra& x : extras) {
+        if (const char* v4 = value(x.flag)) {
+          *x.value = v4;
+          known = true;
+          break;
+        }
+      }
+      if (known) continue;
+      std::fprintf(stderr, "usage: %s --port N [--host 127.0.0.1] [--proto tcp|udp]", name);
+      for (const Extra& x : extras) std::fprintf(stderr, " [%s %s]", x.flag, x.value->c_str());
+      std::fprintf(stderr, "\n");
       std::exit(s == "--help" || s == "-h" ? 0 : 2);
     }
   }
