@@ -215,9 +215,6 @@ void UringBackendImpl::release_lent(ChanRec* r) {
   r->x->lent_len = 0;
   --lent_count_;
   stats_.lent_out = lent_count_;
-  // Nothing else kept out of line (a stream needs no timer): give the
-  // record back, so a connection that went idle holds none of it.
-  if (r->ops[1].kind == OpKind::kSend && r->x->held.empty() && !r->x->scratch) r->x.reset();
 }
 
 // Input (and an eof) held back while want_read() was off.
