@@ -4,8 +4,7 @@
 // Why completion style at the seam: a proactor (io_uring, or threads doing
 // blocking calls) cannot expose "fd is readable", but every reactor can
 // cheaply turn readiness into completions ("these bytes arrived", "n bytes
-// left your output"). send_now() and lend() are optional fast paths for a
-// reply made of the input's own bytes (the echo); the defaults decline. So core code (Connection, Server,
+// left your output"). So core code (Connection, Server,
 // user handlers) only ever sees completions, and each back end does the
 // actual recv/send/accept in whatever way its model dictates. Readiness
 // back ends share that adaptation in io/reactor.h and differ only in a
