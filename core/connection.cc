@@ -205,12 +205,7 @@ void Connection::flush_span() {
   t_input.span = {};
   if (span.empty() || !attached_ || !served()) return;  // aborted: dropped
   ssize_t n = 0;
-  if (output().empty()) {
-    n = loop_.backend().send_now(*this, span);
-    // A proactor cannot send inline; it may keep the span where it lies
-    // until it is sent (on_sent reports it; pending_ still counts it).
-    if (n == 0 && loop_.backend().lend(*this, span)) return;
-  }
+  if (output().empty()) n = loop_.backend().send_now(*this, span);
   // A failure (n < 0) is left for update(), which meets it again and
   // reports it the usual way (on_error).
   const size_t done = n > 0 ? static_cast<size_t>(n) : 0;

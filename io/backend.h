@@ -168,21 +168,6 @@ class Backend {
     return 0;
   }
 
-  // Stream channels with no output queued and no send in flight: takes
-  // `bytes` -- which must lie in the view the channel's on_input is being
-  // called with, right now -- as the channel's next output without
-  // copying them, keeping their storage until they are sent. Reported
-  // through on_sent like any output. Returns false if it cannot (the
-  // caller then copies them into output()). For a proactor whose input
-  // buffers are its own (io_uring's provided buffers): the reply to an
-  // echo goes out from the ring buffer it arrived in, as a hand-written
-  // io_uring server does. No callbacks run inside.
-  virtual bool lend(Channel& ch, std::string_view bytes) {
-    (void)ch;
-    (void)bytes;
-    return false;
-  }
-
   // Stops all IO on the channel (cancelling in-flight operations). Calls
   // on_detached() now or later from wait().
   virtual void detach(Channel& ch) = 0;

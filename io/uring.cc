@@ -435,7 +435,6 @@ int UringBackendImpl::on_timer_cqe(ChanRec* r, const Cqe&) {
 
 void UringBackendImpl::finalize(ChanRec* r) {
   Channel* ch = r->ch;
-  release_lent(r);  // a loaned ring buffer whose send never went out
   // Swap-remove from recs_; frees r (in-flight send buffer, scratch).
   std::unique_ptr<ChanRec> dead = std::move(recs_[r->index]);
   if (r->index + 1 != recs_.size()) {

@@ -187,8 +187,6 @@ struct UringStats {
   uint64_t accept_backoffs = 0; // accept re-armed via a timeout
   uint64_t sends = 0;           // send SQEs
   uint64_t partial_sends = 0;   // send CQEs with 0 < res < len
-  uint64_t lent_sends = 0;      // echoes sent from their ring buffer (lend())
-  uint64_t lent_out = 0;        // ring buffers on loan to sends now
   uint64_t cancels = 0;         // cancel SQEs
   uint64_t wakeups = 0;         // eventfd read completions
   // Datagram channels.

@@ -169,18 +169,12 @@ struct ChanRec {
     Buffer held;                      // received while want_read() was off
     std::unique_ptr<char[]> scratch;  // single-shot recv fallback
     __kernel_timespec ts{};           // accept backoff / datagram retry
-    // An echo being sent from the ring buffer it arrived in (lend()):
-    // the buffer goes back to the ring once these bytes are sent.
-    int lent_bid = -1;
-    const char* lent_p = nullptr;
-    size_t lent_len = 0;
   };
   Extra& extra() {
     if (!x) x = std::make_unique<Extra>();
     return *x;
   }
   bool holds_input() const { return x && !x->held.empty(); }
-  bool lending() const { return x && x->lent_bid >= 0; }
 
   Channel* ch;  // valid until on_detached
   int fd;
@@ -221,7 +215,6 @@ class UringBackendImpl final : public UringBackend {
   void detach(Channel& ch) override;
   int wait(std::chrono::milliseconds timeout) override;
   void wakeup() override;
-  bool lend(Channel& ch, std::string_view bytes) override;
 
   const UringInfo& info() const override { return info_; }
   const UringStats& stats() const override { return stats_; }
@@ -258,7 +251,6 @@ class UringBackendImpl final : public UringBackend {
   bool arm_recvmsg(ChanRec* r, DgramRecvSlot& s);
   bool arm_sendmsg(ChanRec* r, DgramSendSlot& s, size_t item);
   void recycle(int bid) { stream_ring_.recycle(bid); }
-  void release_lent(ChanRec* r);
   template <class F>
   void for_each_op(ChanRec* r, F&& f);
   void sync(ChanRec* r);
@@ -301,11 +293,6 @@ class UringBackendImpl final : public UringBackend {
   std::atomic<bool> wake_pending_{false};
 
   BufRing stream_ring_;  // group kBufGroup: multishot recv on streams
-  // The ring buffer on_input is being called with, and for whom (lend()).
-  ChanRec* delivering_ = nullptr;
-  int delivering_bid_ = -1;
-  bool lent_now_ = false;
-  unsigned lent_count_ = 0;  // ring buffers out on loan to sends
   BufRing dgram_ring_;   // group kDgramGroup: multishot recvmsg
 
   bool ms_accept_ = false;

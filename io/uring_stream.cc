@@ -42,10 +42,8 @@ bool UringBackendImpl::arm_recv(ChanRec* r) {
 bool UringBackendImpl::arm_send(ChanRec* r) {
   io_uring_sqe* sqe = get_sqe();
   if (!sqe) return false;
-  const bool lent = r->lending();
-  const char* p = lent ? r->x->lent_p : r->sending.peek();
-  size_t len = std::min(lent ? r->x->lent_len : r->sending.readable(), kMaxSendLen);
-  io_uring_prep_send(sqe, r->fd, p, len, MSG_NOSIGNAL);
+  size_t len = std::min(r->sending.readable(), kMaxSendLen);
+  io_uring_prep_send(sqe, r->fd, r->sending.peek(), len, MSG_NOSIGNAL);
   r->send().len = len;
   track(&r->send(), sqe);
   ++stats_.sends;
@@ -66,9 +64,7 @@ bool UringBackendImpl::sync_stream(ChanRec* r) {
   } else if (r->recv().inflight && !r->recv().cancel_sent) {
     ok = send_cancel(&r->recv());
   }
-  if (ok && !r->errored && !r->send().inflight && r->lending()) {
-    ok = arm_send(r);  // the lent echo first; output() waits behind it
-  } else if (ok && !r->errored && !r->send().inflight) {
+  if (ok && !r->errored && !r->send().inflight) {
     if (r->sending.empty() && !ch.output().empty()) {
       r->sending.swap(ch.output());
       ch.output().release();  // the empty one swapped back: no idle storage
@@ -107,19 +103,9 @@ int UringBackendImpl::on_recv_cqe(ChanRec* r, const Cqe& c) {
     const size_t len = static_cast<size_t>(c.res);
     if (ch.want_read() && !r->held_eof && !r->holds_input()) {
       // The provided buffer itself is the input: no copy. It goes back to
-      // the ring once on_input returns (the view's validity ends there),
-      // unless the handler's echo borrowed it (lend()).
-      delivering_ = r;
-      delivering_bid_ = bid;
-      lent_now_ = false;
+      // the ring once on_input returns (the view's validity ends there).
       ch.on_input({data, len});
-      delivering_ = nullptr;
-      delivering_bid_ = -1;
       ++n;
-      if (lent_now_) {
-        after(r);
-        return n;
-      }
     } else {
       // Reading is paused (the cancel is on its way) or older input waits:
       // keep it, in order, for deliver_held().
@@ -156,7 +142,6 @@ int UringBackendImpl::on_send_cqe(ChanRec* r, const Cqe& c) {
   Op& op = r->send();
   finish(&op);
   if (r->detached || r->errored) {
-    release_lent(r);
     after(r);
     return 0;
   }
@@ -164,14 +149,8 @@ int UringBackendImpl::on_send_cqe(ChanRec* r, const Cqe& c) {
   if (c.res > 0) {
     size_t sent = static_cast<size_t>(c.res);
     if (sent < op.len) ++stats_.partial_sends;
-    if (r->lending()) {
-      r->x->lent_p += sent;
-      r->x->lent_len -= sent;
-      if (r->x->lent_len == 0) release_lent(r);
-    } else {
-      r->sending.retrieve(sent);
-      r->sending.release();  // once empty: an idle channel holds no storage
-    }
+    r->sending.retrieve(sent);
+    r->sending.release();  // once empty: an idle channel holds no storage
     r->ch->on_sent(sent);
     ++n;
   } else if (c.res == 0 || c.res == -EAGAIN || c.res == -EINTR) {
@@ -182,39 +161,6 @@ int UringBackendImpl::on_send_cqe(ChanRec* r, const Cqe& c) {
   }
   after(r);  // continues a short send, or swaps in more output
   return n;
-}
-
-bool UringBackendImpl::lend(Channel& ch, std::string_view bytes) {
-  ChanRec* r = rec_of(ch);
-  if (r == nullptr || r != delivering_ || delivering_bid_ < 0 || r->detached ||
-      r->errored || r->send().inflight || !r->sending.empty() || !ch.output().empty() ||
-      r->lending() || bytes.empty()) {
-    return false;
-  }
-  // Keep most of the ring for receiving: a loaned buffer is out until the
-  // peer takes the echo, and a slow peer could hold many.
-  if (lent_count_ >= stream_ring_.count / 4) return false;
-  const char* base = stream_ring_.buf(delivering_bid_);
-  if (bytes.data() < base || bytes.data() + bytes.size() > base + stream_ring_.size) return false;
-  ChanRec::Extra& e = r->extra();
-  e.lent_bid = delivering_bid_;
-  e.lent_p = bytes.data();
-  e.lent_len = bytes.size();
-  ++lent_count_;
-  ++stats_.lent_sends;
-  stats_.lent_out = lent_count_;
-  lent_now_ = true;
-  return true;  // the send is armed by the next sync of r
-}
-
-void UringBackendImpl::release_lent(ChanRec* r) {
-  if (!r->lending()) return;
-  recycle(r->x->lent_bid);
-  r->x->lent_bid = -1;
-  r->x->lent_p = nullptr;
-  r->x->lent_len = 0;
-  --lent_count_;
-  stats_.lent_out = lent_count_;
 }
 
 // Input (and an eof) held back while want_read() was off.

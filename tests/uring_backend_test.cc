@@ -155,9 +155,7 @@ class Conn : public Channel {
     in_bytes += n;
     if (input_hook) input_hook(*this, n);
     if (echo) {
-      // lend: the echo borrows the ring buffer (Connection's zero-copy
-      // echo on io_uring); else it is copied into output().
-      if (!lend || !be_->lend(*this, data)) output().append(data);
+      output().append(data);
       be_->update(*this);
     } else {
       got.append(data);  // the view is only valid during the call
@@ -190,7 +188,6 @@ class Conn : public Channel {
 
   Backend* be_;
   bool echo = true;
-  bool lend = false;        // echo through Backend::lend when it can
   bool auto_detach = true;  // on eof / error
   std::function<void(Conn&, size_t)> input_hook;
   std::function<void(Conn&, size_t)> sent_hook;
@@ -370,59 +367,6 @@ TEST_F(UringBackendTest, EchoIntegrity1BTo16MiB) {
     EXPECT_EQ(c->sent_bytes, c->in_bytes);
   }
   EXPECT_EQ(s.lis->accepts, static_cast<int>(std::size(sizes)));
-  s.shutdown();
-}
-
-// The echo sent from the ring buffer it arrived in (Backend::lend): every
-// byte comes back in order, from 1 byte to 16 MiB (short sends continue
-// from the loaned buffer; output queued behind it waits), and every
-// loaned buffer goes back to the ring.
-TEST_F(UringBackendTest, LentEchoIntegrityAndRingReturned) {
-  Server s;
-  ASSERT_NE(s.be, nullptr);
-  if (!s.be->info().multishot_recv) GTEST_SKIP() << "no provided-buffer ring here";
-  s.lis->setup = [](Conn& c) { c.lend = true; };
-  const size_t sizes[] = {1, 100, 4096, 65536 + 3, 1 << 20, 16 << 20};
-  uint64_t seed = 40;
-  for (size_t n : sizes) {
-    std::string data = random_bytes(n, seed++);
-    std::string got = echo_once(s, data);
-    ASSERT_EQ(got.size(), data.size()) << "size " << n;
-    ASSERT_TRUE(got == data) << "corrupt lent echo, size " << n;
-  }
-  EXPECT_TRUE(pump(*s.be, [&] { return s.lis->live() == 0; }));
-  EXPECT_GT(s.be->stats().lent_sends, 0u);
-  EXPECT_EQ(s.be->stats().lent_out, 0u) << "ring buffers still on loan";
-  for (auto& c : s.lis->conns) EXPECT_EQ(c->sent_bytes, c->in_bytes);
-  s.shutdown();
-}
-
-// A peer that never reads keeps its loaned buffers; the loan is capped
-// (a quarter of the ring), so other connections keep receiving, and the
-// loans come back when the connection goes.
-TEST_F(UringBackendTest, LoansAreCappedAndReturnedOnClose) {
-  Server s;
-  ASSERT_NE(s.be, nullptr);
-  if (!s.be->info().multishot_recv) GTEST_SKIP() << "no provided-buffer ring here";
-  s.lis->setup = [](Conn& c) { c.lend = true; };
-  std::vector<int> stuck;
-  for (int i = 0; i < 200; ++i) {  // each sends and never reads
-    int fd = connect_local(s.port);
-    ASSERT_GE(fd, 0);
-    int small = 4096;
-    ::setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
-    ASSERT_TRUE(send_all(fd, random_bytes(2 << 20, i)));
-    stuck.push_back(fd);
-    pump_for(*s.be, 2ms);
-  }
-  pump_for(*s.be, 200ms);
-  EXPECT_LE(s.be->stats().lent_out, s.be->info().buf_count / 4);
-  // A fresh connection is still served while the loans are out.
-  const std::string data = random_bytes(256 << 10, 99);
-  EXPECT_TRUE(echo_once(s, data) == data);
-  for (int fd : stuck) hard_close(fd);
-  EXPECT_TRUE(pump(*s.be, [&] { return s.lis->live() == 0; }, 20s));
-  EXPECT_EQ(s.be->stats().lent_out, 0u) << "loans not returned on close";
   s.shutdown();
 }
 
