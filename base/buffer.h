@@ -65,12 +65,6 @@ class Buffer {
   size_t prependable() const { return reader_; }
   size_t capacity() const { return cap_; }
   bool empty() const { return reader_ == writer_; }
-  // Whether p points into this buffer's storage.
-  bool holds(const char* p) const {
-    const auto at = reinterpret_cast<uintptr_t>(p);
-    const auto base = reinterpret_cast<uintptr_t>(data_);
-    return data_ && at >= base && at < base + cap_;
-  }
   // Whether the buffer has storage (capacity() > 0).
   bool allocated() const { return data_ != nullptr; }
 
@@ -82,7 +76,7 @@ class Buffer {
   void retrieve_all();
   std::string retrieve_as_string(size_t n);
 
-  // `data` must not point into this buffer (see holds()).
+  // `data` must not point into this buffer (it may move when it grows).
   void append(const void* data, size_t n);
   void append(std::string_view s) { append(s.data(), s.size()); }
 

@@ -155,8 +155,6 @@ const std::string& Connection::close_detail() const {
   return close_detail_ ? *close_detail_ : none;
 }
 
-bool Connection::output_allocated() const { return output().allocated(); }
-
 bool Connection::send(std::string_view payload) {
   if (state_ != State::kOpen || shutdown_wanted_) return false;
   if (!codec()) return send_raw(payload);

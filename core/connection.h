@@ -193,7 +193,7 @@ class Connection final : public io::Channel {
   // Bytes of an incomplete frame kept between reads (0 almost always).
   size_t buffered_input() const { return leftover_.readable(); }
   // Whether the connection holds buffer storage now (tests, benchmarks).
-  bool holds_buffers() const { return leftover_.allocated() || output_allocated(); }
+  bool holds_buffers() const { return leftover_.allocated() || output().allocated(); }
 
   // Used by Server on shutdown.
   void close_for_stop(bool drop_output) {
@@ -221,7 +221,6 @@ class Connection final : public io::Channel {
   size_t consume_input(std::string_view data);
   void flush_span();
   void progress(size_t n);
-  bool output_allocated() const;
   void queued(size_t n);
   void schedule_flush();
   void update_reading();
