@@ -29,6 +29,10 @@ J=
 check "refuses tcp" '[ "$rc" = 2 ]'
 
 for mode in block epoll; do
+  # Created here: the background job opens its redirections only once it
+  # has forked, and the port poll below may read before that.
+  : > "$TMP/out"
+  : > "$TMP/err"
   "$ECHO" --port 0 --proto udp --wait "$mode" > "$TMP/out" 2> "$TMP/err" &
   PID=$!
   PORT=
