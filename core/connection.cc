@@ -13,6 +13,7 @@
 #include <spdlog/spdlog.h>
 
 #include "core/event_loop.h"
+#include "core/log.h"
 #include "core/net.h"
 
 namespace sluice {
@@ -25,6 +26,8 @@ const char* to_string(CloseReason r) {
     case CloseReason::kFrameError: return "frame error";
     case CloseReason::kServerStop: return "server stopping";
     case CloseReason::kRefused: return "refused";
+    case CloseReason::kTooSlow: return "too slow (output over the cap)";
+    case CloseReason::kIdle: return "idle timeout";
   }
   return "?";
 }
@@ -139,9 +142,35 @@ void Connection::on_idle_timer() {
   for (size_t i = 0; i < fired.count && state_ < State::kDetaching; ++i) {
     handler().on_idle(*this, fired.kinds[i]);
   }
+  if (fired.count > 0 && shared_.close_idle && state_ < State::kDetaching) {
+    close_idle(fired.kinds[0]);
+  }
   // The handler may have closed the connection (stop_idle() ran) or turned
   // idle detection off; otherwise look again when something can be idle.
   if (state_ < State::kDetaching && idle_on_) arm_idle();
+}
+
+// ServerOptions::idle_close: the handler heard on_idle and left the
+// connection open. Open: a graceful close. Already flushing (a close that
+// makes no progress, e.g. an idle close to a peer that stopped reading):
+// abort.
+void Connection::close_idle(IdleKind kind) {
+  if (state_ != State::kOpen) return close_with(CloseReason::kIdle, 0, true);
+  const IdleOptions& o = idle_.options();
+  const Clock::duration d = kind == IdleKind::kReader   ? o.reader
+                            : kind == IdleKind::kWriter ? o.writer
+                                                        : o.all;
+  close_detail_ = std::make_unique<std::string>(fmt::format(
+      "{} idle for {} ms", to_string(kind),
+      std::chrono::duration_cast<std::chrono::milliseconds>(d).count()));
+  // Many peers can go idle at once: at most one line a second per loop
+  // thread, with the count of those not logged.
+  thread_local LogLimiter limiter;
+  if (uint64_t skipped = 0; limiter.allow(loop_.now(), &skipped)) {
+    spdlog::info("conn #{} {}: {}; closing ({} more idle closes not logged)", id_,
+                 peer(), *close_detail_, skipped);
+  }
+  close_with(CloseReason::kIdle, 0, false);
 }
 
 void Connection::stop_idle() {
@@ -156,8 +185,8 @@ const std::string& Connection::close_detail() const {
 }
 
 bool Connection::send(std::string_view payload) {
-  if (state_ != State::kOpen || shutdown_wanted_) return false;
   if (!codec()) return send_raw(payload);
+  if (state_ != State::kOpen || shutdown_wanted_ || !admit(payload.size())) return false;
   // Bytes sent earlier from the input view go first.
   if (in_input_ && !t_input.span.empty()) {
     output().append(t_input.span);
@@ -174,7 +203,7 @@ bool Connection::send(std::string_view payload) {
 }
 
 bool Connection::send_raw(std::string_view bytes) {
-  if (state_ != State::kOpen || shutdown_wanted_) return false;
+  if (state_ != State::kOpen || shutdown_wanted_ || !admit(bytes.size())) return false;
   if (bytes.empty()) return true;
   if (in_input_ && t_input.conn == this) {
     // Bytes of the input being handled, with nothing else owed: leave them
@@ -198,6 +227,36 @@ bool Connection::send_raw(std::string_view bytes) {
   return true;
 }
 
+// The hard cap (ConnectionLimits::max_output): may n more bytes be owed?
+// Never calls the handler: with OutputPolicy::kClose the abort is deferred
+// to the end of the callback (send() must not re-enter the handler).
+bool Connection::admit(size_t n) {
+  if (overflowed_) return false;
+  if (limits().max_output == 0 || pending_ + n <= limits().max_output) return true;
+  const size_t cap = output_cap();  // the floor is worked out only here, off the fast path
+  if (pending_ + n <= cap) return true;
+  if (limits().output_policy == OutputPolicy::kRefuse) return false;
+  overflowed_ = true;
+  close_detail_ = std::make_unique<std::string>(
+      fmt::format("{} bytes owed would pass the {}-byte output cap", pending_ + n, cap));
+  // `this` stays valid: connections are only destroyed through
+  // EventLoop::destroy_later, which runs after every deferred task.
+  loop_.defer([this] {
+    if (alive()) close_with(CloseReason::kTooSlow, 0, true);
+  });
+  return false;
+}
+
+size_t Connection::output_cap() const {
+  const size_t cap = limits().max_output;
+  if (cap == 0) return SIZE_MAX;
+  // Backpressure already lets a server that answers requests owe
+  // high_water plus its replies to one read (up to one largest frame and a
+  // 64 KiB read buffer's worth of small ones): the cap never cuts that.
+  const size_t frame = codec() ? codec()->max_frame() : 0;
+  return std::max(cap, limits().high_water + frame + kReadReserve);
+}
+
 void Connection::flush_span() {
   const std::string_view span = t_input.span;
   t_input.span = {};
@@ -213,12 +272,26 @@ void Connection::flush_span() {
 
 void Connection::queued(size_t n) {
   pending_ += n;
-  if (!backpressured_ && pending_ > limits().high_water) {
-    backpressured_ = true;
-    update_reading();
-    handler().on_high_water(*this, pending_);
-  }
   schedule_flush();
+}
+
+// After a flush attempt: more than high_water bytes still wait (not taken
+// by the kernel, or queued behind the send in flight): pause reading. Not
+// judged in send(): a burst the kernel takes at once is no sign of a slow
+// peer, and send() must not call the handler back.
+void Connection::check_high_water() {
+  if (backpressured_ || state_ != State::kOpen || output().readable() <= limits().high_water) {
+    return;
+  }
+  backpressured_ = true;
+  update_reading();
+  handler().on_high_water(*this, pending_);
+}
+
+void Connection::flush_now() {
+  if (!attached_ || !served()) return;
+  loop_.backend().update(*this);
+  check_high_water();
 }
 
 void Connection::shutdown() {
@@ -260,7 +333,7 @@ void Connection::schedule_flush() {
   // EventLoop::destroy_later, which runs after every deferred task.
   loop_.defer([this] {
     flush_scheduled_ = false;
-    if (served()) loop_.backend().update(*this);
+    flush_now();
   });
 }
 
@@ -291,7 +364,7 @@ void Connection::on_input(std::string_view data) {
   if (leftover_.empty()) leftover_.release();
   if (flush_after_input_) {
     flush_after_input_ = false;
-    if (attached_ && served()) loop_.backend().update(*this);
+    flush_now();
   }
 }
 

@@ -47,10 +47,25 @@
 // A half-close (shutdown()) keeps reading but sends FIN once everything
 // owed is sent; a close() after it lingers the same way.
 //
-// Backpressure: once more than high_water bytes are queued and not yet
-// taken by the kernel, reading from this peer pauses (the handler hears
-// on_high_water) until they fall to low_water. So a peer that never reads
-// costs at most high_water plus one read of memory.
+// Output is bounded twice (ConnectionLimits):
+//  * Backpressure: after a flush attempt (when a handler's callback
+//    returns, and at the end of the loop iteration), if more than
+//    high_water bytes are still waiting -- not taken by the kernel (a
+//    reactor) or queued behind the send in flight (io_uring, blocking) --
+//    reading from this peer pauses and the handler hears on_high_water,
+//    until what is owed falls to low_water (on_drain). A burst that the
+//    kernel takes at once never looks slow. This bounds a peer that sends
+//    requests and never reads the replies: high_water plus one read.
+//  * A hard cap on what is owed at all (output_cap(): max_output, raised
+//    to what backpressure already allows a reply, high_water + max_frame
+//    + one read buffer, if set lower): it bounds a server
+//    that pushes (a broadcast) to a peer that never reads, which
+//    backpressure cannot (pausing that peer's input does not stop the
+//    pushing). A send() that would take pending_output() past the cap is
+//    refused (returns false); with OutputPolicy::kClose (the default) the
+//    connection is also aborted as too slow (on_close kTooSlow, at the end
+//    of the callback, never inside send()). So a peer that never reads
+//    costs at most output_cap() plus one read.
 //
 // Idle detection (set_idle): one loop timer per connection, re-armed
 // lazily: reads and send progress only store a timestamp; when the timer
@@ -69,12 +84,18 @@
 // no buffer; tests/connection_memory_test.cc keeps the per-connection
 // structures' sizes in a budget.
 //
+// Re-entrancy (what may call the handler back before returning):
+//  * send(), send_raw(), set_reading(), set_idle(): never.
+//  * close(), abort(), shutdown(): may run on_close before returning (the
+//    connection had nothing left to send, or the peer had already closed).
+//    The object stays valid until the end of the loop iteration.
+//  * Everything else that reaches the handler comes from the loop.
+//
 // Thread rules: loop thread only (the loop the connection belongs to).
-// To reach a connection from another thread, post to its loop and look it
-// up there by id.
+// From another thread, reach a connection through its server:
+// Server::run_on(id, ...), for_each(), broadcast() (core/server.h).
 #pragma once
 
-#include <any>
 #include <chrono>
 #include <cstdint>
 #include <memory>
@@ -85,6 +106,7 @@
 #include "core/handler.h"
 #include "core/idle_state.h"
 #include "core/net.h"
+#include "core/state_slot.h"
 #include "core/timer_queue.h"
 #include "io/backend.h"
 
@@ -92,9 +114,25 @@ namespace sluice {
 
 class EventLoop;
 
+// What a connection does when a send() would take its output past
+// ConnectionLimits::max_output.
+enum class OutputPolicy : uint8_t {
+  kClose,   // refuse the send and abort the connection as too slow (kTooSlow)
+  kRefuse,  // refuse the send (false); the handler decides
+};
+
 struct ConnectionLimits {
+  // Backpressure (see "Output is bounded twice" above).
   size_t high_water = 4 << 20;
   size_t low_water = 1 << 20;
+  // Hard cap on bytes owed (queued, not yet taken by the kernel); 0: none.
+  // Counted in payload bytes before framing (a codec's header or delimiter
+  // is not counted). Never below high_water + the codec's max_frame + 64
+  // KiB (Connection::output_cap()): a server that only answers requests is
+  // bounded by backpressure and never meets the cap; it is there for
+  // pushes (broadcasts, streams) to a peer that does not read.
+  size_t max_output = 8 << 20;
+  OutputPolicy output_policy = OutputPolicy::kClose;
   // Lingering close (see "Closing" above): how long, and how many bytes of
   // the peer's input to read and discard, while waiting for the peer to
   // take our FIN. A zero linger_timeout turns lingering off (close at once
@@ -135,6 +173,9 @@ class Connection final : public io::Channel {
     Owner& owner;
     const codec::Codec* codec;  // nullptr: raw bytes
     const ConnectionLimits& limits;
+    // Close a connection once it has been idle (after on_idle, if the
+    // handler left it open): ServerOptions::idle_close.
+    bool close_idle = false;
   };
 
   class Owner {
@@ -161,12 +202,29 @@ class Connection final : public io::Channel {
   // "host:port" of the peer (formatted on each call; "?" if unknown).
   std::string peer() const { return peer_.str(); }
   bool is_open() const { return state_ == State::kOpen; }
+  // Whether the handler may still hear from this connection: on_close has
+  // not run (it is open, or closing and flushing what it owes).
+  bool alive() const { return state_ < State::kDetaching; }
   // Bytes queued for sending and not yet handed to the kernel.
   size_t pending_output() const { return pending_; }
-  std::any& context() { return context_; }
+  // The hard cap in force: ConnectionLimits::max_output, but never below
+  // high_water + the codec's max_frame + kReadReserve, so replies that
+  // backpressure allows are never refused. SIZE_MAX when off.
+  size_t output_cap() const;
+  static constexpr size_t kReadReserve = 64 << 10;
+  // Per-connection state of the handler's own type, created on first use
+  // (see core/state_slot.h): conn.state<Member>().nick = "alice".
+  template <class T>
+  T& state() { return state_slot_.get<T>(); }
+  template <class T>
+  T* find_state() { return state_slot_.find<T>(); }  // nullptr if none
+  StateSlot& state_slot() { return state_slot_; }
 
   // Sends one message, framed by the codec if there is one. Returns false
-  // if the connection is closing or the codec cannot frame the payload.
+  // if the connection is closing, the codec cannot frame the payload, or
+  // it would take the output past max_output (see "Output is bounded
+  // twice"). Never calls the handler back: it queues, and the flush (and
+  // the high-water check) follows when the current callback returns.
   bool send(std::string_view payload);
   // Sends bytes as they are, bypassing the codec. Bytes of the view
   // on_message was given, sent with nothing else owed, are not copied:
@@ -221,7 +279,11 @@ class Connection final : public io::Channel {
   size_t consume_input(std::string_view data);
   void flush_span();
   void progress(size_t n);
+  bool admit(size_t n);
   void queued(size_t n);
+  void check_high_water();
+  void flush_now();
+  void close_idle(IdleKind kind);
   void schedule_flush();
   void update_reading();
   void close_with(CloseReason reason, int err, bool drop_output);
@@ -242,6 +304,7 @@ class Connection final : public io::Channel {
   const codec::Codec* codec() const { return shared_.codec; }
   const ConnectionLimits& limits() const { return shared_.limits; }
 
+  // Flags are bit-fields: one 16-bit word instead of 11 bytes.
   // Member order is for the cache: what every message touches (state,
   // flags, byte counts, the shared handler/codec, the decoder, the idle
   // clocks) comes first, right after Channel's, and what only opening and
@@ -249,18 +312,21 @@ class Connection final : public io::Channel {
   // 1000 busy connections these first loads are cache misses (perf record
   // of the epoll back end; see docs/PERFORMANCE.md).
   State state_ = State::kOpen;
-  bool attached_ = false;
-  bool idle_on_ = false;
-  bool flush_scheduled_ = false;
+  bool attached_ : 1 = false;
+  bool idle_on_ : 1 = false;
+  bool flush_scheduled_ : 1 = false;
   // Inside on_input: output queued meanwhile is flushed when it returns
   // (flush_after_input_), not in a deferred task (see on_input).
-  bool in_input_ = false;
-  bool flush_after_input_ = false;
-  bool user_paused_ = false;
-  bool backpressured_ = false;
-  bool peer_shut_ = false;        // EOF seen
-  bool shutdown_wanted_ = false;  // FIN after flush
-  bool write_shut_ = false;       // FIN sent
+  bool in_input_ : 1 = false;
+  bool flush_after_input_ : 1 = false;
+  bool user_paused_ : 1 = false;
+  bool backpressured_ : 1 = false;
+  bool peer_shut_ : 1 = false;        // EOF seen
+  bool shutdown_wanted_ : 1 = false;  // FIN after flush
+  bool write_shut_ : 1 = false;       // FIN sent
+  // A send() went over max_output: sends are refused from now on (and,
+  // with OutputPolicy::kClose, an abort is on its way).
+  bool overflowed_ : 1 = false;
   CloseReason reason_ = CloseReason::kPeerClosed;  // 1 byte, in what was padding
   // Peer input discarded in this closing phase (flushing, then lingering;
   // saturating). Sits in what was padding, so lingering costs no
@@ -279,7 +345,7 @@ class Connection final : public io::Channel {
   uint64_t id_;
   PeerAddr peer_;  // 20 bytes; formatted only when asked
   int error_ = 0;  // beside peer_: together they fill 24 bytes
-  std::any context_;
+  StateSlot state_slot_;  // one pointer; nothing allocated until asked
   std::unique_ptr<std::string> close_detail_;  // only once there is one
 };
 

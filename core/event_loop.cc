@@ -33,11 +33,12 @@ bool EventLoop::in_loop_thread() const {
   return thread_id_.load(std::memory_order_relaxed) == std::this_thread::get_id();
 }
 
-void EventLoop::run() {
+void EventLoop::run(const Task& first) {
   thread_id_.store(std::this_thread::get_id());
   // Buffers this thread's connections release are reused by the next one
   // (base/buffer.h): hot in cache, and already grown.
   BlockCache::Scope block_cache;
+  if (first) first();
   while (!quit_.load(std::memory_order_acquire)) {
     // Read the clock BEFORE the wait: its sweep covers everything queued
     // until then, so timers may judge absence up to this moment, no later

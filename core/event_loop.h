@@ -66,8 +66,10 @@ class EventLoop {
                                            const io::BackendOptions& options,
                                            std::string* error);
 
-  // Runs until quit(). Loop thread.
-  void run();
+  // Runs until quit(). Loop thread. `first`, if given, runs on this
+  // thread once it is the loop thread, before the first iteration (set-up
+  // that must see in_loop_thread() true, e.g. Handler::on_loop_start).
+  void run(const Task& first = nullptr);
   // Any thread: run() returns after the current iteration.
   void quit();
 

@@ -3,8 +3,15 @@
 //
 // Thread rules: every callback for a connection runs on that connection's
 // loop thread. With Server threads > 1 one Handler object is called from
-// several loop threads at once, so keep per-connection state in
-// Connection::context() (or make the handler itself thread-safe).
+// several loop threads at once, so keep per-connection state in the
+// connection (Connection::state<T>()), per-loop state indexed by the loop
+// (on_loop_start gives the index), or make the handler itself thread-safe.
+//
+// Re-entrancy: callbacks never nest for one connection except through the
+// calls that close it (close(), abort(), shutdown() may run on_close
+// before they return; see core/connection.h). send() never calls back.
+// Server::run_on/for_each/broadcast/post never run inline, even on the
+// target's own loop: they may be called under the caller's own lock.
 #pragma once
 
 #include <cstddef>
@@ -15,6 +22,7 @@
 namespace sluice {
 
 class Connection;
+class EventLoop;
 
 enum class CloseReason : uint8_t {
   kPeerClosed,   // the peer closed (EOF) and everything owed was sent
@@ -23,6 +31,8 @@ enum class CloseReason : uint8_t {
   kFrameError,   // the codec rejected the peer's input
   kServerStop,   // the server is shutting down
   kRefused,      // over a limit, or the back end could not take it
+  kTooSlow,      // output over ConnectionLimits::max_output (peer not reading)
+  kIdle,         // idle for the configured time (ServerOptions::idle_close)
 };
 
 const char* to_string(CloseReason r);
@@ -37,7 +47,9 @@ class Handler {
   // The peer shut down its write side. Default: close once everything owed
   // has been sent (Connection::close() is graceful).
   virtual void on_peer_shutdown(Connection& conn);
-  // Output above the high-water mark: reading from this peer is paused.
+  // After a flush attempt, more than high_water bytes still wait: reading
+  // from this peer is paused. Runs after the callback that queued them
+  // returned, never inside send().
   virtual void on_high_water(Connection& conn, size_t pending) {
     (void)conn;
     (void)pending;
@@ -54,10 +66,27 @@ class Handler {
     (void)kind;
   }
   // Last call for this connection; `err` is -errno for kPeerReset.
+  // Connection::close_detail() says more for kFrameError, kTooSlow, kIdle.
   virtual void on_close(Connection& conn, CloseReason reason, int err) {
     (void)conn;
     (void)reason;
     (void)err;
+  }
+
+  // Server hooks (a Client never calls them).
+  // Loop `index` (0 .. threads-1) is about to serve, on its own thread:
+  // set up per-loop state and loop timers here. Runs before any of its
+  // connections opens.
+  virtual void on_loop_start(EventLoop& loop, size_t index) {
+    (void)loop;
+    (void)index;
+  }
+  // Server::stop() began: on each loop's thread, before that loop's
+  // connections are closed (they are still open and can be sent to; the
+  // server's cross-thread calls already return false).
+  virtual void on_server_stop(EventLoop& loop, size_t index) {
+    (void)loop;
+    (void)index;
   }
 };
 

@@ -93,7 +93,7 @@ struct Server::Slot final : Connection::Owner {
       : server(s),
         loop(std::move(l)),
         index(i),
-        shared{s.handler_, *this, s.codec_.get(), s.options_.limits} {}
+        shared{s.handler_, *this, s.codec_.get(), s.options_.limits, s.options_.idle_close} {}
 
   void release(Connection& conn) override {
     auto it = conns.find(conn.id());
@@ -114,11 +114,21 @@ struct Server::Slot final : Connection::Owner {
     loop->quit();
   }
 
+  // Ids are dealt per loop: seq * loops + index + 1, so an id names its
+  // loop ((id - 1) % loops) and run_on() needs no shared table.
+  uint64_t next_id() { return next_seq++ * server.options_.threads + index + 1; }
+
   Server& server;
   std::unique_ptr<EventLoop> loop;
   size_t index;
   std::thread thread;
   std::unordered_map<uint64_t, std::unique_ptr<Connection>> conns;
+  uint64_t next_seq = 0;
+  // Server timers on this loop: handle -> the loop's TimerId.
+  std::unordered_map<ServerTimer, TimerId> timers;
+  // for_each's snapshot (closing a connection may erase it from conns);
+  // kept to reuse its storage.
+  std::vector<Connection*> scratch;
   bool stopping = false;
   Connection::Shared shared;  // what this loop's connections share
 };
@@ -176,7 +186,7 @@ int Server::start(std::string* error) {
     // io_uring (SINGLE_ISSUER) can only drain its in-flight operations from
     // the thread that drove it.
     s->thread = std::thread([this, s, posted] {
-      s->loop->run();
+      s->loop->run([this, s] { handler_.on_loop_start(*s->loop, s->index); });
       // post() touches the loop after queueing its task, so the loop may
       // only be destroyed once stop() has finished posting to it.
       posted.wait();
@@ -186,6 +196,8 @@ int Server::start(std::string* error) {
     });
   }
   started_ = true;
+  std::unique_lock lock(run_mu_);
+  running_ = true;
   return 0;
 }
 
@@ -226,7 +238,7 @@ void Server::adopt(Slot& slot, int fd) {
     live_.fetch_sub(1, std::memory_order_relaxed);  // counted in on_accepted
     return;
   }
-  const uint64_t id = next_id_.fetch_add(1, std::memory_order_relaxed);
+  const uint64_t id = slot.next_id();
   auto owned = std::make_unique<Connection>(*slot.loop, fd, id, slot.shared);
   Connection& conn = *owned;
   if (options_.idle.enabled()) conn.set_idle(options_.idle);
@@ -255,7 +267,10 @@ LingerStats Server::linger_stats() const {
 }
 
 void Server::stop_slot(Slot& slot) {
+  handler_.on_server_stop(*slot.loop, slot.index);
   slot.stopping = true;
+  for (const auto& [handle, id] : slot.timers) slot.loop->cancel(id);
+  slot.timers.clear();
   // Closing may release (erase) connections synchronously: iterate a copy.
   std::vector<uint64_t> ids;
   ids.reserve(slot.conns.size());
@@ -289,6 +304,12 @@ void Server::stop(std::chrono::milliseconds deadline) {
 void Server::stop() {
   if (!started_ || stopped_) return;
   stopped_ = true;
+  {
+    // From here on cross-thread calls post nothing; what they posted
+    // before is queued ahead of stop_slot() and runs first.
+    std::unique_lock lock(run_mu_);
+    running_ = false;
+  }
   // First stop accepting, and wait for it: after that loop 0 posts no more
   // new connections to the other loops, so none can be posted to a loop
   // that has already quit (its descriptor would leak).
@@ -307,6 +328,126 @@ void Server::stop() {
   posts_done_.set_value();
   for (auto& slot : slots_) slot->thread.join();
   slots_.clear();
+}
+
+bool Server::post_slot(size_t index, std::function<void(Slot&)> fn) {
+  std::shared_lock lock(run_mu_);
+  if (!running_ || index >= slots_.size()) return false;
+  Slot* s = slots_[index].get();
+  // The server outlives its loops (stop() joins them): `s` is safe.
+  s->loop->post([s, fn = std::move(fn)] { fn(*s); });
+  return true;
+}
+
+EventLoop& Server::loop(size_t index) { return *slots_.at(index)->loop; }
+
+bool Server::post(size_t index, std::function<void()> fn) {
+  return post_slot(index, [fn = std::move(fn)](Slot&) { fn(); });
+}
+
+bool Server::run_on(uint64_t id, std::function<void(Connection*)> fn) {
+  if (id == 0) return false;
+  return post_slot((id - 1) % options_.threads, [id, fn = std::move(fn)](Slot& s) {
+    auto it = s.conns.find(id);
+    fn(it != s.conns.end() && it->second->alive() ? it->second.get() : nullptr);
+  });
+}
+
+bool Server::send_to(uint64_t id, std::string payload) {
+  return run_on(id, [payload = std::move(payload)](Connection* c) {
+    if (c) c->send(payload);
+  });
+}
+
+bool Server::visit(std::function<void(size_t, Connection&)> fn, std::function<void()> done) {
+  struct Job {
+    std::function<void(size_t, Connection&)> fn;
+    std::function<void()> done;
+    std::atomic<size_t> left;
+  };
+  std::shared_lock lock(run_mu_);
+  if (!running_) return false;
+  auto job = std::make_shared<Job>();
+  job->fn = std::move(fn);
+  job->done = std::move(done);
+  job->left.store(slots_.size(), std::memory_order_relaxed);
+  for (auto& slot : slots_) {
+    Slot* s = slot.get();
+    s->loop->post([s, job] {
+      // A snapshot: fn may close connections, which erases them from
+      // conns; the objects live until the end of the iteration.
+      std::vector<Connection*> list;
+      list.swap(s->scratch);
+      for (auto& [id, conn] : s->conns) list.push_back(conn.get());
+      for (Connection* c : list) {
+        if (c->is_open()) job->fn(s->index, *c);
+      }
+      list.clear();
+      s->scratch.swap(list);
+      // acq_rel: the last loop sees what every other loop's fn did.
+      if (job->left.fetch_sub(1, std::memory_order_acq_rel) == 1 && job->done) job->done();
+    });
+  }
+  return true;
+}
+
+bool Server::for_each(std::function<void(Connection&)> fn, std::function<void()> done) {
+  return visit([fn = std::move(fn)](size_t, Connection& c) { fn(c); }, std::move(done));
+}
+
+bool Server::broadcast(std::string_view payload, std::function<bool(Connection&)> to) {
+  // Framed once; every connection then sends the same bytes.
+  auto framed = std::make_shared<std::string>();
+  if (codec_) {
+    Buffer out;
+    if (!codec_->encode(payload, out)) return false;
+    framed->assign(out.view());
+  } else {
+    framed->assign(payload);
+  }
+  return visit(
+      [framed, to = std::move(to)](size_t, Connection& c) {
+        if (!to || to(c)) c.send_raw(*framed);
+      },
+      nullptr);
+}
+
+ServerTimer Server::add_timer(Clock::duration d, bool repeat, std::function<void()> fn,
+                              size_t index) {
+  // The handle names its loop, as connection ids do.
+  const ServerTimer handle =
+      next_timer_.fetch_add(1, std::memory_order_relaxed) * options_.threads + index + 1;
+  const bool posted = post_slot(index, [handle, d, repeat, fn = std::move(fn)](Slot& s) {
+    if (s.stopping) return;
+    Slot* sp = &s;
+    const TimerId id =
+        repeat ? s.loop->run_every(d, fn)
+               : s.loop->run_after(d, [sp, handle, fn] {
+                   sp->timers.erase(handle);
+                   fn();
+                 });
+    s.timers[handle] = id;
+  });
+  return posted ? handle : 0;
+}
+
+ServerTimer Server::run_after(Clock::duration delay, std::function<void()> fn, size_t index) {
+  return add_timer(delay, false, std::move(fn), index);
+}
+
+ServerTimer Server::run_every(Clock::duration interval, std::function<void()> fn,
+                              size_t index) {
+  return add_timer(interval, true, std::move(fn), index);
+}
+
+bool Server::cancel_timer(ServerTimer timer) {
+  if (timer == 0) return false;
+  return post_slot((timer - 1) % options_.threads, [timer](Slot& s) {
+    auto it = s.timers.find(timer);
+    if (it == s.timers.end()) return;
+    s.loop->cancel(it->second);
+    s.timers.erase(it);
+  });
 }
 
 }  // namespace sluice

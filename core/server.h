@@ -6,18 +6,39 @@
 // connections are spread round-robin over all loops (posted to the chosen
 // loop, which then owns the connection for its whole life).
 //
+// Reaching connections from anywhere: a connection's id names its loop
+// (ids are dealt per loop: (id - 1) % loop_count() is the loop's index),
+// so run_on(id, fn) posts fn to that loop, which looks the connection up
+// there. for_each(), gather() and broadcast() post one task per loop.
+// None of them ever runs inline, not even when called on the target's own
+// loop: they never re-enter the handler, and may be called under the
+// caller's own lock. They return false, and run nothing, when the server
+// is not running (before start(), or once stop() has begun); a task they
+// did post always runs, before its loop quits.
+//
 // Thread rules:
 //  * start(), stop() and the destructor: a thread that is not one of the
 //    server's loop threads (typically main). stop() is idempotent.
-//  * port(), io_name(), connection_count(): any thread after start().
-//  * Handler callbacks: on the connection's loop thread (see handler.h).
+//  * port(), io_name(), connection_count(), loop_count(): any thread after
+//    start().
+//  * run_on(), for_each(), gather(), broadcast(), post(), run_after(),
+//    run_every(), cancel_timer(): any thread, any time (safe during and
+//    after stop(): they return false then).
+//  * loop(i): the reference is valid from start() until stop() returns;
+//    use it by EventLoop's own rules (post()/quit() from any thread, the
+//    rest on that loop's thread, e.g. from a handler callback there).
+//  * Handler callbacks: on the connection's loop thread (see handler.h);
+//    on_loop_start and on_server_stop on each loop's thread.
 #pragma once
 
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <future>
 #include <memory>
+#include <optional>
+#include <shared_mutex>
 #include <string>
 #include <thread>
 #include <unordered_map>
@@ -43,6 +64,11 @@ struct ServerOptions {
   TcpOptions tcp;            // per accepted socket: TCP_NODELAY (on), keepalive ...
   ConnectionLimits limits;
   IdleOptions idle;          // per connection; Handler::on_idle (0 = off)
+  // Close a connection once it is idle (any kind set in `idle`), after
+  // Handler::on_idle, unless the handler closed it. on_close gets kIdle and
+  // close_detail() says which kind, for how long; one log line per close
+  // (at most one a second per loop, with a count of the rest).
+  bool idle_close = false;
   // Most connections served at once (0: unlimited). One accepted over the
   // limit is closed at once (a rate-limited log line says so), so the
   // kernel's backlog keeps draining instead of filling up.
@@ -50,6 +76,9 @@ struct ServerOptions {
   // How long stop() lets connections flush what they owe.
   std::chrono::milliseconds stop_deadline{2000};
 };
+
+// A server timer (run_after/run_every); 0 is never a valid one.
+using ServerTimer = uint64_t;
 
 class Server {
  public:
@@ -79,6 +108,45 @@ class Server {
   // Lingering closes so far (ConnectionLimits::linger_*). Any thread.
   LingerStats linger_stats() const;
 
+  // ---- Connections from any thread (see "Reaching connections") ----
+  // Runs fn on connection `id`'s loop: fn(&conn), or fn(nullptr) if the
+  // connection is gone (closed: on_close has run, or never existed).
+  bool run_on(uint64_t id, std::function<void(Connection*)> fn);
+  // Sends one message (framed by the codec) to connection `id`, if it is
+  // still open when its loop gets to it; dropped silently otherwise.
+  bool send_to(uint64_t id, std::string payload);
+  // Runs fn on every open connection, each on its own loop; then `done`,
+  // once, on the loop that finished last (it sees everything fn did).
+  bool for_each(std::function<void(Connection&)> fn, std::function<void()> done = nullptr);
+  // Map and collect: each(conn) on every open connection; what they return
+  // (nullopt: nothing) reaches done(results) once, on the loop that
+  // finished last. No lock of the caller's is needed: each loop fills its
+  // own part.
+  template <class T>
+  bool gather(std::function<std::optional<T>(Connection&)> each,
+              std::function<void(std::vector<T>)> done);
+  // Sends one message to every open connection (or those `to` accepts).
+  // Framed once, not per connection; each connection's output cap applies
+  // (ConnectionLimits::max_output). False: not running, or the codec
+  // cannot frame the payload.
+  bool broadcast(std::string_view payload, std::function<bool(Connection&)> to = nullptr);
+
+  // ---- Loops, tasks and timers ----
+  size_t loop_count() const { return options_.threads; }
+  EventLoop& loop(size_t index);
+  // Runs fn on loop `index`'s thread (never inline).
+  bool post(size_t index, std::function<void()> fn);
+  // Timers on loop `index`'s thread (default 0), from any thread. Return 0
+  // when the server is not running. Server timers are cancelled when
+  // stop() begins (after on_server_stop).
+  ServerTimer run_after(Clock::duration delay, std::function<void()> fn, size_t index = 0);
+  ServerTimer run_every(Clock::duration interval, std::function<void()> fn,
+                        size_t index = 0);
+  // Any thread; takes effect on the timer's loop (posted): a periodic
+  // timer may fire once more meanwhile. False: not running (a timer that
+  // already ended is ignored).
+  bool cancel_timer(ServerTimer timer);
+
  private:
   class Acceptor;
   struct Slot;  // one loop, its thread and its connections
@@ -86,6 +154,12 @@ class Server {
   void on_accepted(int fd);
   void adopt(Slot& slot, int fd);
   void stop_slot(Slot& slot);
+  // Posts fn(slot) to the loop with that index, under run_mu_ (shared).
+  bool post_slot(size_t index, std::function<void(Slot&)> fn);
+  // for_each with the loop's index: the core of for_each/gather/broadcast.
+  bool visit(std::function<void(size_t, Connection&)> fn, std::function<void()> done);
+  ServerTimer add_timer(Clock::duration d, bool repeat, std::function<void()> fn,
+                        size_t index);
 
   ServerOptions options_;
   Handler& handler_;
@@ -96,6 +170,11 @@ class Server {
   uint16_t port_ = 0;
   std::string io_name_;
   std::promise<void> posts_done_;  // set once stop() posted its last task
+  // Cross-thread calls post only while running_; stop() clears it first
+  // (exclusive lock), so every task they posted runs before its loop quits.
+  mutable std::shared_mutex run_mu_;
+  bool running_ = false;  // guarded by run_mu_
+  std::atomic<uint64_t> next_timer_{0};
   // Counted from accept (before the connection reaches its loop), so the
   // max_connections check cannot be overrun by a burst.
   std::atomic<size_t> live_{0};
@@ -104,10 +183,28 @@ class Server {
   std::atomic<uint64_t> linger_[5] = {};
   Clock::time_point last_refusal_log_{};  // loop 0 thread only
   uint64_t refusals_unlogged_ = 0;        // loop 0 thread only
-  std::atomic<uint64_t> next_id_{1};
   size_t next_slot_ = 0;  // loop 0 thread only
   bool started_ = false;
   bool stopped_ = false;
 };
+
+template <class T>
+bool Server::gather(std::function<std::optional<T>(Connection&)> each,
+                    std::function<void(std::vector<T>)> done) {
+  // One part per loop, each written only by its loop; done() reads them
+  // all after the last loop's release (visit's countdown).
+  auto parts = std::make_shared<std::vector<std::vector<T>>>(loop_count());
+  return visit(
+      [parts, each = std::move(each)](size_t index, Connection& conn) {
+        if (std::optional<T> v = each(conn)) (*parts)[index].push_back(std::move(*v));
+      },
+      [parts, done = std::move(done)] {
+        std::vector<T> all;
+        for (std::vector<T>& part : *parts) {
+          for (T& v : part) all.push_back(std::move(v));
+        }
+        done(std::move(all));
+      });
+}
 
 }  // namespace sluice

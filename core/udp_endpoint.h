@@ -22,16 +22,16 @@
 // Thread rules: loop thread only (the loop passed in). DatagramHandler
 // callbacks run on that thread; one handler object may serve endpoints on
 // several loops at once (UdpServer with threads > 1), so keep per-endpoint
-// state in context().
+// state in state<T>() (core/state_slot.h).
 #pragma once
 
 #include <sys/socket.h>
 
-#include <any>
 #include <cstddef>
 #include <cstdint>
 #include <string_view>
 
+#include "core/state_slot.h"
 #include "core/timer_queue.h"
 #include "io/backend.h"
 #include "io/datagram.h"
@@ -114,7 +114,12 @@ class UdpEndpoint final : public io::Channel {
   int close_error() const { return close_error_; }
   EventLoop& loop() { return loop_; }
   uint16_t local_port() const;
-  std::any& context() { return context_; }
+  // Per-endpoint state of the handler's own type (core/state_slot.h).
+  template <class T>
+  T& state() { return state_slot_.get<T>(); }
+  template <class T>
+  T* find_state() { return state_slot_.find<T>(); }
+  StateSlot& state_slot() { return state_slot_; }
   const Stats& stats() const { return stats_; }
 
  private:
@@ -132,7 +137,7 @@ class UdpEndpoint final : public io::Channel {
   DatagramHandler& handler_;
   Owner& owner_;
   size_t max_queued_;
-  std::any context_;
+  StateSlot state_slot_;
   Stats stats_;
   State state_ = State::kNew;
   bool flush_scheduled_ = false;

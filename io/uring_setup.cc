@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -230,7 +231,12 @@ bool UringBackendImpl::init(const BackendOptions& options,
 
   // Queued now, submitted by the first wait() on the loop thread.
   arm_wake();
-  spdlog::info("uring backend: {}", info_.describe());
+  // Once per process at info (every loop of a server probes the same
+  // kernel), the other loops at debug.
+  static std::atomic<bool> described{false};
+  const bool first = !described.exchange(true, std::memory_order_relaxed);
+  spdlog::log(first ? spdlog::level::info : spdlog::level::debug, "uring backend: {}",
+              info_.describe());
   return true;
 }
 

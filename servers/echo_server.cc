@@ -18,6 +18,8 @@
 #include "core/server.h"
 #include "core/udp_server.h"
 #include "io/registry.h"
+#include "core/log.h"
+#include "core/signals.h"
 #include "servers/common.h"
 
 namespace {
@@ -111,7 +113,10 @@ int main(int argc, char** argv) {
   app.add_option("--log-level", log_level, "trace|debug|info|warn|error")->capture_default_str();
   CLI11_PARSE(app, argc, argv);
 
-  sluice::servers::init_logging(log_level);
+  if (std::string err; !sluice::init_logging(log_level, &err)) {
+    std::fprintf(stderr, "%s\n", err.c_str());
+    return 2;
+  }
   opts.limits.linger_timeout = std::chrono::milliseconds(linger_ms);
   if (opts.limits.low_water > opts.limits.high_water) {
     std::fprintf(stderr, "echo_server: --low-water must not exceed --high-water\n");
@@ -138,7 +143,7 @@ int main(int argc, char** argv) {
       std::fprintf(stderr, "echo_server: --proto udp takes --codec raw only (a datagram is a message)\n");
       return 2;
     }
-    sluice::servers::block_stop_signals();  // before start: loop threads inherit it
+    sluice::block_stop_signals();  // before start: loop threads inherit it
     UdpEchoHandler udp_handler;
     sluice::UdpServerOptions uopts;
     uopts.host = opts.host;
@@ -155,13 +160,13 @@ int main(int argc, char** argv) {
     std::printf("listening on %s:%u io=%s proto=udp codec=raw\n", opts.host.c_str(), udp.port(),
                 udp.io_name().c_str());
     std::fflush(stdout);
-    int sig = sluice::servers::wait_for_stop_signal();
+    int sig = sluice::wait_for_stop_signal();
     spdlog::info("signal {}: stopping", sig);
     udp.stop();
     return 0;
   }
 
-  sluice::servers::block_stop_signals();
+  sluice::block_stop_signals();
   EchoHandler handler;
   sluice::Server server(opts, handler, std::move(codec));
   std::string error;
@@ -173,7 +178,7 @@ int main(int argc, char** argv) {
               server.port(), server.io_name().c_str(), copts.name.c_str());
   std::fflush(stdout);
 
-  int sig = sluice::servers::wait_for_stop_signal();
+  int sig = sluice::wait_for_stop_signal();
   spdlog::info("signal {}: stopping ({} connections open, {} ms to drain)", sig,
                server.connection_count(), drain_ms);
   server.stop(std::chrono::milliseconds(drain_ms));

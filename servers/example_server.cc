@@ -7,6 +7,8 @@
 
 #include "codec/factory.h"
 #include "core/server.h"
+#include "core/log.h"
+#include "core/signals.h"
 #include "servers/common.h"
 
 class Shout : public sluice::Handler {
@@ -23,12 +25,12 @@ int main(int argc, char** argv) {
   sluice::ServerOptions opts;
   opts.port = 7070;
   opts.io = argc > 1 ? argv[1] : "";  // "", "epoll", "uring", "blocking", ...
-  sluice::servers::block_stop_signals();  // before start: loop threads inherit it
+  sluice::block_stop_signals();  // before start: loop threads inherit it
   Shout handler;
   sluice::Server server(opts, handler, sluice::codec::make_codec({.name = "line"}));
   std::string error;
   if (server.start(&error) < 0) return std::fprintf(stderr, "%s\n", error.c_str()), 1;
   std::printf("listening on 127.0.0.1:%u io=%s\n", server.port(), server.io_name().c_str());
   std::fflush(stdout);
-  sluice::servers::wait_for_stop_signal();  // Ctrl-C: ~Server stops gracefully
+  sluice::wait_for_stop_signal();  // Ctrl-C: ~Server stops gracefully
 }

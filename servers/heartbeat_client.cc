@@ -26,6 +26,8 @@
 #include <spdlog/spdlog.h>
 
 #include "core/net.h"
+#include "core/log.h"
+#include "core/signals.h"
 #include "servers/common.h"
 #include "servers/heartbeat_pinger.h"
 
@@ -85,7 +87,10 @@ int main(int argc, char** argv) {
   app.add_option("--log-level", log_level, "trace|debug|info|warn|error")->capture_default_str();
   CLI11_PARSE(app, argc, argv);
 
-  sluice::servers::init_logging(log_level);
+  if (std::string err; !sluice::init_logging(log_level, &err)) {
+    std::fprintf(stderr, "%s\n", err.c_str());
+    return 2;
+  }
   sluice::raise_fd_limit();
   if (list_io) return sluice::servers::print_backends();
   if (!sluice::servers::resolve_io(o.io)) return 2;
@@ -100,7 +105,7 @@ int main(int argc, char** argv) {
 
   // SIGINT/SIGTERM end the run early, even during the sessions' setup
   // (Pinger::stop() sticks); the report is still printed.
-  sluice::servers::block_stop_signals();
+  sluice::block_stop_signals();
   sluice::servers::Pinger pinger(o);
   std::atomic<bool> done{false};
   std::thread signals([&] {

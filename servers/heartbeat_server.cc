@@ -15,6 +15,8 @@
 #include "codec/heartbeat.h"
 #include "core/server.h"
 #include "core/udp_server.h"
+#include "core/log.h"
+#include "core/signals.h"
 #include "servers/common.h"
 #include "servers/heartbeat_service.h"
 
@@ -67,7 +69,10 @@ int main(int argc, char** argv) {
   app.add_option("--log-level", log_level, "trace|debug|info|warn|error")->capture_default_str();
   CLI11_PARSE(app, argc, argv);
 
-  sluice::servers::init_logging(log_level);
+  if (std::string err; !sluice::init_logging(log_level, &err)) {
+    std::fprintf(stderr, "%s\n", err.c_str());
+    return 2;
+  }
   sluice::raise_fd_limit();
   if (list_io) return sluice::servers::print_backends();
   if (!sluice::servers::resolve_io(io)) return 2;
@@ -76,7 +81,7 @@ int main(int argc, char** argv) {
   hopts.interval = std::chrono::milliseconds(interval_ms);
   hopts.misses = misses;
 
-  sluice::servers::block_stop_signals();  // before start: loop threads inherit it
+  sluice::block_stop_signals();  // before start: loop threads inherit it
   std::string error;
   uint16_t bound = 0;
   std::string io_name;
@@ -123,7 +128,7 @@ int main(int argc, char** argv) {
               proto.c_str());
   std::fflush(stdout);
 
-  int sig = sluice::servers::wait_for_stop_signal();
+  int sig = sluice::wait_for_stop_signal();
   spdlog::info("signal {}: stopping", sig);
   if (tcp) tcp->stop(std::chrono::milliseconds(drain_ms));
   if (udp) udp->stop();

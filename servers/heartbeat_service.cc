@@ -3,7 +3,6 @@
 #include <netinet/in.h>
 #include <sys/socket.h>
 
-#include <any>
 #include <array>
 #include <cerrno>
 #include <cstring>
@@ -24,7 +23,7 @@ namespace hb = codec::heartbeat;
 
 namespace {
 
-// Per-connection state (Connection::context()).
+// Per-connection state (Connection::state<TcpPeer>()).
 struct TcpPeer {
   std::string reason;  // set when this side decides to drop the peer
 };
@@ -50,7 +49,7 @@ HeartbeatTcpHandler::HeartbeatTcpHandler(HeartbeatOptions options, PeerObserver 
     : options_(options), observer_(std::move(observer)) {}
 
 void HeartbeatTcpHandler::on_open(Connection& conn) {
-  conn.context() = TcpPeer{};
+  conn.state_slot().emplace<TcpPeer>();
   counters_.joins.fetch_add(1, std::memory_order_relaxed);
   spdlog::info("join {} proto=tcp conn=#{}", conn.peer(), conn.id());
   if (observer_) observer_({PeerEvent::Kind::kJoin, conn.peer(), "", Clock::now()});
@@ -61,7 +60,7 @@ void HeartbeatTcpHandler::on_message(Connection& conn, std::string_view payload)
   const hb::ParseError err = hb::parse(payload, &m);
   if (err != hb::ParseError::kNone) {
     counters_.protocol_errors.fetch_add(1, std::memory_order_relaxed);
-    if (auto* p = std::any_cast<TcpPeer>(&conn.context()); p && p->reason.empty()) {
+    if (auto* p = conn.find_state<TcpPeer>(); p && p->reason.empty()) {
       p->reason = "protocol error (" + hb::describe(err, payload) + ")";
     }
     conn.close();  // graceful: PONGs already owed still go out, then FIN (lingering close)
@@ -84,7 +83,7 @@ void HeartbeatTcpHandler::on_message(Connection& conn, std::string_view payload)
 void HeartbeatTcpHandler::on_idle(Connection& conn, IdleKind kind) {
   if (kind != IdleKind::kReader) return;
   counters_.timeouts.fetch_add(1, std::memory_order_relaxed);
-  if (auto* p = std::any_cast<TcpPeer>(&conn.context()); p && p->reason.empty()) {
+  if (auto* p = conn.find_state<TcpPeer>(); p && p->reason.empty()) {
     p->reason = timeout_reason(options_);
   }
   // The peer is presumed dead: do not wait for it to take what it is owed.
@@ -93,7 +92,7 @@ void HeartbeatTcpHandler::on_idle(Connection& conn, IdleKind kind) {
 
 void HeartbeatTcpHandler::on_close(Connection& conn, CloseReason reason, int err) {
   std::string why;
-  if (auto* p = std::any_cast<TcpPeer>(&conn.context()); p && !p->reason.empty()) {
+  if (auto* p = conn.find_state<TcpPeer>(); p && !p->reason.empty()) {
     why = p->reason;
   } else {
     switch (reason) {
@@ -115,7 +114,9 @@ void HeartbeatTcpHandler::on_close(Connection& conn, CloseReason reason, int err
         why = "closed locally";
         break;
       case CloseReason::kRefused:
-        why = "refused";
+      case CloseReason::kTooSlow:
+      case CloseReason::kIdle:
+        why = to_string(reason);
         break;
     }
   }
@@ -295,13 +296,13 @@ void HeartbeatUdpHandler::notify(PeerEvent::Kind kind, const std::string& peer,
 
 void HeartbeatUdpHandler::on_open(UdpEndpoint& ep) {
   auto table = std::make_unique<PeerTable>(*this, ep);
-  ep.context() = table.get();  // non-owning; tables_ owns it
+  ep.state<PeerTable*>() = table.get();  // non-owning; tables_ owns it
   std::lock_guard<std::mutex> lock(mu_);
   tables_[&ep] = std::move(table);
 }
 
 void HeartbeatUdpHandler::on_datagram(UdpEndpoint& ep, const io::Datagram& d) {
-  if (auto* t = std::any_cast<PeerTable*>(&ep.context()); t && *t) (*t)->on_datagram(d);
+  if (auto* t = ep.find_state<PeerTable*>(); t && *t) (*t)->on_datagram(d);
 }
 
 void HeartbeatUdpHandler::on_close(UdpEndpoint& ep) {
@@ -313,7 +314,7 @@ void HeartbeatUdpHandler::on_close(UdpEndpoint& ep) {
     table = std::move(it->second);
     tables_.erase(it);
   }
-  ep.context().reset();
+  ep.state_slot().reset();
   const int err = ep.close_error();
   table->drop_all(err == 0 ? std::string("server stopping")
                            : fmt::format("socket error ({})", std::strerror(-err)));
