@@ -161,7 +161,7 @@ void Connection::close_idle(IdleKind kind) {
                             : kind == IdleKind::kWriter ? o.writer
                                                         : o.all;
   close_detail_ = std::make_unique<std::string>(fmt::format(
-      "{} idle for {} ms", to_string(kind),
+      "{} for {} ms", to_string(kind),
       std::chrono::duration_cast<std::chrono::milliseconds>(d).count()));
   // Many peers can go idle at once: at most one line a second per loop
   // thread, with the count of those not logged.
