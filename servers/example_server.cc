@@ -6,10 +6,9 @@
 #include <string>
 
 #include "codec/factory.h"
-#include "core/server.h"
 #include "core/log.h"
+#include "core/server.h"
 #include "core/signals.h"
-#include "servers/common.h"
 
 class Shout : public sluice::Handler {
   void on_open(sluice::Connection& c) override { c.send("hello " + c.peer()); }
@@ -22,6 +21,7 @@ class Shout : public sluice::Handler {
 };
 
 int main(int argc, char** argv) {
+  sluice::init_logging("info");  // log lines to stderr; stdout is the program's
   sluice::ServerOptions opts;
   opts.port = 7070;
   opts.io = argc > 1 ? argv[1] : "";  // "", "epoll", "uring", "blocking", ...
