@@ -179,6 +179,13 @@ int Server::start(std::string* error) {
     slots_.clear();
     return rc;
   }
+  {
+    // Before the loops start: a loop's on_loop_start may already use the
+    // cross-thread API (a server timer, a post to another loop); the tasks
+    // wait in the loops' queues until they run.
+    std::unique_lock lock(run_mu_);
+    running_ = true;
+  }
   std::shared_future<void> posted = posts_done_.get_future().share();
   for (auto& slot : slots_) {
     Slot* s = slot.get();
@@ -196,8 +203,6 @@ int Server::start(std::string* error) {
     });
   }
   started_ = true;
-  std::unique_lock lock(run_mu_);
-  running_ = true;
   return 0;
 }
 

@@ -300,6 +300,31 @@ TEST_P(ServerApi, HooksRunOnEachLoopThread) {
   EXPECT_FALSE(rec_.opened_before_loop_start);
 }
 
+// A loop's start hook may already use the server's cross-thread API.
+class TimerFromHook final : public Recorder {
+ public:
+  Server* server = nullptr;
+  void on_loop_start(EventLoop& loop, size_t index) override {
+    Recorder::on_loop_start(loop, index);
+    if (server->run_every(5ms, [this, index] { ticks[index]++; }, index) == 0) refused = true;
+  }
+  std::atomic<int> ticks[2] = {};
+  std::atomic<bool> refused{false};
+};
+
+TEST_P(ServerApi, StartHookCanStartServerTimers) {
+  auto& h = use<TimerFromHook>();
+  ServerOptions o;
+  o.io = GetParam();
+  o.threads = 2;
+  server_ = std::make_unique<Server>(o, h, nullptr);
+  h.server = server_.get();
+  std::string err;
+  ASSERT_EQ(server_->start(&err), 0) << err;
+  EXPECT_TRUE(eventually([&] { return h.ticks[0] >= 2 && h.ticks[1] >= 2; }));
+  EXPECT_FALSE(h.refused.load());
+}
+
 // on_server_stop sees open connections and may say goodbye to them.
 class Goodbye final : public Recorder {
  public:
