@@ -76,7 +76,10 @@ class EventLoop {
   // Any thread: runs task on the loop thread, in FIFO order with other
   // posted tasks.
   void post(Task task);
-  // Runs task now if called on the loop thread, else posts it.
+  // Runs task now if called on the loop thread, else posts it. Inline
+  // means on the caller's stack, under whatever locks it holds: to reach a
+  // loop without that, use post() (or Server's run_on/post, which always
+  // post).
   void run_in_loop(Task task);
   bool in_loop_thread() const;
 
