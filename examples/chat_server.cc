@@ -6,7 +6,6 @@
 // "NAME: text", except the commands /who (the members, to the sender
 // alone), /nick NEW and /quit. "* NAME left" when a member goes; "!"
 // starts an error. Only members hear the room. Lines: at most 4 KiB.
-//
 // Threads: no shared state, no locks. A nickname lives in its connection
 // (conn.state<Member>()), touched only on that connection's loop;
 // broadcast() and gather() read each loop's members on that loop.
@@ -101,6 +100,8 @@ int main(int argc, char** argv) {
   app.add_option("--threads", opts.threads, "Event loops")
       ->check(CLI::Range(1, 256))->capture_default_str();
   app.add_option("--log-level", log_level, "trace|debug|info|warn|error|off")->capture_default_str();
+  app.add_flag_callback("--list-io", [] { sluice::servers::print_backends(); throw CLI::Success(); },
+                        "List the IO back ends and whether they work here, then exit");
   CLI11_PARSE(app, argc, argv);
   std::string error;
   if (!sluice::init_logging(log_level, &error)) return std::fprintf(stderr, "%s\n", error.c_str()), 2;

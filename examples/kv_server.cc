@@ -21,15 +21,12 @@
 
 struct Entry { std::string value; sluice::TimerId expiry = 0; };  // 0: none
 // Shards answer at their own pace: a reply that overtook an earlier one waits.
-struct Replies { uint64_t asked = 0, sent = 0; std::map<uint64_t, std::string> early; };
+struct Replies { uint64_t asked = 0, sent = 0; std::map<uint64_t, std::string> held; };
 
 void deliver(sluice::Connection& c, uint64_t seq, std::string reply) {
   Replies& r = c.state<Replies>();
-  r.early.emplace(seq, std::move(reply));
-  for (auto it = r.early.begin(); it != r.early.end() && it->first == r.sent; ++r.sent) {
-    c.send(it->second);
-    it = r.early.erase(it);
-  }
+  r.held.emplace(seq, std::move(reply));
+  for (auto n = r.held.extract(r.sent); !n.empty(); n = r.held.extract(++r.sent)) c.send(n.mapped());
 }
 
 class Kv final : public sluice::Handler {
@@ -84,6 +81,8 @@ int main(int argc, char** argv) {
   app.add_option("--threads", opts.threads, "Event loops, one shard each")
       ->check(CLI::Range(1, 256))->capture_default_str();
   app.add_option("--log-level", log_level, "trace|debug|info|warn|error|off")->capture_default_str();
+  app.add_flag_callback("--list-io", [] { sluice::servers::print_backends(); throw CLI::Success(); },
+                        "List the IO back ends and whether they work here, then exit");
   CLI11_PARSE(app, argc, argv);
   std::string error;
   if (!sluice::init_logging(log_level, &error)) return std::fprintf(stderr, "%s\n", error.c_str()), 2;
