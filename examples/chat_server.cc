@@ -48,7 +48,8 @@ class Chat final : public sluice::Handler {
     Member* me = c.find_state<Member>();
     if (!me || cmd == "/nick") {  // a nickname: the first line, or /nick's
       const std::string nick(me ? arg : line);
-      if (!valid_nick(nick)) return void(c.send("! nickname: 1-16 characters, no spaces or '/'"));
+      const char* bad = "! nickname: 1-16 characters, no spaces, no leading '/'";
+      if (!valid_nick(nick)) return void(c.send(bad));
       if (me) return say("* " + std::exchange(me->nick, nick) + " is now " + nick);
       c.state<Member>().nick = nick;
       say("* " + nick + " joined");
@@ -70,7 +71,7 @@ class Chat final : public sluice::Handler {
 
  private:
   void say(const std::string& text) {
-    server->broadcast(text, [](sluice::Connection& c) { return c.find_state<Member>(); });
+    server->broadcast(text, [](sluice::Connection& c) { return c.find_state<Member>() != nullptr; });
   }
 
   // Each loop lists its members; the loop that finishes last replies.

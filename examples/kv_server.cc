@@ -6,6 +6,7 @@
 // Threads, shared-nothing: shard i (a map, its expiry timers) belongs to
 // loop i and only loop i's thread touches it. A command is posted to its
 // key's shard (hash % loops), its reply back to the connection's loop.
+#include <algorithm>
 #include <charconv>
 #include <cstdio>
 #include <map>

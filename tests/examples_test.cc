@@ -202,7 +202,7 @@ TEST_P(Examples, ChatRoom) {
 
   // Bad nicknames are refused, and the client may try again (dave does,
   // much later).
-  const std::string bad = "! nickname: 1-16 characters, no spaces or '/'";
+  const std::string bad = "! nickname: 1-16 characters, no spaces, no leading '/'";
   dave.send("dave smith\n\n   \n" + std::string(17, 'd') + "\n/who\n");
   for (int i = 0; i < 5; ++i) EXPECT_EQ(dave.line(), bad) << i;
 
