@@ -18,11 +18,11 @@ namespace sluice::testing {
 
 using namespace std::chrono_literals;
 
-std::string server_binary(const std::string& name) {
+std::string server_binary(const std::string& name, const std::string& package) {
   const char* srcdir = std::getenv("TEST_SRCDIR");
   const char* ws = std::getenv("TEST_WORKSPACE");
-  if (srcdir && ws) return std::string(srcdir) + "/" + ws + "/servers/" + name;
-  return "bazel-bin/servers/" + name;  // run by hand from the repository root
+  if (srcdir && ws) return std::string(srcdir) + "/" + ws + "/" + package + "/" + name;
+  return "bazel-bin/" + package + "/" + name;  // run by hand from the repository root
 }
 
 namespace {

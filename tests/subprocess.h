@@ -11,8 +11,9 @@
 
 namespace sluice::testing {
 
-// Path of servers/<name> in the test's runfiles (or bazel-bin/ by hand).
-std::string server_binary(const std::string& name);
+// Path of <package>/<name> in the test's runfiles (or bazel-bin/ by hand):
+// a bundled server (servers/), or an example (package "examples").
+std::string server_binary(const std::string& name, const std::string& package = "servers");
 
 std::string slurp(const std::string& path);
 
