@@ -240,6 +240,9 @@ class Connection final : public io::Channel {
   // is closed at once).
   void abort() { close_with(CloseReason::kLocal, 0, true); }
   // Pause or resume reading (in addition to automatic backpressure).
+  // Frames already read when it pauses are still delivered: at most one
+  // read's worth (the rest of the bytes the current on_input holds).
+  // Takes effect for the next read.
   void set_reading(bool on);
   // Idle detection; all-zero options turn it off. Before start() or any
   // time after (the idle clocks then restart from now).

@@ -16,6 +16,13 @@
 // is not running (before start(), or once stop() has begun); a task they
 // did post always runs, before its loop quits.
 //
+// Order: tasks posted from one thread to one loop run in the order they
+// were posted (one FIFO queue per loop). Tasks from different threads or
+// loops are not ordered with each other: replies that several loops send
+// to one connection with send_to() may overtake each other, so a server
+// that answers pipelined requests from other loops numbers its replies
+// (examples/kv_server.cc does).
+//
 // Thread rules:
 //  * start(), stop() and the destructor: a thread that is not one of the
 //    server's loop threads (typically main). stop() is idempotent.
@@ -41,6 +48,7 @@
 #include <shared_mutex>
 #include <string>
 #include <thread>
+#include <type_traits>
 #include <unordered_map>
 #include <vector>
 
@@ -54,16 +62,18 @@
 
 namespace sluice {
 
+// Every member has a default initializer, so designated initializers work
+// under -Wextra: ServerOptions{.port = 7300, .threads = 2}.
 struct ServerOptions {
   std::string host = "127.0.0.1";
   uint16_t port = 0;  // 0: any free port (see port())
-  std::string io;     // back-end name; empty: io::default_backend()
-  io::BackendOptions io_options;
+  std::string io{};   // back-end name; empty: io::default_backend()
+  io::BackendOptions io_options{};
   size_t threads = 1;
-  ListenOptions listen;      // backlog, SO_REUSEADDR, SO_REUSEPORT
-  TcpOptions tcp;            // per accepted socket: TCP_NODELAY (on), keepalive ...
-  ConnectionLimits limits;
-  IdleOptions idle;          // per connection; Handler::on_idle (0 = off)
+  ListenOptions listen{};    // backlog, SO_REUSEADDR, SO_REUSEPORT
+  TcpOptions tcp{};          // per accepted socket: TCP_NODELAY (on), keepalive ...
+  ConnectionLimits limits{};
+  IdleOptions idle{};        // per connection; Handler::on_idle (0 = off)
   // Close a connection once it is idle (any kind set in `idle`), after
   // Handler::on_idle, unless the handler closed it. on_close gets kIdle and
   // close_detail() says which kind, for how long; one log line per close
@@ -125,6 +135,15 @@ class Server {
   template <class T>
   bool gather(std::function<std::optional<T>(Connection&)> each,
               std::function<void(std::vector<T>)> done);
+  // The same with T worked out from what `each` returns (an optional<T>):
+  //   server.gather([](Connection& c) { return std::optional(c.id()); }, ...)
+  template <class Each, class Done>
+    requires std::is_invocable_v<Each&, Connection&>
+  bool gather(Each each, Done done) {
+    using T = typename std::invoke_result_t<Each&, Connection&>::value_type;
+    return gather<T>(std::function<std::optional<T>(Connection&)>(std::move(each)),
+                     std::function<void(std::vector<T>)>(std::move(done)));
+  }
   // Sends one message to every open connection (or those `to` accepts).
   // Framed once, not per connection; each connection's output cap applies
   // (ConnectionLimits::max_output). False: not running, or the codec

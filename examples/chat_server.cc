@@ -92,9 +92,7 @@ class Chat final : public sluice::Handler {
 
 int main(int argc, char** argv) {
   CLI::App app{"sluice chat room (try: nc 127.0.0.1 7200)"};
-  sluice::ServerOptions opts;
-  opts.port = 7200;
-  opts.threads = 2;
+  sluice::ServerOptions opts{.port = 7200, .threads = 2};
   std::string log_level = "info";
   app.add_option("--io", opts.io, "IO back end (default: the best available here)");
   app.add_option("--port", opts.port, "TCP port (0: any free one)")->capture_default_str();

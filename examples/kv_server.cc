@@ -73,9 +73,7 @@ class Kv final : public sluice::Handler {
 
 int main(int argc, char** argv) {
   CLI::App app{"sluice key-value store (length-prefixed frames)"};
-  sluice::ServerOptions opts;
-  opts.port = 7300;
-  opts.threads = 2;
+  sluice::ServerOptions opts{.port = 7300, .threads = 2};
   std::string log_level = "info";
   app.add_option("--io", opts.io, "IO back end (default: the best available here)");
   app.add_option("--port", opts.port, "TCP port (0: any free one)")->capture_default_str();
