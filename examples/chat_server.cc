@@ -16,9 +16,7 @@
 #include <CLI/CLI.hpp>
 
 #include "codec/factory.h"
-#include "core/log.h"
 #include "core/server.h"
-#include "core/signals.h"
 #include "servers/common.h"
 
 struct Member { std::string nick; };  // present once the client has joined
@@ -93,24 +91,13 @@ class Chat final : public sluice::Handler {
 int main(int argc, char** argv) {
   CLI::App app{"sluice chat room (try: nc 127.0.0.1 7200)"};
   sluice::ServerOptions opts{.port = 7200, .threads = 2};
-  std::string log_level = "info";
-  app.add_option("--io", opts.io, "IO back end (default: the best available here)");
-  app.add_option("--port", opts.port, "TCP port (0: any free one)")->capture_default_str();
-  app.add_option("--threads", opts.threads, "Event loops")
-      ->check(CLI::Range(1, 256))->capture_default_str();
-  app.add_option("--log-level", log_level, "trace|debug|info|warn|error|off")->capture_default_str();
-  app.add_flag_callback("--list-io", [] { sluice::servers::print_backends(); throw CLI::Success(); },
-                        "List the IO back ends and whether they work here, then exit");
+  std::string log_level = "info", error;
+  sluice::servers::add_server_flags(app, opts, log_level);
   CLI11_PARSE(app, argc, argv);
-  std::string error;
-  if (!sluice::init_logging(log_level, &error)) return std::fprintf(stderr, "%s\n", error.c_str()), 2;
-  if (!sluice::servers::resolve_io(opts.io)) return 2;
-  sluice::block_stop_signals();  // before start: the loop threads inherit the mask
+  if (int rc = sluice::servers::prepare_server(opts, log_level)) return rc;
   Chat chat;
   sluice::Server server(opts, chat, sluice::codec::make_codec({.name = "line", .max_frame = 4096}));
   chat.server = &server;
   if (server.start(&error) < 0) return std::fprintf(stderr, "chat_server: %s\n", error.c_str()), 1;
-  std::printf("listening on %s:%u io=%s\n", opts.host.c_str(), server.port(), server.io_name().c_str());
-  std::fflush(stdout);
-  sluice::wait_for_stop_signal();  // then ~Server stops: members get what they are owed
+  sluice::servers::serve_until_signal(server, opts);  // then ~Server stops gracefully
 }

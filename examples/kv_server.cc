@@ -15,9 +15,7 @@
 #include <CLI/CLI.hpp>
 
 #include "codec/factory.h"
-#include "core/log.h"
 #include "core/server.h"
-#include "core/signals.h"
 #include "servers/common.h"
 
 struct Entry { std::string value; sluice::TimerId expiry = 0; };  // 0: none
@@ -74,25 +72,14 @@ class Kv final : public sluice::Handler {
 int main(int argc, char** argv) {
   CLI::App app{"sluice key-value store (length-prefixed frames)"};
   sluice::ServerOptions opts{.port = 7300, .threads = 2};
-  std::string log_level = "info";
-  app.add_option("--io", opts.io, "IO back end (default: the best available here)");
-  app.add_option("--port", opts.port, "TCP port (0: any free one)")->capture_default_str();
-  app.add_option("--threads", opts.threads, "Event loops, one shard each")
-      ->check(CLI::Range(1, 256))->capture_default_str();
-  app.add_option("--log-level", log_level, "trace|debug|info|warn|error|off")->capture_default_str();
-  app.add_flag_callback("--list-io", [] { sluice::servers::print_backends(); throw CLI::Success(); },
-                        "List the IO back ends and whether they work here, then exit");
+  std::string log_level = "info", error;
+  sluice::servers::add_server_flags(app, opts, log_level);
   CLI11_PARSE(app, argc, argv);
-  std::string error;
-  if (!sluice::init_logging(log_level, &error)) return std::fprintf(stderr, "%s\n", error.c_str()), 2;
-  if (!sluice::servers::resolve_io(opts.io)) return 2;
-  sluice::block_stop_signals();  // before start: the loop threads inherit the mask
+  if (int rc = sluice::servers::prepare_server(opts, log_level)) return rc;
   Kv kv;
   sluice::Server server(opts, kv, sluice::codec::make_codec({.name = "length"}));
   kv.server = &server;
-  kv.shards.resize(server.loop_count());
+  kv.shards.resize(server.loop_count());  // one shard per loop
   if (server.start(&error) < 0) return std::fprintf(stderr, "kv_server: %s\n", error.c_str()), 1;
-  std::printf("listening on %s:%u io=%s\n", opts.host.c_str(), server.port(), server.io_name().c_str());
-  std::fflush(stdout);
-  sluice::wait_for_stop_signal();  // then ~Server stops: clients get what they are owed
+  sluice::servers::serve_until_signal(server, opts);  // then ~Server stops gracefully
 }

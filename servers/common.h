@@ -5,7 +5,25 @@
 
 #include <string>
 
+#include <CLI/CLI.hpp>
+
+#include "core/server.h"
+
 namespace sluice::servers {
+
+// The flags every example server takes, bound to `opts` and `log_level`:
+// --io, --port, --threads, --log-level, and --list-io (prints, exits 0).
+void add_server_flags(CLI::App& app, ServerOptions& opts, std::string& log_level);
+
+// After parsing, before the Server starts: logs to stderr at `log_level`,
+// resolves --io, blocks SIGINT/SIGTERM for wait_for_stop_signal(). Returns
+// 0, or main's exit code (2) after saying what is wrong on stderr.
+int prepare_server(ServerOptions& opts, const std::string& log_level);
+
+// Prints "listening on HOST:PORT io=NAME" (the line scripts and tests
+// wait for) and blocks until SIGINT/SIGTERM; the Server's destructor then
+// stops it gracefully.
+void serve_until_signal(const Server& server, const ServerOptions& opts);
 
 // Prints every back end with available/unavailable and the reason; returns
 // the process exit code (0).

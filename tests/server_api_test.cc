@@ -48,6 +48,16 @@ bool eventually(F cond, std::chrono::milliseconds limit = 5s) {
   return cond();
 }
 
+// Water marks low enough for a test to cross quickly.
+ServerOptions low_marks() {
+  ServerOptions o;
+  o.limits.high_water = 64 << 10;
+  o.limits.low_water = 16 << 10;
+  return o;
+}
+
+void set_rcvbuf(int fd, int bytes) { ::setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &bytes, sizeof bytes); }
+
 // A blocking line client.
 class LineClient {
  public:
@@ -434,14 +444,11 @@ class Pusher final : public Recorder {
 
 TEST_P(ServerApi, PeerThatNeverReadsIsCutOffAtTheOutputCap) {
   auto& h = use<Pusher>();
-  ServerOptions o;
-  o.limits.high_water = 64 << 10;
-  o.limits.low_water = 16 << 10;
+  ServerOptions o = low_marks();
   o.limits.max_output = 1 << 20;
   start(o, &h, "raw");
   LineClient sleeper(server_->port());  // never reads
-  int tiny = 4096;
-  ::setsockopt(sleeper.fd(), SOL_SOCKET, SO_RCVBUF, &tiny, sizeof tiny);
+  set_rcvbuf(sleeper.fd(), 4096);
   ASSERT_TRUE(eventually([&] { return h.ids().size() == 1; }));
   const uint64_t id = h.ids()[0];
   const std::string chunk(16 << 10, 'p');
@@ -486,9 +493,7 @@ class Refuser final : public Recorder {
 
 TEST_P(ServerApi, RefusePolicyRefusesWithoutClosingOrCallingBack) {
   auto& h = use<Refuser>();
-  ServerOptions o;
-  o.limits.high_water = 64 << 10;
-  o.limits.low_water = 16 << 10;
+  ServerOptions o = low_marks();
   o.limits.max_output = 2 << 20;  // above high_water + line max_frame (1 MiB) + 64 KiB
   o.limits.output_policy = OutputPolicy::kRefuse;
   start(o, &h);
@@ -528,13 +533,10 @@ class Burst final : public Recorder {
 
 TEST_P(ServerApi, BurstTheKernelTakesIsNotHighWater) {
   auto& h = use<Burst>();
-  ServerOptions o;
-  o.limits.high_water = 64 << 10;
-  o.limits.low_water = 16 << 10;
+  ServerOptions o = low_marks();
   start(o, &h);
   LineClient c(server_->port());
-  int big = 4 << 20;
-  ::setsockopt(c.fd(), SOL_SOCKET, SO_RCVBUF, &big, sizeof big);
+  set_rcvbuf(c.fd(), 4 << 20);
   for (int round = 0; round < 3; ++round) {
     ASSERT_TRUE(c.send_line("burst"));
     for (int i = 0; i < 300; ++i) {
@@ -549,13 +551,10 @@ TEST_P(ServerApi, BurstTheKernelTakesIsNotHighWater) {
 // And a peer that stops reading does trip it, after the flush.
 TEST_P(ServerApi, PeerThatStopsReadingTripsHighWaterOutsideSend) {
   auto& h = use<Burst>();
-  ServerOptions o;
-  o.limits.high_water = 64 << 10;
-  o.limits.low_water = 16 << 10;
+  ServerOptions o = low_marks();
   start(o, &h);
   LineClient c(server_->port());
-  int tiny = 4096;
-  ::setsockopt(c.fd(), SOL_SOCKET, SO_RCVBUF, &tiny, sizeof tiny);
+  set_rcvbuf(c.fd(), 4096);
   for (int round = 0; round < 40 && h.high_water.load() == 0; ++round) {
     ASSERT_TRUE(c.send_line("burst"));
     std::this_thread::sleep_for(5ms);
