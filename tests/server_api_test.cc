@@ -426,7 +426,7 @@ TEST_P(ServerApi, ServerTimersRunOnTheirLoopAndCancelFromAnyThread) {
   EXPECT_EQ(late.load(), 0);
 }
 
-// A server that pushes: the peer that never reads is cut off at the cap
+// A broadcast server: the peer that never reads is cut off at the cap
 // (kClose), and never owes more than the cap.
 class Pusher final : public Recorder {
  public:
@@ -457,10 +457,12 @@ TEST_P(ServerApi, PeerThatNeverReadsIsCutOffAtTheOutputCap) {
   CloseReason why{};
   std::string detail;
   for (int i = 0; i < 2000 && !h.closed_with(id, &why, &detail); ++i) {
+    ASSERT_TRUE(server_->broadcast(chunk));
+    // Posted after the broadcast from this thread to the same loop: runs
+    // after it (one FIFO per loop), and sees what it queued.
     server_->run_on(id, [&](Connection* c) {
       if (!c) return;
       cap = c->output_cap();
-      c->send_raw(chunk);
       worst = std::max<size_t>(worst, c->pending_output());
     });
     std::this_thread::sleep_for(1ms);
