@@ -36,8 +36,8 @@ root="$(cd "$(dirname "$0")/.." && pwd)"
 source "$root/scripts/lib.sh"
 
 io_list=epoll rounds=3 conns=10000 threads=2 size=64
-lines=100 line_rate=20 echo_per_conn=10 echo_rate=50000
-out="$root/docs/perf" build=1 quiet_wait=3 target=1.5
+lines=60 line_rate=12 echo_per_conn=20 echo_rate=50000
+out="$root/docs/perf" build=1 quiet_wait=3 target=1.5 spin=0
 usage() {
   sed -n '2,33p' "$0" | sed 's/^# \{0,1\}//'
   cat <<EOF
@@ -54,6 +54,7 @@ Options (defaults in brackets):
   --echo-rate R        echo: lines/s, all connections [$echo_rate]
   --quiet-wait S       before each phase, wait up to S s for other load < 0.15 CPUs [$quiet_wait]
   --target X           the ratio to judge against [$target]
+  --client-spin        the client polls without sleeping in the window (see perf/fanout_client.cc)
   --out DIR            where the table and the raw runs go [docs/perf]
   --no-build           use bazel-bin as it is
 EOF
@@ -73,6 +74,7 @@ while [ $# -gt 0 ]; do
     --target) target=$2; shift 2 ;;
     --out) out=$2; shift 2 ;;
     --no-build) build=0; shift ;;
+    --client-spin) spin=1; shift ;;
     -h|--help) usage; exit 0 ;;
     *) echo "broadcast_bench: unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
@@ -139,6 +141,7 @@ phase() {
   else
     args=(--echo-per-conn "$echo_per_conn" --echo-rate "$echo_rate")
   fi
+  if [ "$spin" = 1 ]; then args+=(--spin); fi
   json=$("${pin_client[@]}" "$work/fanout_client" --port "$SERVER_PORT" --mode "$mode" --conns "$conns" \
          --size "$size" --server-pid "$SERVER_PID" "${args[@]}" 2>"$work/client.err") || rc=$?
   stop_server || true
@@ -169,7 +172,7 @@ med() { { printf '%s\n' "$@" | grep . || true; } | median; }
 median() { sort -g | awk '{v[NR]=$1} END{if (NR==0) {print "n/a"; exit} if (NR%2) print v[(NR+1)/2]; else print (v[NR/2]+v[NR/2+1])/2}'; }
 {
   echo "Server CPU per delivered message, broadcast vs echo ($(date -u +%Y-%m-%d), $(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo '?'), kernel $(uname -r), $ncpu CPUs; $pinning)."
-  echo "$conns connections, $threads server loops, $size-byte lines. Broadcast: $lines lines at $line_rate/s to $conns subscribers + the publisher. Echo: $echo_per_conn lines per connection, one outstanding, $echo_rate/s in all."
+  echo "$conns connections, $threads server loops, $size-byte lines. Broadcast: $lines lines at $line_rate/s to $conns subscribers + the publisher. Echo: $echo_per_conn lines per connection, one outstanding, $echo_rate/s in all.$([ "$spin" = 1 ] && echo ' The client spins (--client-spin).')"
   echo
   echo "| io | round | phase | delivered | window s | server CPU s | µs/msg (ticks) | µs/msg (schedstat) | ctx sw / 1k msgs (vol+invol) | client CPU s | other load, CPU-s | ok |"
   echo "|---|---|---|---|---|---|---|---|---|---|---|---|"
