@@ -234,7 +234,8 @@ class Client {
   double establish_s_ = 0, wall_s_ = 0;
   bool timed_out_ = false;
   ProcSample s0_, s1_;
-  int64_t self0_ = 0, self1_ = 0, busy0_ = 0, busy1_ = 0;
+  ProcSample self0_, self1_;  // this process, same window
+  int64_t busy0_ = 0, busy1_ = 0;
 };
 
 void Client::fail(const char* what, int err) {
@@ -569,7 +570,7 @@ void Client::measure() {
   size_t cursor = 0;
 
   s0_ = sample_proc(c_.server_pid);
-  (void)stat_ticks("self", &self0_);
+  self0_ = sample_proc(::getpid());
   busy0_ = busy_ticks();
   measuring_ = true;
   const auto t0 = Clock::now();
@@ -611,7 +612,7 @@ void Client::measure() {
   }
   const auto t1 = Clock::now();
   s1_ = sample_proc(c_.server_pid);
-  (void)stat_ticks("self", &self1_);
+  self1_ = sample_proc(::getpid());
   busy1_ = busy_ticks();
   measuring_ = false;
   wall_s_ = secs(t1 - t0);
@@ -621,7 +622,7 @@ void Client::print_json() {
   const double tck = static_cast<double>(::sysconf(_SC_CLK_TCK));
   const bool have = s0_.ok && s1_.ok;
   const double server_s = have ? static_cast<double>(s1_.ticks - s0_.ticks) / tck : 0;
-  const double client_s = static_cast<double>(self1_ - self0_) / tck;
+  const double client_s = static_cast<double>(self1_.ticks - self0_.ticks) / tck;
   const double busy_s = static_cast<double>(busy1_ - busy0_) / tck;
   const bool ok = errors_ == 0 && !timed_out_ && delivered_ == expected_ && out_of_order_ == 0 && bad_lines_ == 0;
   std::string err;
@@ -637,13 +638,13 @@ void Client::print_json() {
       ",\"connect_retries\":%" PRIu64 ",\"timed_out\":%s,\"server_pid\":%" PRId64
       ",\"server_ticks\":%" PRId64 ",\"server_cpu_s\":%.4f,\"server_run_ns\":%" PRId64
       ",\"server_ctxsw_vol\":%" PRId64 ",\"server_ctxsw_invol\":%" PRId64 ",\"server_threads\":%" PRId64
-      ",\"client_cpu_s\":%.4f,\"bg_cpu_s\":%.4f,\"clk_tck\":%.0f,\"spin\":%s,\"ok\":%s,\"error\":\"%s\"}\n",
+      ",\"client_cpu_s\":%.4f,\"client_ctxsw_vol\":%" PRId64 ",\"bg_cpu_s\":%.4f,\"clk_tck\":%.0f,\"spin\":%s,\"ok\":%s,\"error\":\"%s\"}\n",
       c_.mode.c_str(), c_.conns, conns_.size(), c_.size, sent_, expected_, delivered_, subscriber_delivered_,
       expected_ > delivered_ ? expected_ - delivered_ : 0, broadcast() ? c_.line_rate : c_.echo_rate, wall_s_,
       establish_s_, reconnects_, errors_, dead_, out_of_order_, bad_lines_, connect_retries_,
       timed_out_ ? "true" : "false", c_.server_pid, have ? s1_.ticks - s0_.ticks : 0, server_s,
       have ? s1_.run_ns - s0_.run_ns : 0, have ? s1_.vol - s0_.vol : 0, have ? s1_.invol - s0_.invol : 0,
-      s1_.threads, client_s, std::max(0.0, busy_s - server_s - client_s), tck, c_.spin ? "true" : "false",
+      s1_.threads, client_s, self1_.vol - self0_.vol, std::max(0.0, busy_s - server_s - client_s), tck, c_.spin ? "true" : "false",
       ok ? "true" : "false",
       err.c_str());
   std::fflush(stdout);

@@ -174,17 +174,18 @@ median() { sort -g | awk '{v[NR]=$1} END{if (NR==0) {print "n/a"; exit} if (NR%2
   echo "Server CPU per delivered message, broadcast vs echo ($(date -u +%Y-%m-%d), $(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo '?'), kernel $(uname -r), $ncpu CPUs; $pinning)."
   echo "$conns connections, $threads server loops, $size-byte lines. Broadcast: $lines lines at $line_rate/s to $conns subscribers + the publisher. Echo: $echo_per_conn lines per connection, one outstanding, $echo_rate/s in all.$([ "$spin" = 1 ] && echo ' The client spins (--client-spin).')"
   echo
-  echo "| io | round | phase | delivered | window s | server CPU s | µs/msg (ticks) | µs/msg (schedstat) | ctx sw / 1k msgs (vol+invol) | client CPU s | other load, CPU-s | ok |"
-  echo "|---|---|---|---|---|---|---|---|---|---|---|---|"
+  echo "| io | round | phase | delivered | window s | server CPU s | µs/msg (ticks) | µs/msg (schedstat) | server ctx sw / 1k msgs (vol+invol) | client CPU s | client sleeps / 1k msgs | other load, CPU-s | ok |"
+  echo "|---|---|---|---|---|---|---|---|---|---|---|---|---|"
   while IFS= read -r j; do
     d=$(f "$j" delivered)
     awk -v io="$(f "$j" io)" -v r="$(f "$j" round)" -v m="$(f "$j" mode)" -v d="${d:-0}" -v w="$(f "$j" wall_s)" \
         -v s="$(f "$j" server_cpu_s)" -v ns="$(f "$j" server_run_ns)" -v cv="$(f "$j" server_ctxsw_vol)" \
-        -v ci="$(f "$j" server_ctxsw_invol)" -v c="$(f "$j" client_cpu_s)" -v bg="$(f "$j" bg_cpu_s)" \
+        -v ci="$(f "$j" server_ctxsw_invol)" -v c="$(f "$j" client_cpu_s)" -v cs="$(f "$j" client_ctxsw_vol)" \
+        -v bg="$(f "$j" bg_cpu_s)" \
         -v ok="$(f "$j" ok)" 'BEGIN{
-          if (d > 0) printf "| %s | %s | %s | %d | %.2f | %.2f | %.3f | %.3f | %.1f + %.1f | %.2f | %.2f | %s |\n",
-            io, r, m, d, w, s, s * 1e6 / d, ns / 1e3 / d, cv * 1000 / d, ci * 1000 / d, c, bg, ok;
-          else printf "| %s | %s | %s | 0 | | | | | | | | %s |\n", io, r, m, ok }'
+          if (d > 0) printf "| %s | %s | %s | %d | %.2f | %.2f | %.3f | %.3f | %.1f + %.1f | %.2f | %.0f | %.2f | %s |\n",
+            io, r, m, d, w, s, s * 1e6 / d, ns / 1e3 / d, cv * 1000 / d, ci * 1000 / d, c, cs * 1000 / d, bg, ok;
+          else printf "| %s | %s | %s | 0 | | | | | | | | | %s |\n", io, r, m, ok }'
   done < "$runs"
   echo
   echo "| io | broadcast µs/msg (median) | echo µs/msg (median) | broadcast/echo per round | median ratio | target ≤ $target |"
