@@ -70,8 +70,8 @@ struct Config {
   std::string mode = "broadcast";
   int64_t conns = 10000;
   int64_t size = 64;
-  int64_t lines = 60;
-  double line_rate = 12;
+  int64_t lines = 40;
+  double line_rate = 8;
   int64_t echo_per_conn = 20;
   double echo_rate = 50000;
   int64_t connect_concurrency = 512;

@@ -36,7 +36,7 @@ root="$(cd "$(dirname "$0")/.." && pwd)"
 source "$root/scripts/lib.sh"
 
 io_list=epoll rounds=3 conns=10000 threads=2 size=64
-lines=60 line_rate=12 echo_per_conn=20 echo_rate=50000
+lines=40 line_rate=8 echo_per_conn=20 echo_rate=50000
 out="$root/docs/perf" build=1 quiet_wait=3 target=1.5 spin=0
 usage() {
   sed -n '2,33p' "$0" | sed 's/^# \{0,1\}//'
