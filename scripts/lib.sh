@@ -4,6 +4,9 @@
 # its "listening on HOST:PORT" line, and sets SERVER_PID and SERVER_PORT.
 start_server() {
   local out=$1; shift
+  # Empty the files first: the background job opens (truncates) them only
+  # after it forked, so polling could still read the last server's line.
+  : >"$out"; : >"$out.err"
   "$@" >"$out" 2>"$out.err" &
   SERVER_PID=$!
   for _ in $(seq 1 100); do
