@@ -57,8 +57,8 @@
 //    kernel takes at once never looks slow. This bounds a peer that sends
 //    requests and never reads the replies: high_water plus one read.
 //  * A hard cap on what is owed at all (output_cap(): max_output, raised
-//    to what backpressure already allows a reply, high_water + max_frame
-//    + one read buffer, if set lower): it bounds a server
+//    to what backpressure already allows replies to owe, 2 x (high_water
+//    + max_frame + one read buffer), if set lower): it bounds a server
 //    that pushes (a broadcast) to a peer that never reads, which
 //    backpressure cannot (pausing that peer's input does not stop the
 //    pushing). A send() that would take pending_output() past the cap is
@@ -127,11 +127,12 @@ struct ConnectionLimits {
   size_t low_water = 1 << 20;
   // Hard cap on bytes owed (queued, not yet taken by the kernel); 0: none.
   // Counted in payload bytes before framing (a codec's header or delimiter
-  // is not counted). Never below high_water + the codec's max_frame + 64
-  // KiB (Connection::output_cap()): a server that only answers requests is
-  // bounded by backpressure and never meets the cap; it is there for
-  // pushes (broadcasts, streams) to a peer that does not read.
-  size_t max_output = 8 << 20;
+  // is not counted). Never below 2 x (high_water + the codec's max_frame +
+  // 64 KiB) (Connection::output_cap()): a server that only answers
+  // requests is bounded by backpressure and never meets the cap; it is
+  // there for pushes (broadcasts, streams) to a peer that does not read.
+  // With the defaults the floor is about 10 MiB for 1 MiB frames.
+  size_t max_output = 16 << 20;
   OutputPolicy output_policy = OutputPolicy::kClose;
   // Lingering close (see "Closing" above): how long, and how many bytes of
   // the peer's input to read and discard, while waiting for the peer to
@@ -208,8 +209,8 @@ class Connection final : public io::Channel {
   // Bytes queued for sending and not yet handed to the kernel.
   size_t pending_output() const { return pending_; }
   // The hard cap in force: ConnectionLimits::max_output, but never below
-  // high_water + the codec's max_frame + kReadReserve, so replies that
-  // backpressure allows are never refused. SIZE_MAX when off.
+  // 2 x (high_water + the codec's max_frame + kReadReserve), so replies
+  // that backpressure allows are never refused. SIZE_MAX when off.
   size_t output_cap() const;
   static constexpr size_t kReadReserve = 64 << 10;
   // Per-connection state of the handler's own type, created on first use
@@ -282,6 +283,13 @@ class Connection final : public io::Channel {
   size_t consume_input(std::string_view data);
   void flush_span();
   void progress(size_t n);
+  // Server::broadcast's send: one message per connection per task, so when
+  // nothing is owed it goes to the kernel straight from the caller's
+  // storage (Backend::send_now), and only what the kernel did not take is
+  // copied and queued. Otherwise (something owed, inside on_input, a
+  // proactor) exactly send_raw(). Never calls the handler.
+  friend class Server;
+  bool send_raw_now(std::string_view bytes);
   bool admit(size_t n);
   void queued(size_t n);
   void check_high_water();

@@ -412,7 +412,7 @@ bool Server::broadcast(std::string_view payload, std::function<bool(Connection&)
   }
   return visit(
       [framed, to = std::move(to)](size_t, Connection& c) {
-        if (!to || to(c)) c.send_raw(*framed);
+        if (!to || to(c)) c.send_raw_now(*framed);
       },
       nullptr);
 }
