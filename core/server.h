@@ -145,7 +145,9 @@ class Server {
                      std::function<void(std::vector<T>)>(std::move(done)));
   }
   // Sends one message to every open connection (or those `to` accepts).
-  // Framed once, not per connection; each connection's output cap applies
+  // Framed once, not per connection; on the reactors a connection that
+  // owes nothing is sent that one copy directly (no per-connection copy);
+  // each connection's output cap applies
   // (ConnectionLimits::max_output). False: not running, or the codec
   // cannot frame the payload.
   bool broadcast(std::string_view payload, std::function<bool(Connection&)> to = nullptr);
