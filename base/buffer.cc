@@ -142,6 +142,9 @@ std::string Buffer::retrieve_as_string(size_t n) {
 }
 
 void Buffer::append(const void* data, size_t n) {
+  // An empty append to a buffer without storage would memcpy to null (UB,
+  // UBSan: heartbeat_codec_test); it must not allocate either.
+  if (n == 0) return;
   ensure_writable(n);
   std::memcpy(begin_write(), data, n);
   writer_ += n;
@@ -173,6 +176,7 @@ void Buffer::grow_or_compact(size_t n) {
 }
 
 void Buffer::prepend(const void* data, size_t n) {
+  if (n == 0) return;
   assert(n <= prependable());
   reader_ -= n;
   std::memcpy(data_ + reader_, data, n);
