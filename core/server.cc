@@ -34,16 +34,13 @@ class Server::Acceptor final : public io::Channel {
     size_t shed = 0;
     if (err == -EMFILE || err == -ENFILE) shed = shed_pending();
     // Log at most once a second: EMFILE under load would otherwise flood.
-    Clock::time_point now = Clock::now();
-    ++suppressed_;
     shed_total_ += shed;
-    if (now - last_log_ < std::chrono::seconds(1)) return;
+    uint64_t skipped = 0;
+    if (!log_limit_.allow(Clock::now(), &skipped)) return;
     spdlog::warn("accept failed: {} ({} times since last report; {} pending "
                  "connections shed)",
-                 std::strerror(-err), suppressed_, shed_total_);
-    suppressed_ = 0;
+                 std::strerror(-err), skipped + 1, shed_total_);
     shed_total_ = 0;
-    last_log_ = now;
   }
 
   // One descriptor held on /dev/null so that, out of descriptors, the
@@ -82,8 +79,7 @@ class Server::Acceptor final : public io::Channel {
 
   Server& server_;
   bool released_ = false;
-  Clock::time_point last_log_{};
-  uint64_t suppressed_ = 0;
+  LogLimiter log_limit_;
   uint64_t shed_total_ = 0;
   int spare_fd_ = -1;
 };
@@ -214,14 +210,10 @@ void Server::on_accepted(int fd) {
     live_.fetch_sub(1, std::memory_order_relaxed);
     refused_.fetch_add(1, std::memory_order_relaxed);
     ::close(fd);
-    ++refusals_unlogged_;
-    Clock::time_point now = Clock::now();
-    if (now - last_refusal_log_ >= std::chrono::seconds(1)) {
+    if (uint64_t skipped = 0; refusal_log_.allow(Clock::now(), &skipped)) {
       spdlog::warn("max connections ({}) reached: closed {} new connections "
                    "since last report",
-                   options_.max_connections, refusals_unlogged_);
-      refusals_unlogged_ = 0;
-      last_refusal_log_ = now;
+                   options_.max_connections, skipped + 1);
     }
     return;
   }

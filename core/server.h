@@ -57,6 +57,7 @@
 #include "core/event_loop.h"
 #include "core/handler.h"
 #include "core/idle_state.h"
+#include "core/log.h"
 #include "core/net.h"
 #include "io/backend.h"
 
@@ -202,8 +203,7 @@ class Server {
   std::atomic<uint64_t> refused_{0};
   // Indexed by LingerEvent; bumped by the loops (relaxed: counters only).
   std::atomic<uint64_t> linger_[5] = {};
-  Clock::time_point last_refusal_log_{};  // loop 0 thread only
-  uint64_t refusals_unlogged_ = 0;        // loop 0 thread only
+  LogLimiter refusal_log_;  // loop 0 thread only
   size_t next_slot_ = 0;  // loop 0 thread only
   bool started_ = false;
   bool stopped_ = false;

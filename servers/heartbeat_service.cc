@@ -12,6 +12,7 @@
 #include <spdlog/spdlog.h>
 
 #include "codec/heartbeat.h"
+#include "core/log.h"
 #include "core/connection.h"
 #include "core/event_loop.h"
 #include "core/idle_timer.h"
@@ -150,11 +151,9 @@ class HeartbeatUdpHandler::PeerTable {
       }
       if (peers_.size() >= h_.options_.max_udp_peers) {
         ++refused_;
-        const Clock::time_point now = Clock::now();
-        if (now - last_refusal_log_ > std::chrono::seconds(1)) {
+        if (uint64_t skipped = 0; refusal_log_.allow(Clock::now(), &skipped)) {
           spdlog::warn("udp: peer table full ({} peers); ignoring new senders ({} so far)",
                        peers_.size(), refused_);
-          last_refusal_log_ = now;
         }
         return;
       }
@@ -274,7 +273,7 @@ class HeartbeatUdpHandler::PeerTable {
   UdpEndpoint& ep_;
   Map peers_;
   uint64_t refused_ = 0;
-  Clock::time_point last_refusal_log_{};
+  LogLimiter refusal_log_;
 };
 
 HeartbeatUdpHandler::HeartbeatUdpHandler(HeartbeatOptions options, PeerObserver observer)
