@@ -37,7 +37,6 @@
 // phase, --timeout-s for the whole run (SIGALRM). Traffic goes to
 // 127.0.0.1 only.
 #include <arpa/inet.h>
-#include <dirent.h>
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -59,8 +58,13 @@
 
 #include <CLI/CLI.hpp>
 
+#include "perf/proc_sample.h"
+
 namespace {
 
+using sluice::perf::busy_ticks;
+using sluice::perf::ProcSample;
+using sluice::perf::sample_proc;
 using Clock = std::chrono::steady_clock;
 
 double secs(Clock::duration d) { return std::chrono::duration<double>(d).count(); }
@@ -82,86 +86,6 @@ struct Config {
   unsigned timeout_s = 180;
   bool spin = false;
 };
-
-// ------------------------------------------------------------------ /proc --
-struct ProcSample {
-  bool ok = false;
-  int64_t ticks = 0;     // utime + stime (clock ticks), whole process
-  int64_t run_ns = 0;    // sum of /proc/PID/task/*/schedstat run time
-  int64_t vol = 0;       // voluntary context switches, all threads
-  int64_t invol = 0;     // nonvoluntary
-  int64_t threads = 0;
-};
-
-bool read_file(const char* path, char* buf, size_t cap) {
-  int fd = ::open(path, O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return false;
-  ssize_t n = ::read(fd, buf, cap - 1);
-  ::close(fd);
-  if (n <= 0) return false;
-  buf[n] = '\0';
-  return true;
-}
-
-// utime + stime from /proc/<pid>/stat ("self" for this process).
-bool stat_ticks(const std::string& pid, int64_t* ticks) {
-  char buf[1024];
-  if (!read_file(("/proc/" + pid + "/stat").c_str(), buf, sizeof buf)) return false;
-  const char* p = std::strrchr(buf, ')');
-  if (!p) return false;
-  // After ") ": field 3 (state) ... utime is field 14, stime field 15.
-  p += 2;
-  int field = 3;
-  long long ut = 0, st = 0;
-  while (*p && field < 14) {
-    if (*p++ == ' ') ++field;
-  }
-  if (std::sscanf(p, "%lld %lld", &ut, &st) != 2) return false;
-  *ticks = ut + st;
-  return true;
-}
-
-ProcSample sample_proc(int64_t pid) {
-  ProcSample s;
-  if (pid <= 0) return s;
-  const std::string p = std::to_string(pid);
-  if (!stat_ticks(p, &s.ticks)) return s;
-  const std::string dir = "/proc/" + p + "/task";
-  DIR* d = ::opendir(dir.c_str());
-  if (!d) return s;
-  char buf[4096];
-  while (dirent* e = ::readdir(d)) {
-    if (e->d_name[0] == '.') continue;
-    const std::string t = dir + "/" + e->d_name;
-    if (read_file((t + "/schedstat").c_str(), buf, sizeof buf)) {
-      s.run_ns += std::strtoll(buf, nullptr, 10);
-    }
-    if (read_file((t + "/status").c_str(), buf, sizeof buf)) {
-      if (const char* v = std::strstr(buf, "\nvoluntary_ctxt_switches:")) {
-        s.vol += std::strtoll(v + 25, nullptr, 10);
-      }
-      if (const char* v = std::strstr(buf, "\nnonvoluntary_ctxt_switches:")) {
-        s.invol += std::strtoll(v + 28, nullptr, 10);
-      }
-    }
-    ++s.threads;
-  }
-  ::closedir(d);
-  s.ok = true;
-  return s;
-}
-
-// Busy ticks of all CPUs (user..steal less idle and iowait), /proc/stat.
-int64_t busy_ticks() {
-  char buf[512];
-  if (!read_file("/proc/stat", buf, sizeof buf)) return 0;
-  long long v[8] = {};
-  if (std::sscanf(buf, "cpu %lld %lld %lld %lld %lld %lld %lld %lld", &v[0], &v[1], &v[2], &v[3], &v[4],
-                  &v[5], &v[6], &v[7]) != 8) {
-    return 0;
-  }
-  return v[0] + v[1] + v[2] + v[5] + v[6] + v[7];
-}
 
 // -------------------------------------------------------------- the loop --
 // A fixed-width decimal field (make_line's); a non-digit makes it UINT64_MAX.
