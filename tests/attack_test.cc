@@ -31,6 +31,7 @@
 #include "codec/factory.h"
 #include "core/server.h"
 #include "io/registry.h"
+#include "tests/test_thread.h"
 #include "tests/test_util.h"
 
 namespace sluice {
@@ -153,7 +154,7 @@ class GoodClient {
     const std::string msg = frame(std::string(64, 'p'));
     if (!send_all(fd_, msg) || read_n(fd_, msg.size()) != msg) return false;
     running_ = true;
-    thread_ = std::thread([this] { run(); });
+    thread_ = testing::TestThread([this] { run(); });
     return true;
   }
   // Stops the client; returns its p99 in microseconds (-1: it failed).
@@ -188,7 +189,7 @@ class GoodClient {
   uint16_t port_;
   int fd_ = -1;
   std::atomic<bool> running_{false};
-  std::thread thread_;
+  testing::TestThread thread_;  // joined by stop(), which the destructor calls
   std::vector<double> lat_us_;
   bool failed_ = false;
   double p99_ = -1;
@@ -599,11 +600,12 @@ TEST_P(Attack, DescriptorExhaustion) {
     for (int fd : held) ::close(fd);
   };
   ASSERT_EQ(::setrlimit(RLIMIT_NOFILE, &low), 0);
-  std::thread h1(hammer), h2(hammer);
-  std::this_thread::sleep_for(1500ms);
-  go = false;
-  h1.join();
-  h2.join();
+  {
+    auto stop_hammer = [&] { go = false; };
+    testing::TestThread h1 = testing::stoppable_thread(hammer, stop_hammer);
+    testing::TestThread h2 = testing::stoppable_thread(hammer, stop_hammer);
+    std::this_thread::sleep_for(1500ms);
+  }  // stopped and joined
   ASSERT_EQ(::setrlimit(RLIMIT_NOFILE, &saved), 0);
   finish_good();
   // The server recovered: a fresh client is served.
@@ -658,7 +660,7 @@ TEST_P(Attack, GracefulStopWithDeadline) {
     if (::send(stuck, chunk.data(), chunk.size(), MSG_NOSIGNAL) < 0) break;
   }
   auto t0 = Steady::now();
-  std::thread stopper([this] { server_->stop(500ms); });
+  testing::TestThread stopper([this] { server_->stop(500ms); });
   const std::string got = read_n(reader, big.size());
   char b;
   const ssize_t eof = ::recv(reader, &b, 1, 0);

@@ -19,6 +19,7 @@
 #include "core/event_loop.h"
 #include "core/server.h"
 #include "io/registry.h"
+#include "tests/test_thread.h"
 #include "tests/test_util.h"
 
 namespace sluice {
@@ -220,7 +221,8 @@ TEST_P(Conformance, HalfCloseDeliversEverythingOwed) {
   int fd = client();
   std::string data = random_bytes(3 << 20, 5);
   std::mt19937_64 rng(1);
-  std::thread writer([&] {
+  testing::TestThread writer([&](std::stop_token st) {
+    testing::UnblockOnStop unblock(st, fd);
     testing::write_chunked(fd, data, rng);
     ::shutdown(fd, SHUT_WR);
   });
@@ -238,7 +240,8 @@ TEST_P(Conformance, PeerResetMidWriteLeavesOthersServed) {
   int other = client();
   // Send a lot without reading, so the server is mid-write, then reset.
   std::string big = random_bytes(8 << 20, 9);
-  std::thread writer([&] {
+  testing::TestThread writer([&](std::stop_token st) {
+    testing::UnblockOnStop unblock(st, victim);
     ::send(victim, big.data(), big.size(), MSG_NOSIGNAL);
   });
   std::this_thread::sleep_for(100ms);
@@ -264,7 +267,7 @@ TEST_P(Conformance, SlowReaderIsBoundedAndOthersAreServed) {
   // Push until the server stops taking data (backpressure) or 64 MiB.
   std::atomic<bool> stop{false};
   std::atomic<size_t> pushed{0};
-  std::thread pusher([&] {
+  testing::TestThread pusher = testing::stoppable_thread([&] {
     std::string chunk(65536, 'x');
     timeval tv{0, 200000};
     ::setsockopt(slow, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
@@ -273,7 +276,7 @@ TEST_P(Conformance, SlowReaderIsBoundedAndOthersAreServed) {
       if (n > 0) pushed += static_cast<size_t>(n);
       else if (errno != EAGAIN && errno != EINTR) break;
     }
-  });
+  }, [&] { stop = true; });
   // Backpressure engages once the server holds high_water unsent bytes for
   // the slow peer, i.e. after the kernel's buffers toward it are full (the
   // server's send buffer autotunes up to several MiB). On a loaded machine
@@ -325,7 +328,7 @@ TEST_P(Conformance, StopWithOpenConnectionsIsPromptAndLeakFree) {
   for (int i = 0; i < 50; ++i) clients.push_back(client());
   // One connection with output the peer never reads.
   std::string big = random_bytes(4 << 20, 2);
-  std::thread w([&] { ::send(clients[0], big.data(), 2 << 20, MSG_NOSIGNAL | MSG_DONTWAIT); });
+  testing::TestThread w([&] { ::send(clients[0], big.data(), 2 << 20, MSG_NOSIGNAL | MSG_DONTWAIT); });
   w.join();
   for (int fd : clients) EXPECT_EQ(::send(fd, "x", 1, MSG_NOSIGNAL), 1);
   std::this_thread::sleep_for(100ms);
@@ -363,7 +366,8 @@ TEST_P(Conformance, TimerAndCrossThreadPostFire) {
   auto t0 = Clock::now();
   loop->run_after(30ms, [&] { one_shot.set_value(Clock::now() - t0); });
   loop->run_every(10ms, [&] { ++ticks; });
-  std::thread th([&] { loop->run(); });
+  // A failed ASSERT below quits the loop before the join.
+  testing::TestThread th = testing::stoppable_thread([&] { loop->run(); }, [&] { loop->quit(); });
   std::this_thread::sleep_for(50ms);  // the loop is now blocked in wait()
   loop->post([&] {
     posted.set_value(true);

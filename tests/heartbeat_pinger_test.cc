@@ -35,6 +35,7 @@
 #include "core/server.h"
 #include "servers/heartbeat_pinger.h"
 #include "servers/heartbeat_service.h"
+#include "tests/test_thread.h"
 #include "tests/test_util.h"
 
 namespace sluice {
@@ -62,7 +63,7 @@ class FakeTcpServer {
     lo.reuse_addr = true;
     fd_ = listen_tcp("127.0.0.1", port, lo);
     if (fd_ >= 0) port_ = local_port(fd_);
-    thread_ = std::thread([this] { serve(); });
+    thread_ = testing::TestThread([this] { serve(); });
   }
   ~FakeTcpServer() { stop(); }
 
@@ -122,7 +123,7 @@ class FakeTcpServer {
   int fd_ = -1;
   uint16_t port_ = 0;
   std::atomic<bool> done_{false};
-  std::thread thread_;
+  testing::TestThread thread_;  // joined by stop(), which the destructor calls
   std::vector<int> open_;  // serve() thread only
   std::mutex mu_;
   std::vector<Clock::time_point> accepts_;
@@ -228,7 +229,7 @@ TEST(FailingUdpServer, GarbageAnswersDoNotKeepASessionAliveAndDelaysGrow) {
   ASSERT_GE(fd, 0);
   const uint16_t port = local_port(fd);
   std::atomic<bool> done{false};
-  std::thread server([&] {
+  testing::TestThread server = testing::stoppable_thread([&] {
     while (!done) {
       pollfd p{fd, POLLIN, 0};
       if (::poll(&p, 1, 10) <= 0) continue;
@@ -238,7 +239,7 @@ TEST(FailingUdpServer, GarbageAnswersDoNotKeepASessionAliveAndDelaysGrow) {
       if (::recvfrom(fd, buf, sizeof buf, 0, reinterpret_cast<sockaddr*>(&from), &len) < 0) continue;
       ::sendto(fd, "\x07garbage", 8, 0, reinterpret_cast<sockaddr*>(&from), len);
     }
-  });
+  }, [&] { done = true; });
   servers::PingerOptions o = options("udp", port);
   o.interval = 20ms;
   o.misses = 2;  // 40 ms of silence, then a fresh socket after the delay
@@ -307,7 +308,9 @@ TEST(HealthyConnection, ResetsTheBackoff) {
   servers::PingerReport r;
   std::string err;
   int rc = 1;
-  std::thread runner([&] { rc = pinger.run(&r, &err); });
+  // A failed ASSERT stops the pinger before the join.
+  testing::TestThread runner =
+      testing::stoppable_thread([&] { rc = pinger.run(&r, &err); }, [&] { pinger.stop(); });
   std::this_thread::sleep_for(500ms);  // 10+20+40+80+160: the streak nears the cap
   fake->stop();
   fake.reset();
@@ -361,7 +364,8 @@ TEST(Stop, DuringSetupIsNotLost) {
   std::string err;
   int rc = 1;
   const auto t0 = Clock::now();
-  std::thread runner([&] { rc = pinger.run(&r, &err); });
+  testing::TestThread runner =
+      testing::stoppable_thread([&] { rc = pinger.run(&r, &err); }, [&] { pinger.stop(); });
   std::this_thread::sleep_for(1ms);
   pinger.stop();
   runner.join();
@@ -375,7 +379,8 @@ TEST(Stop, DuringTheRunEndsIt) {
   std::string err;
   int rc = 1;
   const auto t0 = Clock::now();
-  std::thread runner([&] { rc = pinger.run(&r, &err); });
+  testing::TestThread runner =
+      testing::stoppable_thread([&] { rc = pinger.run(&r, &err); }, [&] { pinger.stop(); });
   std::this_thread::sleep_for(200ms);
   pinger.stop();
   runner.join();

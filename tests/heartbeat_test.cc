@@ -29,6 +29,7 @@
 #include "io/registry.h"
 #include "servers/heartbeat_pinger.h"
 #include "servers/heartbeat_service.h"
+#include "tests/test_thread.h"
 #include "tests/test_util.h"
 #include "tests/udp_probe.h"
 
@@ -291,12 +292,14 @@ TEST_P(Heartbeat, TcpPingingPeerSurvivesEchoLoad) {
   start_tcp();
   std::atomic<bool> stop{false};
   std::atomic<size_t> echoed{0};
-  std::vector<std::thread> load;
+  // Stopped and joined however the test ends (an ASSERT below returning
+  // with these still running aborted an ASan run).
+  std::vector<testing::TestThread> load;
   for (int i = 0; i < 3; ++i) {
-    load.emplace_back([&, i] {
+    load.emplace_back([&, i](std::stop_token st) {
       TcpPeer p(tcp_->port());
       const std::string chunk = testing::random_bytes(16 << 10, i);
-      while (!stop) {
+      while (!stop && !st.stop_requested()) {
         if (!p.data(chunk)) return;
         std::string back;
         auto m = p.next(2000ms, &back);
@@ -313,7 +316,7 @@ TEST_P(Heartbeat, TcpPingingPeerSurvivesEchoLoad) {
     std::this_thread::sleep_for(40ms);
   }
   stop = true;
-  for (auto& t : load) t.join();
+  testing::stop_and_join(load);
   EXPECT_EQ(answered, 12);
   EXPECT_GT(echoed.load(), 1u << 20) << "no real echo load was generated";
   EXPECT_EQ(events_.count(PeerEvent::Kind::kDrop, pinger.name()), 0u);
@@ -326,10 +329,10 @@ TEST_P(Heartbeat, UdpPingingPeerSurvivesEchoLoad) {
   start_udp();
   std::atomic<bool> stop{false};
   std::atomic<size_t> echoed{0};
-  std::thread load([&] {
+  testing::TestThread load([&](std::stop_token st) {
     UdpPeer p(udp_->port());
     const std::string payload = hb::encode_data(std::string(8000, 'L'));
-    while (!stop) {
+    while (!stop && !st.stop_requested()) {
       for (int k = 0; k < 8; ++k) p.send(payload);
       for (int k = 0; k < 8; ++k) {
         if (!p.recv(200).empty()) ++echoed;
@@ -431,7 +434,8 @@ TEST_P(Heartbeat, TcpPingerReconnectsAfterServerRestart) {
   servers::PingerReport report;
   std::string err;
   int rc = 1;
-  std::thread runner([&] { rc = pinger.run(&report, &err); });
+  testing::TestThread runner =
+      testing::stoppable_thread([&] { rc = pinger.run(&report, &err); }, [&] { pinger.stop(); });
   std::this_thread::sleep_for(300ms);
   tcp_->stop();  // the sessions see their connections close
   std::this_thread::sleep_for(150ms);
@@ -453,7 +457,8 @@ TEST_P(Heartbeat, UdpPingerReconnectsAfterServerRestart) {
   servers::PingerReport report;
   std::string err;
   int rc = 1;
-  std::thread runner([&] { rc = pinger.run(&report, &err); });
+  testing::TestThread runner =
+      testing::stoppable_thread([&] { rc = pinger.run(&report, &err); }, [&] { pinger.stop(); });
   std::this_thread::sleep_for(250ms);
   udp_->stop();  // silence: each session gives up after interval x misses
   std::this_thread::sleep_for(300ms);

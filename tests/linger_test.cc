@@ -23,6 +23,7 @@
 #include "core/server.h"
 #include "io/registry.h"
 #include "tests/backend_params.h"
+#include "tests/test_thread.h"
 #include "tests/test_util.h"
 
 namespace sluice {
@@ -196,7 +197,8 @@ class Linger : public ::testing::TestWithParam<std::string> {
     EXPECT_GE(fd, 0);
     if (fd < 0) return c;
     std::atomic<bool> stop_sending{false};
-    std::thread writer([&] { keep_sending(fd, stop_sending, chunk, gap); });
+    testing::TestThread writer = testing::stoppable_thread(
+        [&] { keep_sending(fd, stop_sending, chunk, gap); }, [&] { stop_sending = true; });
     if (wait_lingering(2s)) {
       const auto t0 = Steady::now();
       c.released = wait_released(limit);
@@ -242,7 +244,7 @@ TEST_P(Linger, TrailingInputAfterFrameErrorGetsEveryByteThenEof) {
   const size_t owed = wire.size();
   wire += "\x7f\xff\xff\xff";
   wire += std::string(1 << 20, 'j');
-  std::thread writer([&] {
+  testing::TestThread writer([&] {
     timeval tv{2, 0};
     ::setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
     size_t off = 0;
@@ -274,10 +276,11 @@ TEST_P(Linger, InputArrivingDuringStopDrainGetsEveryByteThenEof) {
   const int fd = connect_local(server_->port());
   ASSERT_GE(fd, 0);
   std::atomic<bool> stop_sending{false};
-  std::thread writer([&] { keep_sending(fd, stop_sending, 16 << 10, 1ms); });
+  testing::TestThread writer = testing::stoppable_thread(
+      [&] { keep_sending(fd, stop_sending, 16 << 10, 1ms); }, [&] { stop_sending = true; });
   std::this_thread::sleep_for(1s);  // buffers fill; the server pauses reading
   const auto t0 = Steady::now();
-  std::thread stopper([&] { server_->stop(5000ms); });
+  testing::TestThread stopper([&] { server_->stop(5000ms); });
   std::this_thread::sleep_for(100ms);  // input keeps arriving during the stop
   const Received r = read_to_end(fd, 6s);
   stop_sending = true;
@@ -333,7 +336,9 @@ TEST_P(Linger, StopDeadlineAbortsALingeringConnection) {
   const int fd = connect_and_say_bye(server_->port());
   ASSERT_GE(fd, 0);
   std::atomic<bool> stop_sending{false};
-  std::thread writer([&] { keep_sending(fd, stop_sending, 512, 5ms); });
+  // ASSERT_TRUE below returning with the writer running aborted before.
+  testing::TestThread writer = testing::stoppable_thread(
+      [&] { keep_sending(fd, stop_sending, 512, 5ms); }, [&] { stop_sending = true; });
   ASSERT_TRUE(wait_lingering(2s));
   const auto t0 = Steady::now();
   server_->stop(300ms);

@@ -27,6 +27,7 @@
 #include "core/state_slot.h"
 #include "io/registry.h"
 #include "tests/backend_params.h"
+#include "tests/test_thread.h"
 #include "tests/test_util.h"
 
 namespace sluice {
@@ -375,10 +376,10 @@ TEST_P(ServerApi, CrossThreadCallsRaceStop) {
   auto cs = connect(4);
   std::atomic<bool> go{true};
   std::atomic<uint64_t> accepted{0}, ran{0};
-  std::vector<std::thread> threads;
+  std::vector<testing::TestThread> threads;
   for (int t = 0; t < 3; ++t) {
-    threads.emplace_back([&, t] {
-      while (go.load()) {
+    threads.emplace_back([&, t](std::stop_token st) {
+      while (go.load() && !st.stop_requested()) {
         bool ok = false;
         switch (t) {
           case 0: ok = server_->run_on(1 + (accepted.load() % 8), [&](Connection*) { ++ran; }); break;
@@ -395,7 +396,7 @@ TEST_P(ServerApi, CrossThreadCallsRaceStop) {
   server_->stop();
   const uint64_t ran_at_stop = ran.load();
   go = false;
-  for (auto& th : threads) th.join();
+  testing::stop_and_join(threads);
   EXPECT_GT(accepted.load(), 0u);
   EXPECT_EQ(ran_at_stop, ran.load()) << "nothing runs after stop() returned";
   EXPECT_EQ(ran.load(), accepted.load()) << "every accepted call ran";

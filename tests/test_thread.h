@@ -48,6 +48,21 @@ class UnblockOnStop {
   std::stop_callback<Shut> cb_;
 };
 
+// A TestThread running `body`, for bodies that end on a flag or a call of
+// their own (a loop's quit(), a Pinger's stop(), `done = true`) rather
+// than on the stop token: a stop request (the destructor's too) runs
+// `on_stop` on the requesting thread first, so the join that follows
+// cannot wait forever. on_stop must be safe to call from another thread,
+// and more than once.
+template <class Body, class OnStop>
+TestThread stoppable_thread(Body body, OnStop on_stop) {
+  return TestThread([body = std::move(body), on_stop = std::move(on_stop)](std::stop_token st) mutable {
+    // Registered before body runs; a stop already requested runs it at once.
+    std::stop_callback cb(st, on_stop);
+    body();
+  });
+}
+
 // Sleeps in 1 ms steps until pred(), a stop request, or `limit`; returns
 // pred() at the end.
 inline bool wait_until(const std::stop_token& st, const std::function<bool()>& pred,

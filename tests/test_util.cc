@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "core/net.h"
+#include "tests/test_thread.h"
 
 namespace sluice::testing {
 
@@ -106,11 +107,16 @@ bool wait_closed(int fd, int timeout_ms) {
 }
 
 std::string echo_through(int fd, const std::string& data, uint64_t seed) {
-  std::thread writer([fd, &data, seed] {
+  TestThread writer([fd, &data, seed](std::stop_token st) {
+    UnblockOnStop unblock(st, fd);
     std::mt19937_64 rng(seed);
     write_chunked(fd, data, rng);
   });
   std::string got = read_n(fd, data.size());
+  // A short echo (timeout, reset): the writer may be stuck in send() on a
+  // server that stopped reading. Shutting the socket down ends it (the
+  // test fails anyway); a full echo means it is done or about to be.
+  if (got.size() < data.size()) writer.request_stop();
   writer.join();
   return got;
 }
