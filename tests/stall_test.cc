@@ -8,6 +8,20 @@
 // The "load" variants add closed-loop DATA echo traffic (TCP: 4 streams with
 // 256 KiB in flight each; UDP: 2 sockets with 32 datagrams in flight each),
 // so the first iteration after the pause has a lot to do.
+//
+// The promise is about peers that kept pinging. The load sockets send no
+// PINGs: each waits for the echo of its window before it sends more, so
+// while the server is stopped they fall silent whenever that echo was not
+// yet in the kernel when the server stopped (still queued in the server, or
+// in an io_uring send that DEFER_TASKRUN runs only when the loop enters
+// the ring again). 1.5 s of silence is then really there, and reader-idle
+// rightly drops them after the pause. That was the "flaky" *_load cases
+// (about 1 shard-run in 12: uring tcp_load, blocking udp_load, ...): every
+// drop in their logs was a load socket, never a pinging peer; and as the
+// load thread stopped at the first dead socket, the other load sockets fell
+// silent and went 600 ms later. So drops of load sockets are printed, not
+// failed, and the load keeps going on the sockets it still has.
+#include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
 #include <sys/socket.h>
@@ -16,9 +30,12 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <cstdio>
+#include <memory>
+#include <set>
+#include <sstream>
 #include <string>
 #include <thread>
-#include <memory>
 #include <vector>
 
 #include <gtest/gtest.h>
@@ -27,6 +44,7 @@
 #include "core/net.h"
 #include "tests/backend_params.h"
 #include "tests/subprocess.h"
+#include "tests/test_thread.h"
 
 namespace sluice {
 namespace {
@@ -97,28 +115,45 @@ class EchoLoad {
  public:
   EchoLoad(const std::string& proto, uint16_t port) : proto_(proto) {
     const int socks = proto == "tcp" ? 4 : 2;
-    for (int i = 0; i < socks; ++i) fds_.push_back(open_peer(proto, port));
-    thread_ = std::thread([this] { run(); });
+    for (int i = 0; i < socks; ++i) {
+      const int fd = open_peer(proto, port);
+      fds_.push_back(fd);
+      sockaddr_in a{};
+      socklen_t len = sizeof a;
+      if (fd >= 0 && ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) == 0) {
+        ports_.insert(ntohs(a.sin_port));
+      }
+    }
+    thread_ = testing::TestThread([this](std::stop_token st) { run(st); });
   }
   ~EchoLoad() {
-    stop_ = true;
+    thread_.request_stop();
     thread_.join();
-    for (int fd : fds_) ::close(fd);
+    for (int fd : fds_) {
+      if (fd >= 0) ::close(fd);
+    }
   }
   uint64_t echoed() const { return echoed_; }
+  // The load sockets' local ports (how the server's log names them).
+  const std::set<uint16_t>& ports() const { return ports_; }
 
  private:
-  void run() {
+  void run(const std::stop_token& st) {
     const bool tcp = proto_ == "tcp";
     const std::string msg = hb::encode_data(std::string(tcp ? 16384 : 1024, 'x'));
     const std::string unit = tcp ? hb::frame(msg) : msg;
     const size_t window = tcp ? 256 * 1024 : 32;  // bytes or datagrams
     std::vector<size_t> in_flight(fds_.size(), 0);
     std::vector<size_t> received(fds_.size(), 0);
-    while (!stop_) {
+    std::vector<bool> dead(fds_.size(), false);
+    while (!st.stop_requested()) {
       for (size_t i = 0; i < fds_.size(); ++i) {
+        if (dead[i] || fds_[i] < 0) continue;
         const ssize_t n = drain(fds_[i]);
-        if (n < 0) return;
+        if (n < 0) {
+          dead[i] = true;  // dropped by the server: load on with the others
+          continue;
+        }
         if (tcp) {
           received[i] += static_cast<size_t>(n);
           const size_t done = std::min(received[i] / unit.size() * unit.size(), in_flight[i]);
@@ -143,10 +178,26 @@ class EchoLoad {
 
   std::string proto_;
   std::vector<int> fds_;
-  std::thread thread_;
-  std::atomic<bool> stop_{false};
+  std::set<uint16_t> ports_;
   std::atomic<uint64_t> echoed_{0};
+  testing::TestThread thread_;  // last: stopped and joined first
 };
+
+// The ports of the peers the log line says were dropped for "timeout"
+// ("drop 127.0.0.1:PORT proto=... reason=timeout ...").
+std::vector<uint16_t> timed_out_ports(const std::string& log) {
+  std::vector<uint16_t> ports;
+  std::istringstream in(log);
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.find("reason=timeout") == std::string::npos) continue;
+    const size_t at = line.find("drop ");
+    const size_t colon = at == std::string::npos ? at : line.find(':', at);
+    if (colon == std::string::npos) continue;
+    ports.push_back(static_cast<uint16_t>(std::stoul(line.substr(colon + 1))));
+  }
+  return ports;
+}
 
 class Stall : public ::testing::TestWithParam<Param> {};
 
@@ -177,14 +228,29 @@ TEST_P(Stall, PausedServerKeepsEveryPeerThatKeptPinging) {
   server.signal(SIGCONT);
   ASSERT_EQ(client.wait(15s), 0) << client.err();
   const uint64_t echoed = load ? load->echoed() : 0;
+  const std::set<uint16_t> load_ports = load ? load->ports() : std::set<uint16_t>{};
   load.reset();
   const std::string log = server.err();
   server.signal(SIGTERM);
   EXPECT_EQ(server.wait(10s), 0) << log;
-  EXPECT_EQ(count_lines(log, "reason=timeout"), 0u)
+  size_t pingers_dropped = 0, load_dropped = 0;
+  for (uint16_t port : timed_out_ports(log)) {
+    if (load_ports.count(port) != 0) {
+      ++load_dropped;
+    } else {
+      ++pingers_dropped;
+    }
+  }
+  EXPECT_EQ(pingers_dropped, 0u)
       << "peers that kept pinging were dropped after a " << kPause.count()
       << " ms pause (idle window " << kIdleWindow.count() << " ms):\n"
       << log;
+  if (load_dropped > 0) {
+    // Not a failure: see the top of this file.
+    std::printf("STALL io=%s proto=%s: %zu load socket(s) that waited for their echo were "
+                "dropped as idle after the pause\n",
+                p.io.c_str(), p.proto.c_str(), load_dropped);
+  }
   // The sessions got PONGs after the pause too, without reconnecting.
   const std::string out = client.out();
   EXPECT_NE(out.find("\"reconnects\":0,"), std::string::npos) << out << client.err();
