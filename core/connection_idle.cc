@@ -19,7 +19,7 @@ void Connection::set_idle(const IdleOptions& options) {
   // Lingering, the idle timer is the linger timer (see start_linger()).
   if (state_ == State::kLingering) return;
   idle_on_ = options.enabled();
-  idle_.start(options, Clock::now());
+  idle_.start(options, loop_.clock());
   if (!idle_on_) {
     stop_idle();
   } else if (attached_ && state_ < State::kDetaching) {
@@ -53,7 +53,7 @@ void Connection::on_idle_timer() {
   //    timeout fire at up to twice its setting.
   TcpProgress tcp;
   if (tcp_progress(fd(), &tcp) == 0) {
-    const Clock::time_point clock = Clock::now();
+    const Clock::time_point clock = loop_.clock();
     if (idle_.options().reader.count() > 0 || idle_.options().all.count() > 0) {
       // Bytes still queued count as input now, however long ago they came,
       // while we mean to read them: we are behind, the peer is not idle.
