@@ -1,6 +1,7 @@
 // Connection's idle detection (see "Idle detection" in core/connection.h):
 // one loop timer re-armed lazily, the kernel asked before anything is
 // called idle, and ServerOptions::idle_close.
+#include <cerrno>
 #include <chrono>
 #include <memory>
 #include <string>
@@ -84,7 +85,10 @@ void Connection::on_idle_timer() {
 // makes no progress, e.g. an idle close to a peer that stopped reading):
 // abort.
 void Connection::close_idle(IdleKind kind) {
-  if (state_ != State::kOpen) return close_with(CloseReason::kIdle, 0, true);
+  if (state_ != State::kOpen) {
+    // Output still owed is dropped: say so (see Handler::on_close).
+    return close_with(CloseReason::kIdle, pending_ > 0 ? -ETIMEDOUT : 0, true);
+  }
   const IdleOptions& o = idle_.options();
   const Clock::duration d = kind == IdleKind::kReader   ? o.reader
                             : kind == IdleKind::kWriter ? o.writer

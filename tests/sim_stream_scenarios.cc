@@ -358,3 +358,107 @@ Outcome run_stop(uint64_t seed) {
 }
 
 }  // namespace sluice::simtest
+
+namespace sluice::simtest {
+
+// ---- stop deadline ----
+// Some peers stop reading while the server stops: stop() still ends by its
+// deadline, and a peer that did not get every byte echoed to it was
+// closed with an error the handler heard (the deadline cut it off);
+// every other peer got all of it, then EOF.
+Outcome run_stop_deadline(uint64_t seed) {
+  sim::Rng pick(seed ^ 0xdead);
+  sim::SimFaults f = shuffled(pick);
+  f.max_window = std::min<size_t>(f.max_window, 16 * 1024);
+  Harness h(seed, f);
+  ServerOptions o;
+  o.stop_deadline = std::chrono::milliseconds(pick.range(10, 2000));
+  struct App final : Handler {
+    sim::World* world;
+    struct Closed {
+      size_t echoed = 0;
+      CloseReason reason{};
+      int err = 0;
+    };
+    std::map<uint64_t, Closed> closed;  // peer id -> how its connection ended
+    SimClock::time_point stop_began{}, last_close{};
+    void on_open(Connection& c) override {
+      if (sim::StreamPeer* p = world->peer_for(c.fd())) c.state<State>().peer = p->id();
+    }
+    void on_message(Connection& c, std::string_view d) override {
+      c.state<State>().bytes += d.size();
+      c.send(d);
+    }
+    void on_server_stop(EventLoop& loop, size_t) override { stop_began = loop.clock(); }
+    void on_close(Connection& c, CloseReason reason, int err) override {
+      last_close = c.loop().clock();
+      const State& s = c.state<State>();
+      closed[s.peer] = {s.bytes, reason, err};
+    }
+    struct State {
+      uint64_t peer = 0;
+      size_t bytes = 0;
+    };
+  } app;
+  app.world = &h.world();
+  struct PeerRun {
+    StreamPeer* p;
+    std::string sent, got;
+    bool stopped_reading = false;
+  };
+  std::vector<PeerRun> peers(pick.range(1, 5));
+  auto script = [&](Server& server) {
+    h.deadline(60s);
+    for (PeerRun& pr : peers) {
+      PeerRun* r = &pr;
+      r->p = h.world().connect(server.port());
+      r->p->on_data = [r](std::string_view d) { r->got.append(d); };
+      // Enough to fill a small window and the server's output.
+      for (int k = 0; k < 20; ++k) {
+        std::string bytes = random_bytes(h.rng(), h.rng().range(1, 8000));
+        h.world().after(std::chrono::microseconds(h.rng().range(0, 20000)), [r, bytes] {
+          if (r->p->write(bytes)) r->sent += bytes;
+        });
+      }
+      if (h.rng().chance(0.5)) {
+        h.world().after(std::chrono::microseconds(h.rng().range(0, 30000)),
+                        [r] {
+                          r->p->set_reading(false);
+                          r->stopped_reading = true;
+                        });
+      }
+    }
+    h.world().after(40ms, [&] { h.finish(); });
+  };
+  auto check = [&] {
+    for (const PeerRun& r : peers) {
+      auto it = app.closed.find(r.p->id());
+      if (it == app.closed.end()) continue;  // refused
+      const App::Closed& c = it->second;
+      if (r.sent.compare(0, r.got.size(), r.got) != 0 || r.got.size() > c.echoed) {
+        h.fail("peer {}: got {} bytes that are not a prefix of the {} echoed", r.p->id(),
+               r.got.size(), c.echoed);
+      }
+      // Delivered: read, or waiting in the peer's receive buffer (a peer
+      // that stopped reading has it all the same).
+      const size_t delivered = r.got.size() + r.p->unread();
+      if (delivered != c.echoed && c.err == 0) {
+        h.fail("peer {}: {} of {} bytes owed delivered, and the handler heard {} with no error",
+               r.p->id(), delivered, c.echoed, to_string(c.reason));
+      }
+      if (delivered > c.echoed) h.fail("peer {}: {} bytes delivered, {} echoed", r.p->id(), delivered, c.echoed);
+      if (delivered == c.echoed && !r.stopped_reading && !r.p->got_eof()) {
+        h.fail("peer {}: everything delivered but no EOF", r.p->id());
+      }
+    }
+    const auto took = app.last_close - app.stop_began;
+    if (took > o.stop_deadline + 1ms) {
+      h.fail("stop took {} ms, deadline {} ms",
+             std::chrono::duration_cast<std::chrono::milliseconds>(took).count(),
+             o.stop_deadline.count());
+    }
+  };
+  return run_server(h, o, nullptr, app, script, check);
+}
+
+}  // namespace sluice::simtest
