@@ -25,6 +25,8 @@ const std::vector<Suite>& suites() {
       {"stop", "graceful stop: every reply owed is delivered, then EOF", run_stop},
       {"stop_deadline", "stop with peers that stopped reading: ends by the deadline, cuts reported",
        run_stop_deadline},
+      {"half_close", "the server half-closes and keeps reading; the peer keeps sending",
+       run_half_close},
       {"timers", "loop timers never early, in order, across time jumps", run_timers},
       {"idle", "reader-idle close: due in virtual time, never for a peer that pings",
        run_idle},
@@ -152,6 +154,16 @@ void unframe(std::string& buf, std::vector<std::string>& out) {
     pos += 4 + n;
   }
   buf.erase(0, pos);
+}
+
+sim::SimFaults shuffled_network(sim::Rng& rng) {
+  sim::SimFaults f;
+  f.max_segment = rng.range(1, 3000);
+  f.max_delay = std::chrono::microseconds(rng.range(0, 5000));
+  f.short_send = rng.chance(0.5) ? 0.3 : 0.0;
+  f.min_window = rng.range(1, 4096);
+  f.max_window = f.min_window + rng.range(0, 128 * 1024);
+  return f;
 }
 
 std::string random_bytes(sim::Rng& rng, size_t n) {

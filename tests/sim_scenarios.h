@@ -40,6 +40,7 @@ Outcome run_backpressure(uint64_t seed);
 Outcome run_output_cap(uint64_t seed);
 Outcome run_stop(uint64_t seed);
 Outcome run_stop_deadline(uint64_t seed);
+Outcome run_half_close(uint64_t seed);
 Outcome run_timers(uint64_t seed);
 Outcome run_idle(uint64_t seed);
 Outcome run_idle_abort(uint64_t seed);
@@ -66,5 +67,8 @@ std::string frame(std::string_view payload);
 // Takes whole frames from the front of `buf` into `out`.
 void unframe(std::string& buf, std::vector<std::string>& out);
 std::string random_bytes(sim::Rng& rng, size_t n);
+// A shuffled network (segmentation, delays, short sends, window sizes
+// drawn from rng); a scenario adds its own faults on top.
+sim::SimFaults shuffled_network(sim::Rng& rng);
 
 }  // namespace sluice::simtest

@@ -18,17 +18,6 @@ using sim::StreamPeer;
 
 namespace {
 
-// A shuffled network: the scenario's own faults come on top.
-sim::SimFaults shuffled(sim::Rng& rng) {
-  sim::SimFaults f;
-  f.max_segment = rng.range(1, 3000);
-  f.max_delay = std::chrono::microseconds(rng.range(0, 5000));
-  f.short_send = rng.chance(0.5) ? 0.3 : 0.0;
-  f.min_window = rng.range(1, 4096);
-  f.max_window = f.min_window + rng.range(0, 128 * 1024);
-  return f;
-}
-
 // Echoes every message (frame, or raw bytes without a codec) and counts
 // closes by reason.
 class EchoApp final : public Handler {
@@ -51,7 +40,7 @@ class EchoApp final : public Handler {
 // prefix of what it sent, and the server's handler heard the error).
 Outcome run_echo(uint64_t seed) {
   sim::Rng pick(seed ^ 0xec40);
-  sim::SimFaults f = shuffled(pick);
+  sim::SimFaults f = shuffled_network(pick);
   f.reset = pick.chance(0.3) ? 0.2 : 0.0;
   f.reset_within = std::chrono::milliseconds(pick.range(1, 100));
   f.jump = pick.chance(0.3) ? 0.05 : 0.0;
@@ -147,7 +136,7 @@ Outcome run_echo(uint64_t seed) {
 // ends up with exactly what it sent, then EOF.
 Outcome run_backpressure(uint64_t seed) {
   sim::Rng pick(seed ^ 0xbac4);
-  sim::SimFaults f = shuffled(pick);
+  sim::SimFaults f = shuffled_network(pick);
   f.max_window = std::min<size_t>(f.max_window, 64 * 1024);
   f.jump = pick.chance(0.3) ? 0.05 : 0.0;
   f.max_jump = std::chrono::milliseconds(pick.range(1, 1000));
@@ -217,7 +206,7 @@ Outcome run_backpressure(uint64_t seed) {
 // having queued no more than the cap (plus the send that crossed it).
 Outcome run_output_cap(uint64_t seed) {
   sim::Rng pick(seed ^ 0xca9);
-  sim::SimFaults f = shuffled(pick);
+  sim::SimFaults f = shuffled_network(pick);
   f.max_window = std::min<size_t>(f.max_window, 64 * 1024);
   Harness h(seed, f);
   ServerOptions o;
@@ -278,187 +267,6 @@ Outcome run_output_cap(uint64_t seed) {
     }
   };
   return run_server(h, o, nullptr, track, script, check);
-}
-
-// ---- graceful stop ----
-// Peers keep sending while the server stops: each gets the echo of every
-// byte the server took from it before it closed (no more, no less, in
-// order), then EOF.
-Outcome run_stop(uint64_t seed) {
-  sim::Rng pick(seed ^ 0x5709);
-  sim::SimFaults f = shuffled(pick);
-  f.jump = pick.chance(0.2) ? 0.05 : 0.0;
-  f.max_jump = std::chrono::milliseconds(pick.range(1, 500));
-  Harness h(seed, f);
-  struct App final : Handler {
-    sim::World* world;
-    std::map<uint64_t, size_t> echoed;  // peer id -> bytes echoed
-    void on_open(Connection& c) override {
-      if (sim::StreamPeer* p = world->peer_for(c.fd())) c.state<State>().peer = p->id();
-    }
-    void on_message(Connection& c, std::string_view d) override {
-      c.state<State>().bytes += d.size();
-      c.send(d);
-    }
-    void on_close(Connection& c, CloseReason, int) override {
-      const State* s = c.find_state<State>();
-      if (s && s->peer) echoed[s->peer] = s->bytes;
-    }
-    struct State {
-      uint64_t peer = 0;
-      size_t bytes = 0;
-    };
-  } app;
-  app.world = &h.world();
-  struct PeerRun {
-    StreamPeer* p;
-    std::string sent, got;
-  };
-  std::vector<PeerRun> peers(pick.range(1, 5));
-  auto script = [&](Server& server) {
-    h.deadline(60s);
-    for (size_t i = 0; i < peers.size(); ++i) {
-      PeerRun* r = &peers[i];
-      r->p = h.world().connect(server.port());
-      r->p->on_data = [r](std::string_view d) { r->got.append(d); };
-      // Writes every 0-5 ms, for up to 300 ms: through the stop.
-      SimClock::duration t{};
-      for (int k = 0; k < 100; ++k) {
-        t += std::chrono::microseconds(h.rng().range(0, 5000));
-        std::string bytes = random_bytes(h.rng(), h.rng().range(1, 3000));
-        h.world().after(t, [r, bytes] {
-          if (r->p->write(bytes)) r->sent += bytes;
-        });
-      }
-    }
-    // Stop while they are busy.
-    h.world().after(std::chrono::milliseconds(h.rng().range(1, 200)), [&] { h.finish(); });
-  };
-  auto check = [&] {
-    for (size_t i = 0; i < peers.size(); ++i) {
-      const PeerRun& r = peers[i];
-      auto it = app.echoed.find(r.p->id());
-      const size_t owed = it == app.echoed.end() ? 0 : it->second;
-      if (r.p->error() != 0) {
-        // Refused: it connected after the listener closed.
-        if (r.p->error() != -ECONNREFUSED || owed != 0 || !r.got.empty()) {
-          h.fail("peer {}: error {} after {} bytes", i, r.p->error(), r.got.size());
-        }
-        continue;
-      }
-      if (r.got.size() != owed || r.sent.compare(0, owed, r.got) != 0) {
-        h.fail("peer {}: got {} bytes, server echoed {}", i, r.got.size(), owed);
-      }
-      if (!r.p->got_eof()) h.fail("peer {}: no EOF after stop", i);
-    }
-  };
-  ServerOptions o;
-  o.stop_deadline = 5000ms;
-  return run_server(h, o, nullptr, app, script, check);
-}
-
-}  // namespace sluice::simtest
-
-namespace sluice::simtest {
-
-// ---- stop deadline ----
-// Some peers stop reading while the server stops: stop() still ends by its
-// deadline, and a peer that did not get every byte echoed to it was
-// closed with an error the handler heard (the deadline cut it off);
-// every other peer got all of it, then EOF.
-Outcome run_stop_deadline(uint64_t seed) {
-  sim::Rng pick(seed ^ 0xdead);
-  sim::SimFaults f = shuffled(pick);
-  f.max_window = std::min<size_t>(f.max_window, 16 * 1024);
-  Harness h(seed, f);
-  ServerOptions o;
-  o.stop_deadline = std::chrono::milliseconds(pick.range(10, 2000));
-  struct App final : Handler {
-    sim::World* world;
-    struct Closed {
-      size_t echoed = 0;
-      CloseReason reason{};
-      int err = 0;
-    };
-    std::map<uint64_t, Closed> closed;  // peer id -> how its connection ended
-    SimClock::time_point stop_began{}, last_close{};
-    void on_open(Connection& c) override {
-      if (sim::StreamPeer* p = world->peer_for(c.fd())) c.state<State>().peer = p->id();
-    }
-    void on_message(Connection& c, std::string_view d) override {
-      c.state<State>().bytes += d.size();
-      c.send(d);
-    }
-    void on_server_stop(EventLoop& loop, size_t) override { stop_began = loop.clock(); }
-    void on_close(Connection& c, CloseReason reason, int err) override {
-      last_close = c.loop().clock();
-      const State& s = c.state<State>();
-      closed[s.peer] = {s.bytes, reason, err};
-    }
-    struct State {
-      uint64_t peer = 0;
-      size_t bytes = 0;
-    };
-  } app;
-  app.world = &h.world();
-  struct PeerRun {
-    StreamPeer* p;
-    std::string sent, got;
-    bool stopped_reading = false;
-  };
-  std::vector<PeerRun> peers(pick.range(1, 5));
-  auto script = [&](Server& server) {
-    h.deadline(60s);
-    for (PeerRun& pr : peers) {
-      PeerRun* r = &pr;
-      r->p = h.world().connect(server.port());
-      r->p->on_data = [r](std::string_view d) { r->got.append(d); };
-      // Enough to fill a small window and the server's output.
-      for (int k = 0; k < 20; ++k) {
-        std::string bytes = random_bytes(h.rng(), h.rng().range(1, 8000));
-        h.world().after(std::chrono::microseconds(h.rng().range(0, 20000)), [r, bytes] {
-          if (r->p->write(bytes)) r->sent += bytes;
-        });
-      }
-      if (h.rng().chance(0.5)) {
-        h.world().after(std::chrono::microseconds(h.rng().range(0, 30000)),
-                        [r] {
-                          r->p->set_reading(false);
-                          r->stopped_reading = true;
-                        });
-      }
-    }
-    h.world().after(40ms, [&] { h.finish(); });
-  };
-  auto check = [&] {
-    for (const PeerRun& r : peers) {
-      auto it = app.closed.find(r.p->id());
-      if (it == app.closed.end()) continue;  // refused
-      const App::Closed& c = it->second;
-      if (r.sent.compare(0, r.got.size(), r.got) != 0 || r.got.size() > c.echoed) {
-        h.fail("peer {}: got {} bytes that are not a prefix of the {} echoed", r.p->id(),
-               r.got.size(), c.echoed);
-      }
-      // Delivered: read, or waiting in the peer's receive buffer (a peer
-      // that stopped reading has it all the same).
-      const size_t delivered = r.got.size() + r.p->unread();
-      if (delivered != c.echoed && c.err == 0) {
-        h.fail("peer {}: {} of {} bytes owed delivered, and the handler heard {} with no error",
-               r.p->id(), delivered, c.echoed, to_string(c.reason));
-      }
-      if (delivered > c.echoed) h.fail("peer {}: {} bytes delivered, {} echoed", r.p->id(), delivered, c.echoed);
-      if (delivered == c.echoed && !r.stopped_reading && !r.p->got_eof()) {
-        h.fail("peer {}: everything delivered but no EOF", r.p->id());
-      }
-    }
-    const auto took = app.last_close - app.stop_began;
-    if (took > o.stop_deadline + 1ms) {
-      h.fail("stop took {} ms, deadline {} ms",
-             std::chrono::duration_cast<std::chrono::milliseconds>(took).count(),
-             o.stop_deadline.count());
-    }
-  };
-  return run_server(h, o, nullptr, app, script, check);
 }
 
 }  // namespace sluice::simtest
