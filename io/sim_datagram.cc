@@ -14,10 +14,13 @@
 namespace sluice::sim {
 
 void DatagramPeer::send_to(uint16_t port, std::string_view data) {
-  world_.route_datagram(port_, port, data, true);
+  world_.route_datagram(port_, port, data);
 }
 
-void World::route_datagram(uint16_t from, uint16_t to, std::string_view data, bool to_core) {
+// Delivered by port when it arrives: to a core socket bound there (so two
+// endpoints of the core, e.g. both ends of an rudp test, can talk), else
+// to a DatagramPeer, else lost (nobody bound: an ICMP unreachable).
+void World::route_datagram(uint16_t from, uint16_t to, std::string_view data) {
   if (rng_.chance(faults_.loss)) {
     ++stats_.datagrams_lost;
     return;
@@ -25,8 +28,8 @@ void World::route_datagram(uint16_t from, uint16_t to, std::string_view data, bo
   const int copies = rng_.chance(faults_.duplicate) ? 2 : 1;
   if (copies == 2) ++stats_.datagrams_duplicated;
   for (int i = 0; i < copies; ++i) {
-    after(delay(), [this, from, to, to_core, d = std::string(data)] {
-      to_core ? datagram_to_core(from, to, d) : datagram_to_peer(from, to, d);
+    after(delay(), [this, from, to, d = std::string(data)] {
+      sockets_.count(to) ? datagram_to_core(from, to, d) : datagram_to_peer(from, to, d);
     });
   }
 }
@@ -59,12 +62,7 @@ sockaddr_in loopback(uint16_t port) {
 }  // namespace
 
 void World::datagram_to_core(uint16_t from, uint16_t to, const std::string& data) {
-  auto it = sockets_.find(to);
-  if (it == sockets_.end()) {
-    ++stats_.datagrams_lost;  // nobody bound there (an ICMP unreachable)
-    return;
-  }
-  Socket& s = *it->second;
+  Socket& s = *sockets_.at(to);
   if (s.queue.empty() && s.ch->want_read()) {
     const sockaddr_in a = loopback(from);
     ++stats_.datagrams_to_core;
@@ -105,7 +103,7 @@ void World::send_datagrams(io::Channel& ch) {
       to = ntohs(reinterpret_cast<const sockaddr_in*>(&it.addr)->sin_port);
     }
     ++stats_.datagrams_from_core;
-    route_datagram(port, to, q.payload(it), false);
+    route_datagram(port, to, q.payload(it));
   }
   if (n > 0) {
     q.pop(n);
@@ -122,11 +120,11 @@ void World::send_datagrams(io::Channel& ch) {
 }
 
 void World::datagram_to_peer(uint16_t from, uint16_t to, const std::string& data) {
-  if (to < 40000 || static_cast<size_t>(to - 40000) >= dpeers_.size()) {
-    ++stats_.datagrams_lost;
+  if (to < kFirstPeerPort || static_cast<size_t>(to - kFirstPeerPort) >= dpeers_.size()) {
+    ++stats_.datagrams_lost;  // nobody bound there (an ICMP unreachable)
     return;
   }
-  DatagramPeer& p = *dpeers_[to - 40000];
+  DatagramPeer& p = *dpeers_[to - kFirstPeerPort];
   ++p.received_;
   if (p.on_datagram) p.on_datagram(from, data);
 }

@@ -253,21 +253,21 @@ void World::poll_core_shutdowns() {
   // end; no data ever flows through the pair, so a 0 from recv is exactly
   // that. (A close is also seen at detach; this catches shutdown() while
   // the stream stays open, and descriptors closed before being attached.)
-  for (auto it = by_fd_.begin(); it != by_fd_.end();) {
-    StreamPeer* p = it->second;
+  // In stream order, not descriptor order: what core_closed() draws from
+  // the generator must not depend on which numbers the kernel handed out.
+  for (auto& owned : streams_) {
+    StreamPeer* p = owned.get();
     char c;
     if (!p->core_shut_ && p->world_fd_ >= 0 &&
         ::recv(p->world_fd_, &c, 1, MSG_DONTWAIT | MSG_PEEK) == 0) {
       p->core_closed();
       if (p->ch_ == nullptr) {  // closed without ever being attached
         p->core_gone_ = true;
+        by_fd_.erase(p->core_fd_);
         ::close(p->world_fd_);
         p->world_fd_ = -1;
-        it = by_fd_.erase(it);
-        continue;
       }
     }
-    ++it;
   }
 }
 

@@ -68,7 +68,13 @@ StreamPeer* World::connect(uint16_t port) {
 }
 
 DatagramPeer* World::datagram_peer() {
-  dpeers_.push_back(std::unique_ptr<DatagramPeer>(new DatagramPeer(*this, next_dport_++)));
+  const size_t port = kFirstPeerPort + dpeers_.size();
+  if (port >= 1024) {
+    std::fprintf(stderr, "sim::World: at most %d datagram peers\n", 1024 - kFirstPeerPort);
+    std::abort();
+  }
+  dpeers_.push_back(
+      std::unique_ptr<DatagramPeer>(new DatagramPeer(*this, static_cast<uint16_t>(port))));
   return dpeers_.back().get();
 }
 

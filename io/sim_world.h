@@ -24,8 +24,12 @@
 //    with unread input (a sim close always ends in EOF).
 //  * Datagrams: the core's bound UDP socket (a real one, never used for
 //    IO) is registered by port at attach(); DatagramPeers have virtual
-//    addresses 127.0.0.1:40000+. Each datagram, either way, may be lost,
-//    duplicated and delayed independently (so reordered).
+//    addresses 127.0.0.1:100 and up (below 1024: a port the kernel never
+//    hands out for port 0, so no clash with the core's sockets). A datagram
+//    goes by destination port to the core socket bound there (two core
+//    endpoints can talk: both ends of an rudp test) or to a DatagramPeer.
+//    Each datagram, either way, may be lost, duplicated and delayed
+//    independently (so reordered).
 //  * Time: the clock starts at a fixed time point. Every wait() runs the
 //    events due; when none is due it jumps to the next event (or to
 //    now + timeout, whichever is first). A time jump (a stalled process)
@@ -208,7 +212,7 @@ class World {
   void update_stream(io::Channel& ch, StreamPeer& p);
   void detach_stream(StreamPeer& p);
   // Datagrams (sim_datagram.cc).
-  void route_datagram(uint16_t from, uint16_t to, std::string_view data, bool to_core);
+  void route_datagram(uint16_t from, uint16_t to, std::string_view data);
   int attach_datagram(io::Channel& ch);
   void detach_datagram(io::Channel& ch);
   void datagram_to_core(uint16_t from, uint16_t to, const std::string& data);
@@ -232,7 +236,7 @@ class World {
   std::map<int, StreamPeer*> by_fd_;  // core descriptors not yet attached or attached
   std::vector<std::unique_ptr<DatagramPeer>> dpeers_;
   std::vector<std::pair<SimClock::time_point, SimClock::time_point>> stalls_;  // jumps
-  uint16_t next_dport_ = 40000;
+  static constexpr uint16_t kFirstPeerPort = 100;
   // wakeup() from any thread.
   std::mutex mu_;
   std::condition_variable cv_;
