@@ -188,7 +188,7 @@ TEST(SimWorld, TwoCoreEndpointsExchangeDatagrams) {
 // Server::stop()'s deadline aborted connections to peers that had stopped
 // reading, dropping output, and the handler heard on_close(kServerStop, 0),
 // the same as after a complete flush. Now -ETIMEDOUT
-// (Connection::close_for_stop). Before the fix 1444 of seeds 1..2000
+// (Connection::close_for_stop). Before the fix 1483 of seeds 1..2000
 // failed; seed 2 was the first.
 TEST(SimRegression, StopDeadlineCutIsReportedSeed2) {
   spdlog::set_level(spdlog::level::warn);
