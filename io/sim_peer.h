@@ -39,10 +39,15 @@ class StreamPeer {
   // and, once the stream's window is full, the core's sends stall.
   void set_reading(bool on);
 
+  // The core has the connection (attached), or had it and let go.
   bool accepted() const { return ch_ != nullptr || core_gone_; }
+  // on_eof ran (a peer that stopped reading sees the EOF only once it
+  // reads again and has read what came before it).
   bool got_eof() const { return eof_seen_; }
   int error() const { return error_; }  // 0, or the on_reset error
+  // Bytes that arrived while not reading, not yet handed to on_data.
   size_t unread() const { return unread_.size(); }
+  // 1, 2 ... in connect() order (what World::peer_for() matches).
   uint64_t id() const { return id_; }
 
  private:
