@@ -78,7 +78,7 @@ int Connection::start() {
   }
   attached_ = true;
   if (idle_on_) {
-    idle_.start(idle_.options(), Clock::now());  // the clocks start now
+    idle_.start(idle_.options(), loop_.clock());  // the clocks start now
     arm_idle();
   }
   handler().on_open(*this);
@@ -143,7 +143,7 @@ bool Connection::send_raw_now(std::string_view bytes) {
   // A failure (n < 0) is left for update(), which meets it again and
   // reports it the usual way (on_error), as flush_span() does.
   const size_t done = n > 0 ? static_cast<size_t>(n) : 0;
-  if (done > 0 && idle_on_) idle_.on_write(Clock::now());
+  if (done > 0 && idle_on_) idle_.on_write(loop_.clock());
   if (done == bytes.size()) return true;
   output().append(bytes.substr(done));
   queued(bytes.size() - done);
@@ -299,7 +299,7 @@ void Connection::on_input(std::string_view data) {
 size_t Connection::consume_input(std::string_view view) {
   // The clock, not the loop's time: this input may have arrived while the
   // wait slept, after the loop's time was taken.
-  if (idle_on_) idle_.on_read(Clock::now());
+  if (idle_on_) idle_.on_read(loop_.clock());
   if (state_ != State::kOpen) {
     discard_input(view.size());  // closing: what the peer still sends is dropped
     return view.size();
@@ -354,7 +354,7 @@ void Connection::on_sent(size_t n) { progress(n); }
 
 // n bytes owed went to the kernel (on_sent, or sent inline by flush_span).
 void Connection::progress(size_t n) {
-  if (idle_on_) idle_.on_write(Clock::now());
+  if (idle_on_) idle_.on_write(loop_.clock());
   pending_ -= n;
   if (backpressured_ && pending_ <= limits().low_water) {
     backpressured_ = false;

@@ -96,6 +96,7 @@
 // Server::run_on(id, ...), for_each(), broadcast() (core/server.h).
 #pragma once
 
+#include <cerrno>
 #include <chrono>
 #include <cstdint>
 #include <memory>
@@ -257,9 +258,14 @@ class Connection final : public io::Channel {
   // Whether the connection holds buffer storage now (tests, benchmarks).
   bool holds_buffers() const { return leftover_.allocated() || output().allocated(); }
 
-  // Used by Server on shutdown.
+  // Used by Server on shutdown. Dropping output still owed (the stop
+  // deadline passed) is reported to the handler as -ETIMEDOUT: without it
+  // on_close(kServerStop, 0) read the same whether the peer got all it was
+  // sent or not (found by the simulation, tests/sim_stream_scenarios.cc,
+  // suite stop_deadline).
   void close_for_stop(bool drop_output) {
-    close_with(CloseReason::kServerStop, 0, drop_output);
+    close_with(CloseReason::kServerStop, drop_output && pending_ > 0 ? -ETIMEDOUT : 0,
+               drop_output);
   }
 
  private:

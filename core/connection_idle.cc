@@ -1,6 +1,7 @@
 // Connection's idle detection (see "Idle detection" in core/connection.h):
 // one loop timer re-armed lazily, the kernel asked before anything is
 // called idle, and ServerOptions::idle_close.
+#include <cerrno>
 #include <chrono>
 #include <memory>
 #include <string>
@@ -19,7 +20,7 @@ void Connection::set_idle(const IdleOptions& options) {
   // Lingering, the idle timer is the linger timer (see start_linger()).
   if (state_ == State::kLingering) return;
   idle_on_ = options.enabled();
-  idle_.start(options, Clock::now());
+  idle_.start(options, loop_.clock());
   if (!idle_on_) {
     stop_idle();
   } else if (attached_ && state_ < State::kDetaching) {
@@ -53,7 +54,7 @@ void Connection::on_idle_timer() {
   //    timeout fire at up to twice its setting.
   TcpProgress tcp;
   if (tcp_progress(fd(), &tcp) == 0) {
-    const Clock::time_point clock = Clock::now();
+    const Clock::time_point clock = loop_.clock();
     if (idle_.options().reader.count() > 0 || idle_.options().all.count() > 0) {
       // Bytes still queued count as input now, however long ago they came,
       // while we mean to read them: we are behind, the peer is not idle.
@@ -84,7 +85,10 @@ void Connection::on_idle_timer() {
 // makes no progress, e.g. an idle close to a peer that stopped reading):
 // abort.
 void Connection::close_idle(IdleKind kind) {
-  if (state_ != State::kOpen) return close_with(CloseReason::kIdle, 0, true);
+  if (state_ != State::kOpen) {
+    // Output still owed is dropped: say so (see Handler::on_close).
+    return close_with(CloseReason::kIdle, pending_ > 0 ? -ETIMEDOUT : 0, true);
+  }
   const IdleOptions& o = idle_.options();
   const Clock::duration d = kind == IdleKind::kReader   ? o.reader
                             : kind == IdleKind::kWriter ? o.writer

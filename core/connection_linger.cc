@@ -42,12 +42,12 @@ void Connection::start_linger() {
   // false keep that callback from going on or re-arming the node.
   idle_on_ = false;
   stop_idle();
-  idle_.start(IdleOptions{}, Clock::now());
+  idle_.start(IdleOptions{}, loop_.clock());
   // The handler's part ends with the FIN: it hears on_close now, not a
   // delayed ACK (~40 ms) or the peer's close later.
   handler().on_close(*this, reason_, error_);
   if (state_ != State::kLingering) return;  // it aborted from on_close
-  arm_linger(Clock::now());
+  arm_linger(loop_.clock());
   update_reading();
 }
 
@@ -72,7 +72,7 @@ void Connection::on_linger_timer() {
     end_linger(LingerEvent::kFinAcked);
     return;
   }
-  const Clock::time_point now = Clock::now();
+  const Clock::time_point now = loop_.clock();
   if (now - idle_.last_write() >= limits().linger_timeout) {
     spdlog::debug("conn #{} {}: peer did not take our FIN within {} ms; closing now",
                   id_, peer(), limits().linger_timeout.count());

@@ -10,9 +10,9 @@ namespace sluice {
 
 EventLoop::EventLoop(std::unique_ptr<io::Backend> backend)
     : backend_(std::move(backend)),
-      timers_(Clock::now()),
+      timers_(backend_->now()),
       thread_id_(std::this_thread::get_id()),
-      now_(Clock::now()) {}
+      now_(backend_->now()) {}
 
 EventLoop::~EventLoop() {
   // Tasks may own resources; run nothing, but destroy them here, on the
@@ -26,6 +26,19 @@ std::unique_ptr<EventLoop> EventLoop::create(std::string_view io_name,
   std::string name = io_name.empty() ? io::default_backend() : std::string(io_name);
   std::unique_ptr<io::Backend> backend = io::create(name, options, error);
   if (!backend) return nullptr;
+  return std::make_unique<EventLoop>(std::move(backend));
+}
+
+std::unique_ptr<EventLoop> EventLoop::create(const BackendFactory& factory, size_t loop_index,
+                                             std::string_view io_name,
+                                             const io::BackendOptions& options,
+                                             std::string* error) {
+  if (!factory) return create(io_name, options, error);
+  std::unique_ptr<io::Backend> backend = factory(loop_index);
+  if (!backend) {
+    if (error) *error = "the back-end factory made no back end for loop " + std::to_string(loop_index);
+    return nullptr;
+  }
   return std::make_unique<EventLoop>(std::move(backend));
 }
 
@@ -43,7 +56,7 @@ void EventLoop::run(const Task& first) {
     // Read the clock BEFORE the wait: its sweep covers everything queued
     // until then, so timers may judge absence up to this moment, no later
     // (see "Loop time" in the header).
-    now_ = Clock::now();
+    now_ = backend_->now();
     int rc = backend_->wait(next_timeout(now_));
     if (rc < 0) {
       spdlog::error("loop: {} back end wait failed: {}", backend_->name(), std::strerror(-rc));
@@ -126,7 +139,7 @@ std::chrono::milliseconds EventLoop::next_timeout(Clock::time_point now) {
 }
 
 TimerId EventLoop::run_after(Clock::duration delay, TimerCallback cb) {
-  return timers_.add(Clock::now() + delay, Clock::duration::zero(), std::move(cb));
+  return timers_.add(backend_->now() + delay, Clock::duration::zero(), std::move(cb));
 }
 
 TimerId EventLoop::run_at(Clock::time_point when, TimerCallback cb) {
@@ -134,7 +147,7 @@ TimerId EventLoop::run_at(Clock::time_point when, TimerCallback cb) {
 }
 
 bool EventLoop::reset_timer(TimerId id, Clock::duration delay) {
-  return timers_.reset(id, Clock::now() + delay);
+  return timers_.reset(id, backend_->now() + delay);
 }
 
 bool EventLoop::reset_timer_at(TimerId id, Clock::time_point when) {
@@ -142,7 +155,7 @@ bool EventLoop::reset_timer_at(TimerId id, Clock::time_point when) {
 }
 
 TimerId EventLoop::run_every(Clock::duration interval, TimerCallback cb) {
-  return timers_.add(Clock::now() + interval, interval, std::move(cb));
+  return timers_.add(backend_->now() + interval, interval, std::move(cb));
 }
 
 bool EventLoop::cancel(TimerId id) { return timers_.cancel(id); }

@@ -2,7 +2,7 @@
 // cross-thread task queue and end-of-iteration work.
 //
 // One iteration:
-//   1. now() := the clock; backend.wait(until the next timer, or 0 if
+//   1. now() := the back end's clock; backend.wait(until the next timer, or 0 if
 //      tasks are queued) -> IO completions run channel callbacks (user
 //      handlers)
 //   2. timers due by now() run -- the time the wait began, not the time it
@@ -51,6 +51,10 @@
 
 namespace sluice {
 
+// Makes the back end of loop `loop_index` of a server
+// (ServerOptions::backend_factory, UdpServerOptions::backend_factory).
+using BackendFactory = std::function<std::unique_ptr<io::Backend>(size_t loop_index)>;
+
 class EventLoop {
  public:
   using Task = std::function<void()>;
@@ -63,6 +67,12 @@ class EventLoop {
   // Creates a loop on the named back end (empty: the best available). On
   // failure returns nullptr and sets *error.
   static std::unique_ptr<EventLoop> create(std::string_view io_name,
+                                           const io::BackendOptions& options,
+                                           std::string* error);
+  // The same through `factory` when it is set (null from it: nullptr and
+  // *error says so), else by name.
+  static std::unique_ptr<EventLoop> create(const BackendFactory& factory, size_t loop_index,
+                                           std::string_view io_name,
                                            const io::BackendOptions& options,
                                            std::string* error);
 
@@ -104,6 +114,11 @@ class EventLoop {
   // iteration's wait began. Input that reached the kernel before now() has
   // been dispatched, or is being dispatched in this iteration.
   Clock::time_point now() const { return now_; }
+  // Loop thread: the current time, from the back end (io::Backend::now():
+  // the steady clock, or a simulation's virtual clock). Use it, not
+  // Clock::now(), for every time stamp that belongs to this loop, so the
+  // core runs in virtual time on a simulated back end.
+  Clock::time_point clock() const { return backend_->now(); }
 
   io::Backend& backend() { return *backend_; }
   std::string_view io_name() const { return backend_->name(); }

@@ -65,7 +65,11 @@ class Handler {
     (void)conn;
     (void)kind;
   }
-  // Last call for this connection; `err` is -errno for kPeerReset.
+  // Last call for this connection; `err` is -errno for kPeerReset, and
+  // -ETIMEDOUT for kServerStop and kIdle when the core gave up on a
+  // graceful close and dropped output still owed (the stop deadline
+  // passed; the peer stayed idle while we flushed): the peer did not get
+  // everything sent to it. 0 otherwise.
   // Connection::close_detail() says more for kFrameError, kTooSlow, kIdle.
   virtual void on_close(Connection& conn, CloseReason reason, int err) {
     (void)conn;

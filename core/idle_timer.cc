@@ -9,7 +9,7 @@ IdleTimer::~IdleTimer() {
 
 void IdleTimer::start(const IdleOptions& options) {
   on_ = options.enabled();
-  state_.start(options, Clock::now());
+  state_.start(options, loop_.clock());
   if (on_) {
     arm();
   } else {

@@ -29,8 +29,8 @@ class IdleTimer {
   // (Re)starts with these durations from now; all zero: stops.
   void start(const IdleOptions& options);
   void stop();
-  void on_read() { state_.on_read(Clock::now()); }
-  void on_write() { state_.on_write(Clock::now()); }
+  void on_read() { state_.on_read(loop_.clock()); }
+  void on_write() { state_.on_write(loop_.clock()); }
   // Same, with a time the caller already has.
   void on_read(Clock::time_point now) { state_.on_read(now); }
   const IdleState& state() const { return state_; }

@@ -30,18 +30,7 @@ class Server::Acceptor final : public io::Channel {
  private:
   void on_accept(int fd) override { server_.on_accepted(fd); }
 
-  void on_accept_error(int err) override {
-    size_t shed = 0;
-    if (err == -EMFILE || err == -ENFILE) shed = shed_pending();
-    // Log at most once a second: EMFILE under load would otherwise flood.
-    shed_total_ += shed;
-    uint64_t skipped = 0;
-    if (!log_limit_.allow(Clock::now(), &skipped)) return;
-    spdlog::warn("accept failed: {} ({} times since last report; {} pending "
-                 "connections shed)",
-                 std::strerror(-err), skipped + 1, shed_total_);
-    shed_total_ = 0;
-  }
+  void on_accept_error(int err) override;
 
   // One descriptor held on /dev/null so that, out of descriptors, the
   // server can still take a pending connection off the backlog and close it
@@ -129,6 +118,19 @@ struct Server::Slot final : Connection::Owner {
   Connection::Shared shared;  // what this loop's connections share
 };
 
+void Server::Acceptor::on_accept_error(int err) {
+  size_t shed = 0;
+  if (err == -EMFILE || err == -ENFILE) shed = shed_pending();
+  // Log at most once a second: EMFILE under load would otherwise flood.
+  shed_total_ += shed;
+  uint64_t skipped = 0;
+  if (!log_limit_.allow(server_.slots_[0]->loop->clock(), &skipped)) return;
+  spdlog::warn("accept failed: {} ({} times since last report; {} pending "
+               "connections shed)",
+               std::strerror(-err), skipped + 1, shed_total_);
+  shed_total_ = 0;
+}
+
 void Server::Acceptor::on_detached() {
   ::close(fd());
   released_ = true;
@@ -149,7 +151,7 @@ int Server::start(std::string* error) {
   ::signal(SIGPIPE, SIG_IGN);
 
   for (size_t i = 0; i < options_.threads; ++i) {
-    auto loop = EventLoop::create(options_.io, options_.io_options, error);
+    auto loop = EventLoop::create(options_.backend_factory, i, options_.io, options_.io_options, error);
     if (!loop) {
       slots_.clear();
       return -ENOTSUP;
@@ -210,7 +212,7 @@ void Server::on_accepted(int fd) {
     live_.fetch_sub(1, std::memory_order_relaxed);
     refused_.fetch_add(1, std::memory_order_relaxed);
     ::close(fd);
-    if (uint64_t skipped = 0; refusal_log_.allow(Clock::now(), &skipped)) {
+    if (uint64_t skipped = 0; refusal_log_.allow(slots_[0]->loop->clock(), &skipped)) {
       spdlog::warn("max connections ({}) reached: closed {} new connections "
                    "since last report",
                    options_.max_connections, skipped + 1);

@@ -86,6 +86,11 @@ struct ServerOptions {
   size_t max_connections = 0;
   // How long stop() lets connections flush what they owe.
   std::chrono::milliseconds stop_deadline{2000};
+  // Makes loop `loop_index`'s back end (called by start(), on the calling
+  // thread, once per loop); empty: io::create(io, io_options). For back ends that
+  // are not in the registry: a simulated network (io/sim_world.h), or a
+  // user's own. Returning null fails start() with -ENOTSUP.
+  BackendFactory backend_factory{};
 };
 
 // A server timer (run_after/run_every); 0 is never a valid one.

@@ -74,7 +74,7 @@ void UdpEndpoint::close() {
   state_ = State::kClosing;
   set_want_read(false);
   handler_.on_close(*this);
-  finish_close(Clock::now() + kCloseFlushLimit);
+  finish_close(loop_.clock() + kCloseFlushLimit);
 }
 
 // Detaching drops whatever the back end has not sent yet, including what
@@ -86,7 +86,7 @@ void UdpEndpoint::close() {
 // for long.
 void UdpEndpoint::finish_close(Clock::time_point deadline) {
   if (state_ != State::kClosing) return;
-  if (pending() > 0 && Clock::now() < deadline) {
+  if (pending() > 0 && loop_.clock() < deadline) {
     loop_.backend().update(*this);
     if (state_ != State::kClosing) return;  // a fatal error detached it
     if (pending() > 0) {

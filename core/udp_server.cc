@@ -93,7 +93,7 @@ int UdpServer::start(std::string* error) {
   }
   port_ = port;
   for (size_t i = 0; i < options_.threads; ++i) {
-    auto loop = EventLoop::create(options_.io, options_.io_options, error);
+    auto loop = EventLoop::create(options_.backend_factory, i, options_.io, options_.io_options, error);
     if (!loop) {
       close_fds();
       slots_.clear();

@@ -37,6 +37,9 @@ struct UdpServerOptions {
   size_t max_queued = UdpEndpoint::kDefaultMaxQueued;
   // How long stop() waits for the back ends to release the sockets.
   std::chrono::milliseconds stop_deadline{2000};
+  // Makes loop `loop_index`'s back end; empty: by `io` name (as
+  // ServerOptions::backend_factory).
+  BackendFactory backend_factory{};
 };
 
 class UdpServer {

@@ -187,6 +187,18 @@ class Backend {
 
   // Makes a concurrent or future wait() return promptly. Any thread.
   virtual void wakeup() = 0;
+
+  // The time as this back end sees it. Loop thread. The back end is what
+  // decides when time passes: a real one sleeps in the kernel for as long
+  // as wait() asks, so its time is the steady clock; a simulated one
+  // (io/sim_backend.h) jumps its virtual clock to the next event instead
+  // of sleeping. EventLoop takes all its time from here (its timers, and
+  // the clock() every loop-bound time stamp in the core uses), so timers,
+  // idle detection and lingering run in virtual time on a simulation and
+  // unchanged on real back ends.
+  virtual std::chrono::steady_clock::time_point now() const {
+    return std::chrono::steady_clock::now();
+  }
 };
 
 }  // namespace sluice::io

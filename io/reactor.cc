@@ -134,7 +134,7 @@ void ReactorBackend::update(Channel& ch) {
   // Reading resumed with datagrams held back: deliver them from wait(),
   // like io_uring and blocking, not from inside update() (which a handler
   // may call from its own callback).
-  if (st.held && ch.want_read()) retry_at(ch, std::chrono::steady_clock::now());
+  if (st.held && ch.want_read()) retry_at(ch, now());
   int rc = apply_interest(ch, st);
   if (rc < 0) fail(ch, st, rc);
 }
@@ -155,9 +155,9 @@ void ReactorBackend::detach(Channel& ch) {
 
 int ReactorBackend::wait(std::chrono::milliseconds timeout) {
   if (!retries_.empty()) {
-    const auto now = std::chrono::steady_clock::now();
+    const auto t = now();
     for (const Retry& r : retries_) {
-      auto left = std::chrono::ceil<std::chrono::milliseconds>(r.due - now);
+      auto left = std::chrono::ceil<std::chrono::milliseconds>(r.due - t);
       if (left.count() < 0) left = std::chrono::milliseconds(0);
       if (timeout.count() < 0 || left < timeout) timeout = left;
     }
@@ -195,11 +195,11 @@ void ReactorBackend::retry_at(Channel& ch, std::chrono::steady_clock::time_point
 }
 
 void ReactorBackend::run_retries() {
-  const auto now = std::chrono::steady_clock::now();
+  const auto t = now();
   // One due entry at a time: accepting may detach (and erase) listeners.
   for (size_t guard = retries_.size(); guard > 0; --guard) {
     auto it = std::find_if(retries_.begin(), retries_.end(),
-                           [now](const Retry& r) { return r.due <= now; });
+                           [t](const Retry& r) { return r.due <= t; });
     if (it == retries_.end()) return;
     Channel& ch = *it->ch;
     retries_.erase(it);
@@ -219,7 +219,7 @@ void ReactorBackend::run_retries() {
         spdlog::warn("{}: cannot watch the listening socket again: {}; retrying", name_,
                      std::strerror(-rc));
         st.accept_paused = true;
-        retry_at(ch, now + kAcceptBackoff);
+        retry_at(ch, t + kAcceptBackoff);
         continue;
       }
     }
@@ -277,9 +277,9 @@ void ReactorBackend::handle_accept(Channel& ch) {
       // Stop watching the listener for a while (see kAcceptBackoff).
       st.accept_paused = true;
       if (apply_interest(ch, st) < 0) st.accept_paused = false;
-      retry_at(ch, std::chrono::steady_clock::now() + kAcceptBackoff);
+      retry_at(ch, now() + kAcceptBackoff);
     } else if (poller_->edge_triggered()) {
-      retry_at(ch, std::chrono::steady_clock::now());
+      retry_at(ch, now());
     }
     return;
   }
@@ -287,7 +287,7 @@ void ReactorBackend::handle_accept(Channel& ch) {
   // edge-triggered poller will not report them again, so look again after
   // the loop's other ready channels had their turn.
   if (st.attached && poller_->edge_triggered()) {
-    retry_at(ch, std::chrono::steady_clock::now());
+    retry_at(ch, now());
   }
 }
 

@@ -53,7 +53,7 @@ void HeartbeatTcpHandler::on_open(Connection& conn) {
   conn.state_slot().emplace<TcpPeer>();
   counters_.joins.fetch_add(1, std::memory_order_relaxed);
   spdlog::info("join {} proto=tcp conn=#{}", conn.peer(), conn.id());
-  if (observer_) observer_({PeerEvent::Kind::kJoin, conn.peer(), "", Clock::now()});
+  if (observer_) observer_({PeerEvent::Kind::kJoin, conn.peer(), "", conn.loop().clock()});
 }
 
 void HeartbeatTcpHandler::on_message(Connection& conn, std::string_view payload) {
@@ -123,7 +123,7 @@ void HeartbeatTcpHandler::on_close(Connection& conn, CloseReason reason, int err
   }
   counters_.drops.fetch_add(1, std::memory_order_relaxed);
   log_drop("tcp", conn.peer(), fmt::format(" conn=#{}", conn.id()), why);
-  if (observer_) observer_({PeerEvent::Kind::kDrop, conn.peer(), why, Clock::now()});
+  if (observer_) observer_({PeerEvent::Kind::kDrop, conn.peer(), why, conn.loop().clock()});
 }
 
 // ---------------------------------------------------------------- UDP ----
@@ -151,7 +151,7 @@ class HeartbeatUdpHandler::PeerTable {
       }
       if (peers_.size() >= h_.options_.max_udp_peers) {
         ++refused_;
-        if (uint64_t skipped = 0; refusal_log_.allow(Clock::now(), &skipped)) {
+        if (uint64_t skipped = 0; refusal_log_.allow(ep_.loop().clock(), &skipped)) {
           spdlog::warn("udp: peer table full ({} peers); ignoring new senders ({} so far)",
                        peers_.size(), refused_);
         }
@@ -255,7 +255,7 @@ class HeartbeatUdpHandler::PeerTable {
     });
     peer->idle->start(h_.options_.idle());
     auto it = peers_.emplace(key, std::move(peer)).first;
-    h_.notify(PeerEvent::Kind::kJoin, it->second->name, "");
+    h_.notify(PeerEvent::Kind::kJoin, it->second->name, "", ep_.loop().clock());
     return it;
   }
 
@@ -264,7 +264,7 @@ class HeartbeatUdpHandler::PeerTable {
     if (it == peers_.end()) return;
     std::unique_ptr<Peer> peer = std::move(it->second);
     peers_.erase(it);
-    h_.notify(PeerEvent::Kind::kDrop, peer->name, reason);
+    h_.notify(PeerEvent::Kind::kDrop, peer->name, reason, ep_.loop().clock());
     // `peer` (and its timer) go here; when called from that timer's
     // callback, IdleTimer copes with being destroyed mid-callback.
   }
@@ -282,7 +282,7 @@ HeartbeatUdpHandler::HeartbeatUdpHandler(HeartbeatOptions options, PeerObserver 
 HeartbeatUdpHandler::~HeartbeatUdpHandler() = default;
 
 void HeartbeatUdpHandler::notify(PeerEvent::Kind kind, const std::string& peer,
-                                 const std::string& reason) {
+                                 const std::string& reason, Clock::time_point at) {
   if (kind == PeerEvent::Kind::kJoin) {
     counters_.joins.fetch_add(1, std::memory_order_relaxed);
     spdlog::info("join {} proto=udp", peer);
@@ -290,7 +290,7 @@ void HeartbeatUdpHandler::notify(PeerEvent::Kind kind, const std::string& peer,
     counters_.drops.fetch_add(1, std::memory_order_relaxed);
     log_drop("udp", peer, "", reason);
   }
-  if (observer_) observer_({kind, peer, reason, Clock::now()});
+  if (observer_) observer_({kind, peer, reason, at});
 }
 
 void HeartbeatUdpHandler::on_open(UdpEndpoint& ep) {

@@ -101,7 +101,9 @@ class HeartbeatUdpHandler final : public DatagramHandler {
  private:
   class PeerTable;
   friend class PeerTable;
-  void notify(PeerEvent::Kind kind, const std::string& peer, const std::string& reason);
+  // `at`: the endpoint's loop clock (virtual time on a simulated back end).
+  void notify(PeerEvent::Kind kind, const std::string& peer, const std::string& reason,
+              Clock::time_point at);
 
   HeartbeatOptions options_;
   PeerObserver observer_;

@@ -1,0 +1,132 @@
+// Simulated datagrams: the core's sockets are registered by port at
+// attach(); DatagramPeers have virtual ports. Every datagram, either way,
+// is lost, duplicated and delayed independently (so the order is not
+// kept), as the world's faults say.
+#include <arpa/inet.h>
+#include <netinet/in.h>
+
+#include <cerrno>
+
+#include "io/sim_internal.h"
+#include "io/sim_peer.h"
+#include "io/sim_world.h"
+
+namespace sluice::sim {
+
+void DatagramPeer::send_to(uint16_t port, std::string_view data) {
+  world_.route_datagram(port_, port, data);
+}
+
+// Delivered by port when it arrives: to a core socket bound there (so two
+// endpoints of the core, e.g. both ends of an rudp test, can talk), else
+// to a DatagramPeer, else lost (nobody bound: an ICMP unreachable).
+void World::route_datagram(uint16_t from, uint16_t to, std::string_view data) {
+  if (rng_.chance(faults_.loss)) {
+    ++stats_.datagrams_lost;
+    return;
+  }
+  const int copies = rng_.chance(faults_.duplicate) ? 2 : 1;
+  if (copies == 2) ++stats_.datagrams_duplicated;
+  for (int i = 0; i < copies; ++i) {
+    after(delay(), [this, from, to, d = std::string(data)] {
+      sockets_.count(to) ? datagram_to_core(from, to, d) : datagram_to_peer(from, to, d);
+    });
+  }
+}
+
+int World::attach_datagram(io::Channel& ch) {
+  const uint16_t port = bound_port(ch.fd());
+  if (port == 0) return -EINVAL;
+  if (sockets_.count(port)) return -EADDRINUSE;
+  auto s = std::make_unique<Socket>();
+  s->ch = &ch;
+  s->port = port;
+  sockets_[port] = std::move(s);
+  ch.io = std::make_unique<ChanState>();
+  return 0;
+}
+
+void World::detach_datagram(io::Channel& ch) {
+  auto it = sockets_.find(bound_port(ch.fd()));
+  if (it != sockets_.end() && it->second->ch == &ch) sockets_.erase(it);
+}
+
+namespace {
+sockaddr_in loopback(uint16_t port) {
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(port);
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  return a;
+}
+}  // namespace
+
+void World::datagram_to_core(uint16_t from, uint16_t to, const std::string& data) {
+  Socket& s = *sockets_.at(to);
+  if (s.queue.empty() && s.ch->want_read()) {
+    const sockaddr_in a = loopback(from);
+    ++stats_.datagrams_to_core;
+    s.ch->on_datagram({reinterpret_cast<const sockaddr*>(&a), sizeof a, data});
+    return;
+  }
+  if (s.queue.size() >= faults_.datagram_queue) {
+    ++stats_.datagrams_overflow;  // the socket's receive buffer is full
+    return;
+  }
+  s.queue.emplace_back(from, data);
+}
+
+void World::drain_datagrams(uint16_t port) {
+  // Looked up again after every callback: the handler may close the socket.
+  for (;;) {
+    auto it = sockets_.find(port);
+    if (it == sockets_.end()) return;
+    Socket& s = *it->second;
+    s.drain_scheduled = false;
+    if (s.queue.empty() || !s.ch->want_read()) return;
+    auto [from, data] = std::move(s.queue.front());
+    s.queue.pop_front();
+    const sockaddr_in a = loopback(from);
+    ++stats_.datagrams_to_core;
+    s.ch->on_datagram({reinterpret_cast<const sockaddr*>(&a), sizeof a, data});
+  }
+}
+
+void World::send_datagrams(io::Channel& ch) {
+  const uint16_t port = bound_port(ch.fd());
+  io::DatagramQueue& q = ch.datagrams();
+  const size_t n = q.size();
+  for (size_t i = 0; i < n; ++i) {
+    const io::DatagramQueue::Item& it = q.item(i);
+    uint16_t to = 0;
+    if (it.addr.ss_family == AF_INET) {
+      to = ntohs(reinterpret_cast<const sockaddr_in*>(&it.addr)->sin_port);
+    }
+    ++stats_.datagrams_from_core;
+    route_datagram(port, to, q.payload(it));
+  }
+  if (n > 0) {
+    q.pop(n);
+    ch.on_datagrams_sent(n);
+  }
+  // Reading resumed with datagrams queued: deliver them from wait(), not
+  // from inside update() (a handler may call it from its own callback).
+  auto it = sockets_.find(port);
+  if (it != sockets_.end() && it->second->ch == &ch && ch.want_read() &&
+      !it->second->queue.empty() && !it->second->drain_scheduled) {
+    it->second->drain_scheduled = true;
+    after(SimClock::duration::zero(), [this, port] { drain_datagrams(port); });
+  }
+}
+
+void World::datagram_to_peer(uint16_t from, uint16_t to, const std::string& data) {
+  if (to < kFirstPeerPort || static_cast<size_t>(to - kFirstPeerPort) >= dpeers_.size()) {
+    ++stats_.datagrams_lost;  // nobody bound there (an ICMP unreachable)
+    return;
+  }
+  DatagramPeer& p = *dpeers_[to - kFirstPeerPort];
+  ++p.received_;
+  if (p.on_datagram) p.on_datagram(from, data);
+}
+
+}  // namespace sluice::sim
