@@ -56,6 +56,7 @@
 #include "io/backend.h"
 #include "io/uring.h"
 #include "io/uring_buffers.h"
+#include "io/uring_faults.h"
 
 namespace sluice::io::uring_internal {
 
@@ -250,7 +251,20 @@ class UringBackendImpl final : public UringBackend {
   bool arm_wake();
   bool arm_recvmsg(ChanRec* r, DgramRecvSlot& s);
   bool arm_sendmsg(ChanRec* r, DgramSendSlot& s, size_t item);
-  void recycle(int bid) { stream_ring_.recycle(bid); }
+  void recycle(int bid) {
+#if defined(SLUICE_FAULTS)
+    if (bid >= 0 && withhold(bid)) return;
+#endif
+    stream_ring_.recycle(bid);
+  }
+#if defined(SLUICE_FAULTS)
+  // io/uring_faults.cc: buffers held back from the ring, and the faults
+  // made once per wait() (a withholding episode, a real cancel).
+  bool withhold(int bid);
+  void inject_faults();
+  std::vector<int> withheld_;
+  bool withholding_ = false;
+#endif
   template <class F>
   void for_each_op(ChanRec* r, F&& f);
   void sync(ChanRec* r);

@@ -185,7 +185,7 @@ bool UringBackendImpl::init(const BackendOptions& options,
   bool k519 = k60 || (p.flags & IORING_SETUP_COOP_TASKRUN) != 0;
 
   if (!tuning.disable_buf_ring && k60) {
-    buf_ring_ = stream_ring_.setup(&ring_, tuning.buf_count,
+    buf_ring_ = stream_ring_.setup(&ring_, stream_buf_count(tuning.buf_count),
                                    std::max(tuning.buf_size, 64u), kBufGroup,
                                    "streams");
   }

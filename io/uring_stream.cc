@@ -31,7 +31,7 @@ bool UringBackendImpl::arm_recv(ChanRec* r) {
   } else {
     std::unique_ptr<char[]>& scratch = r->extra().scratch;
     if (!scratch) scratch = std::make_unique<char[]>(kScratchSize);
-    io_uring_prep_recv(sqe, r->fd, scratch.get(), kScratchSize, 0);
+    io_uring_prep_recv(sqe, r->fd, scratch.get(), cap_sqe_len(kScratchSize), 0);
   }
   r->recv().multishot = ms_recv_;
   track(&r->recv(), sqe);
@@ -42,7 +42,7 @@ bool UringBackendImpl::arm_recv(ChanRec* r) {
 bool UringBackendImpl::arm_send(ChanRec* r) {
   io_uring_sqe* sqe = get_sqe();
   if (!sqe) return false;
-  size_t len = std::min(r->sending.readable(), kMaxSendLen);
+  size_t len = cap_sqe_len(std::min(r->sending.readable(), kMaxSendLen));
   io_uring_prep_send(sqe, r->fd, r->sending.peek(), len, MSG_NOSIGNAL);
   r->send().len = len;
   track(&r->send(), sqe);
