@@ -31,6 +31,7 @@ const char* to_string(Kind k) {
     case Kind::kUringCancel: return "uring_cancel";
     case Kind::kUringWithhold: return "uring_withhold";
     case Kind::kUringEintr: return "uring_eintr";
+    case Kind::kUringNobufsSeen: return "uring_enobufs_seen";
     case Kind::kCount: break;
   }
   return "?";

@@ -68,6 +68,9 @@ enum class Kind : uint8_t {
   kUringCancel,  // io_uring: a real ASYNC_CANCEL of a multishot op
   kUringWithhold,  // io_uring: provided buffers held back from the ring
   kUringEintr,   // io_uring: submit/wait returned -EINTR
+  // Observed, not injected: multishot recvs the kernel ended with -ENOBUFS
+  // (what withholding aims for).
+  kUringNobufsSeen,
   kCount
 };
 const char* to_string(Kind k);

@@ -56,9 +56,11 @@ bool UringBackendImpl::withhold(int bid) {
 
 // Once per wait(), before anything is submitted.
 void UringBackendImpl::inject_faults() {
-  // A withholding episode lasts a few waits; then every held buffer goes
-  // back, so a re-armed recv finds some.
-  if (withholding_ && fault::below(2) == 0) {
+  // A withholding episode lasts until the ring ran dry (a multishot recv
+  // ended with -ENOBUFS) or, with 1 in 16 per wait, gives up; then every
+  // held buffer goes back, so the re-armed recv finds some.
+  if (withholding_ && (ran_dry_ || fault::below(16) == 0)) {
+    ran_dry_ = false;
     withholding_ = false;
     for (int bid : withheld_) stream_ring_.recycle(bid);
     withheld_.clear();

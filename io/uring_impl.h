@@ -57,6 +57,9 @@
 #include "io/uring.h"
 #include "io/uring_buffers.h"
 #include "io/uring_faults.h"
+#if defined(SLUICE_FAULTS)
+#include "base/fault.h"
+#endif
 
 namespace sluice::io::uring_internal {
 
@@ -264,6 +267,7 @@ class UringBackendImpl final : public UringBackend {
   void inject_faults();
   std::vector<int> withheld_;
   bool withholding_ = false;
+  bool ran_dry_ = false;  // -ENOBUFS seen during this episode
 #endif
   template <class F>
   void for_each_op(ChanRec* r, F&& f);

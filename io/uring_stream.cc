@@ -122,6 +122,10 @@ int UringBackendImpl::on_recv_cqe(ChanRec* r, const Cqe& c) {
     // by the time the re-armed recv (queued by after()) is submitted, the
     // rest of this batch has refilled it.
     ++stats_.enobufs;
+#if defined(SLUICE_FAULTS)
+    fault::count(fault::Kind::kUringNobufsSeen);
+    if (withholding_) ran_dry_ = true;
+#endif
   } else if (is_cancel_or_retry(c.res)) {
     // our own cancel (want_read off), or interrupted: re-arm if wanted
   } else if (c.res == -EINVAL && was_multishot && !r->received_any &&
