@@ -268,6 +268,10 @@ void init_from_env() {
   }
   std::fprintf(stderr, "sluice: fault injection on: %s\n", to_string(p).c_str());
   install(p);
+  // How many were injected, so a passing run shows it was not vacuous.
+  std::atexit([] {
+    std::fprintf(stderr, "sluice: faults injected: %s\n", counters_summary().c_str());
+  });
 }
 
 uint64_t injected(Kind k) {
