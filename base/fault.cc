@@ -131,20 +131,21 @@ uint64_t splitmix(uint64_t& x) {
 
 struct ThreadRng {
   uint64_t generation = 0;
-  uint64_t state = 0;
+  uint64_t state[2] = {0, 0};  // by Stream
 };
 thread_local ThreadRng t_rng;
 
-uint64_t next() {
+uint64_t next(Stream stream = Stream::kIo) {
   const uint64_t gen = g_generation.load(std::memory_order_acquire);
   if (t_rng.generation != gen) {
     t_rng.generation = gen;
     const uint64_t ordinal = g_next_ordinal.fetch_add(1, std::memory_order_relaxed);
     uint64_t x = g_seed.load(std::memory_order_relaxed) ^ (ordinal * 0xd1342543de82ef95ull) ^
                  (gen << 32);
-    t_rng.state = splitmix(x);
+    t_rng.state[0] = splitmix(x);
+    t_rng.state[1] = splitmix(x);
   }
-  return splitmix(t_rng.state);
+  return splitmix(t_rng.state[static_cast<size_t>(stream)]);
 }
 
 void install(const FaultPlan& p) {
@@ -180,8 +181,8 @@ bool may_eagain(int fd, int flags) {
 
 // A length in [1, len - 1] (len >= 2), biased to small ones: short counts
 // of a few bytes exercise the most code.
-size_t shorter(size_t len) {
-  const uint64_t r = next();
+size_t shorter(size_t len, Stream stream = Stream::kIo) {
+  const uint64_t r = next(stream);
   const size_t cap = (r & 1) ? std::min<size_t>(len - 1, 16) : len - 1;
   return 1 + static_cast<size_t>((r >> 1) % cap);
 }
@@ -301,14 +302,16 @@ std::string counters_summary() {
   return s.empty() ? "none" : s;
 }
 
-bool roll() {
+bool roll(Stream s) {
   if (!active()) return false;
-  return (next() & 0xffffffffu) < g_rate_bits.load(std::memory_order_relaxed);
+  return (next(s) & 0xffffffffu) < g_rate_bits.load(std::memory_order_relaxed);
 }
 
-uint64_t below(uint64_t n) { return next() % n; }
+uint64_t below(uint64_t n, Stream s) { return next(s) % n; }
 
-bool harmful() { return g_mode.load(std::memory_order_relaxed) == static_cast<int>(Mode::kHarmful); }
+bool harmful() {
+  return g_mode.load(std::memory_order_relaxed) == static_cast<int>(Mode::kHarmful);
+}
 
 void count(Kind k) { g_counters[static_cast<size_t>(k)].fetch_add(1, std::memory_order_relaxed); }
 
@@ -423,8 +426,8 @@ ssize_t sendto(int fd, const void* buf, size_t len, int flags, const sockaddr* t
 // event slots (the kernel fills at most maxevents; the rest stay ready for
 // the next call).
 int epoll_wait(int epfd, epoll_event* events, int max, int timeout_ms) {
-  if (!roll()) return sys::raw::epoll_wait(epfd, events, max, timeout_ms);
-  switch (below(3)) {
+  if (!roll(Stream::kWait)) return sys::raw::epoll_wait(epfd, events, max, timeout_ms);
+  switch (below(3, Stream::kWait)) {
     case 0:
       set_errno_and_count(EINTR, Kind::kEintr);
       return -1;
@@ -434,15 +437,16 @@ int epoll_wait(int epfd, epoll_event* events, int max, int timeout_ms) {
     default:
       if (max < 2) return sys::raw::epoll_wait(epfd, events, max, timeout_ms);
       count(Kind::kTruncate);
-      return sys::raw::epoll_wait(epfd, events, static_cast<int>(shorter(max)), timeout_ms);
+      return sys::raw::epoll_wait(epfd, events,
+                                  static_cast<int>(shorter(max, Stream::kWait)), timeout_ms);
   }
 }
 
 // poll and select report every ready descriptor of the set: a truncated
 // set is no kernel result, so only EINTR and early returns.
 int poll(pollfd* fds, nfds_t n, int timeout_ms) {
-  if (!roll()) return sys::raw::poll(fds, n, timeout_ms);
-  if (below(2) == 0) {
+  if (!roll(Stream::kWait)) return sys::raw::poll(fds, n, timeout_ms);
+  if (below(2, Stream::kWait) == 0) {
     set_errno_and_count(EINTR, Kind::kEintr);
     return -1;
   }
@@ -451,8 +455,8 @@ int poll(pollfd* fds, nfds_t n, int timeout_ms) {
 }
 
 int select(int nfds, fd_set* rd, fd_set* wr, fd_set* ex, timeval* timeout) {
-  if (!roll()) return sys::raw::select(nfds, rd, wr, ex, timeout);
-  if (below(2) == 0) {
+  if (!roll(Stream::kWait)) return sys::raw::select(nfds, rd, wr, ex, timeout);
+  if (below(2, Stream::kWait) == 0) {
     set_errno_and_count(EINTR, Kind::kEintr);
     return -1;
   }

@@ -25,10 +25,11 @@
 // rightly waits for an edge that never comes. FaultPlan::eagain turns those
 // off; the epoll-et runs do that.
 //
-// Determinism: each thread draws from its own RNG, seeded from (seed, the
-// order in which threads first drew under this plan, the plan generation).
-// One thread (a reactor loop) replays exactly; with several threads
-// (blocking back end) the interleaving decides who draws first.
+// Determinism: each thread draws from its own RNGs (see Stream), seeded
+// from (seed, the order in which threads first drew under this plan, the
+// plan generation). With one loop thread the IO calls' faults replay
+// exactly as long as the calls come in the same order; with several
+// threads (blocking back end) the interleaving decides who draws first.
 //
 // Thread rules: set_plan/clear/from_env from any thread, typically the
 // test's main thread between runs; the wrappers from any thread; counters
@@ -108,10 +109,16 @@ uint64_t injected_total();
 void reset_counters();
 std::string counters_summary();  // "eintr=3 short=10 ..." (non-zero only)
 
+// Each thread has two RNG streams: one for the IO calls and one for the
+// waits (epoll_wait, poll, select, io_uring's submit/wait and its
+// once-per-wait faults). How many waits a run makes depends on timing;
+// keeping them apart means that does not shift the faults of the IO calls.
+enum class Stream : uint8_t { kIo, kWait };
+
 // For io/uring_faults.*: a draw with the plan's rate, and a uniform
 // number below n (n > 0).
-bool roll();
-uint64_t below(uint64_t n);
+bool roll(Stream s = Stream::kIo);
+uint64_t below(uint64_t n, Stream s = Stream::kIo);
 bool harmful();
 void count(Kind k);
 

@@ -25,13 +25,13 @@ int interrupted(io_uring* ring) {
 }  // namespace
 
 int submit_and_wait(io_uring* ring, unsigned want) {
-  if (fault::roll()) return interrupted(ring);
+  if (fault::roll(fault::Stream::kWait)) return interrupted(ring);
   return io_uring_submit_and_wait(ring, want);
 }
 
 int submit_and_wait_timeout(io_uring* ring, io_uring_cqe** cqe, unsigned want,
                             __kernel_timespec* ts, sigset_t* sigmask) {
-  if (fault::roll()) return interrupted(ring);
+  if (fault::roll(fault::Stream::kWait)) return interrupted(ring);
   return io_uring_submit_and_wait_timeout(ring, cqe, want, ts, sigmask);
 }
 
@@ -56,23 +56,24 @@ bool UringBackendImpl::withhold(int bid) {
 
 // Once per wait(), before anything is submitted.
 void UringBackendImpl::inject_faults() {
+  constexpr fault::Stream W = fault::Stream::kWait;  // once per wait: timing-dependent
   // A withholding episode lasts until the ring ran dry (a multishot recv
   // ended with -ENOBUFS) or, with 1 in 16 per wait, gives up; then every
   // held buffer goes back, so the re-armed recv finds some.
-  if (withholding_ && (ran_dry_ || fault::below(16) == 0)) {
+  if (withholding_ && (ran_dry_ || fault::below(16, W) == 0)) {
     ran_dry_ = false;
     withholding_ = false;
     for (int bid : withheld_) stream_ring_.recycle(bid);
     withheld_.clear();
-  } else if (!withholding_ && buf_ring_ && fault::roll()) {
+  } else if (!withholding_ && buf_ring_ && fault::roll(W)) {
     withholding_ = true;
     fault::count(Kind::kUringWithhold);
   }
   // A real cancel of a random multishot recv or accept: the kernel ends it
   // with -ECANCELED and no F_MORE, as it does when the op is cancelled for
   // any other reason; the back end must re-arm.
-  if (recs_.empty() || !fault::roll()) return;
-  ChanRec* r = recs_[fault::below(recs_.size())].get();
+  if (recs_.empty() || !fault::roll(W)) return;
+  ChanRec* r = recs_[fault::below(recs_.size(), W)].get();
   if (r == nullptr || r->detached || r->errored || r->dg) return;
   Op& op = r->ops[0];  // accept (listener) or recv (stream)
   if (!op.inflight || !op.multishot || op.cancel_sent || op.cancels != 0) return;
