@@ -44,12 +44,15 @@
 #include "core/udp_server.h"
 #include "io/registry.h"
 #include "tests/backend_params.h"
+#include "tests/fault_check.h"
 #include "tests/test_util.h"
 
 namespace sluice {
 namespace {
 
 using namespace std::chrono_literals;
+using testing::CheckingEcho;
+using testing::ClientResult;
 
 TEST(FaultPlanText, ParsesAndRejects) {
   fault::FaultPlan p;
@@ -88,166 +91,6 @@ bool only_seed(uint64_t* seed) {
   return true;
 }
 
-// Echoes every frame and watches the handler contract.
-class CheckingEcho final : public Handler {
- public:
-  struct Record {
-    bool closed = false;
-    CloseReason reason = CloseReason::kLocal;
-    int err = 0;
-  };
-
-  void on_open(Connection& conn) override {
-    std::lock_guard<std::mutex> lock(mu_);
-    if (!conns_.emplace(conn.id(), Record{}).second) violation("on_open twice");
-    ++opened_;
-  }
-  void on_message(Connection& conn, std::string_view data) override {
-    check_open(conn, "on_message");
-    conn.send(data);
-  }
-  void on_peer_shutdown(Connection& conn) override {
-    check_open(conn, "on_peer_shutdown");
-    Handler::on_peer_shutdown(conn);
-  }
-  void on_high_water(Connection& conn, size_t) override { check_open(conn, "on_high_water"); }
-  void on_drain(Connection& conn) override { check_open(conn, "on_drain"); }
-  void on_close(Connection& conn, CloseReason reason, int err) override {
-    std::lock_guard<std::mutex> lock(mu_);
-    auto it = conns_.find(conn.id());
-    if (it == conns_.end()) {
-      violation("on_close without on_open");
-    } else if (it->second.closed) {
-      violation("on_close twice");
-    } else {
-      it->second = {true, reason, err};
-      last_ = it->second;
-    }
-    ++closed_;
-    cv_.notify_all();
-  }
-
-  // Waits until every opened connection is closed; false on timeout.
-  bool settle(std::chrono::milliseconds limit) {
-    std::unique_lock<std::mutex> lock(mu_);
-    return cv_.wait_for(lock, limit, [&] { return opened_ == closed_; });
-  }
-  // Waits until at least n connections were opened (and all closed).
-  bool settle_after(size_t n, std::chrono::milliseconds limit) {
-    std::unique_lock<std::mutex> lock(mu_);
-    return cv_.wait_for(lock, limit, [&] { return opened_ >= n && opened_ == closed_; });
-  }
-  size_t opened() {
-    std::lock_guard<std::mutex> lock(mu_);
-    return opened_;
-  }
-  Record last() {
-    std::lock_guard<std::mutex> lock(mu_);
-    return last_;
-  }
-  std::string take_violations() {
-    std::lock_guard<std::mutex> lock(mu_);
-    std::string v;
-    v.swap(violations_);
-    conns_.clear();  // the run is over: its connections are all closed
-    return v;
-  }
-
- private:
-  void check_open(Connection& conn, const char* what) {
-    std::lock_guard<std::mutex> lock(mu_);
-    auto it = conns_.find(conn.id());
-    if (it == conns_.end()) {
-      violation(std::string(what) + " before on_open");
-    } else if (it->second.closed) {
-      violation(std::string(what) + " after on_close");
-    }
-  }
-  void violation(const std::string& what) {  // mu_ held
-    if (!violations_.empty()) violations_ += "; ";
-    violations_ += what;
-  }
-
-  std::mutex mu_;
-  std::condition_variable cv_;
-  std::unordered_map<uint64_t, Record> conns_;
-  size_t opened_ = 0, closed_ = 0;
-  Record last_;
-  std::string violations_;
-};
-
-// What the client saw of one exchange.
-struct ClientResult {
-  std::string got;
-  enum { kComplete, kEof, kReset, kTimeout } end = kTimeout;
-  bool closed_after = false;  // complete, then the server closed after our FIN
-};
-
-// Sends `wire` in random pieces while reading the echo, from one poll()
-// loop (no thread per run). Every wait is bounded by `deadline`.
-ClientResult exchange(int fd, const std::string& wire, std::mt19937_64& rng,
-                      std::chrono::steady_clock::time_point deadline) {
-  ClientResult r;
-  ::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL) | O_NONBLOCK);
-  size_t sent = 0;
-  bool shut = false;
-  char buf[65536];
-  for (;;) {
-    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
-        deadline - std::chrono::steady_clock::now());
-    if (left.count() <= 0) {
-      r.end = ClientResult::kTimeout;
-      return r;
-    }
-    pollfd p{fd, POLLIN, 0};
-    if (sent < wire.size()) p.events |= POLLOUT;
-    if (::poll(&p, 1, static_cast<int>(left.count())) < 0 && errno != EINTR) {
-      r.end = ClientResult::kReset;
-      return r;
-    }
-    if (p.revents & POLLOUT) {
-      const size_t max = (rng() % 4 == 0) ? 65536 : 64;
-      const size_t n = std::min(wire.size() - sent, 1 + static_cast<size_t>(rng() % max));
-      const ssize_t w = ::send(fd, wire.data() + sent, n, MSG_NOSIGNAL);
-      if (w > 0) sent += static_cast<size_t>(w);
-      if (w < 0 && errno != EAGAIN && errno != EINTR) {
-        // The server is gone; what it sent before may still be readable.
-        sent = wire.size();
-      }
-    }
-    if (p.revents & (POLLIN | POLLHUP | POLLERR)) {
-      const ssize_t n = ::recv(fd, buf, sizeof buf, 0);
-      if (n > 0) {
-        r.got.append(buf, static_cast<size_t>(n));
-      } else if (n == 0) {
-        r.end = r.got.size() == wire.size() ? ClientResult::kComplete : ClientResult::kEof;
-        r.closed_after = shut;
-        return r;
-      } else if (errno != EAGAIN && errno != EINTR) {
-        r.end = r.got.size() == wire.size() && shut ? ClientResult::kComplete
-                                                    : ClientResult::kReset;
-        r.closed_after = shut;
-        return r;
-      }
-    }
-    if (!shut && r.got.size() == wire.size() && sent == wire.size()) {
-      // Everything came back: half-close and expect the server's close.
-      ::shutdown(fd, SHUT_WR);
-      shut = true;
-    }
-  }
-}
-
-std::string frame(std::string_view payload) {
-  std::string f(4, '\0');
-  const uint32_t n = static_cast<uint32_t>(payload.size());
-  f[0] = static_cast<char>(n >> 24);
-  f[1] = static_cast<char>(n >> 16);
-  f[2] = static_cast<char>(n >> 8);
-  f[3] = static_cast<char>(n);
-  f.append(payload);
-  return f;
-}
 
 class FaultRuns : public ::testing::TestWithParam<std::string> {
  protected:
@@ -315,13 +158,14 @@ class FaultRuns : public ::testing::TestWithParam<std::string> {
     const int frames = 1 + static_cast<int>(rng() % 6);
     for (int i = 0; i < frames; ++i) {
       const size_t size = rng() % 8 == 0 ? rng() % 70000 : rng() % 300;
-      wire += frame(testing::random_bytes(size, rng()));
+      wire += testing::frame(testing::random_bytes(size, rng()));
     }
     const size_t opened_before = handler_.opened();
     fault::set_plan(plan(seed, mode, rate));
     const int fd = testing::connect_local(tcp_->port());
     if (fd < 0) return "connect failed: " + std::string(std::strerror(-fd));
-    const ClientResult r = exchange(fd, wire, rng, std::chrono::steady_clock::now() + 5s);
+    const ClientResult r =
+        testing::exchange(fd, wire, rng, std::chrono::steady_clock::now() + 5s);
     ::close(fd);
     std::string why;
     // The server's side of this run must settle too (its close may follow
