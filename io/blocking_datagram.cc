@@ -69,8 +69,8 @@ void BlockingBackend::datagram_reader_loop(Conn& c) {
     sockaddr_storage from;
     socklen_t from_len = sizeof from;
     const ssize_t n = sys::recvfrom(c.fd, stage.get(), kMaxDatagram, 0,
-                                 reinterpret_cast<sockaddr*>(&from),
-                                 &from_len);
+                                    reinterpret_cast<sockaddr*>(&from),
+                                    &from_len);
     const int err = n < 0 ? errno : 0;
     if (n == 0 && from_len == 0) {
       // Not a datagram (a UDP datagram always has a source address): the
@@ -160,7 +160,7 @@ void BlockingBackend::datagram_writer_loop(Conn& c) {
       for (;;) {
         const ssize_t n =
             sys::sendto(c.fd, p.data(), p.size(), MSG_NOSIGNAL,
-                     reinterpret_cast<const sockaddr*>(&it.addr), it.addr_len);
+                        reinterpret_cast<const sockaddr*>(&it.addr), it.addr_len);
         const int err = n < 0 ? errno : 0;
         if (n >= 0) break;
         if (err == EINTR) continue;

@@ -108,7 +108,7 @@ void BlockingBackend::writer_loop(Conn& c) {
     int fail = 0;
     while (!sending.empty()) {
       const ssize_t n = sys::send(c.fd, sending.peek(), sending.readable(),
-                               MSG_NOSIGNAL);
+                                  MSG_NOSIGNAL);
       const int err = n < 0 ? errno : 0;
       if (n > 0) {
         sending.retrieve(static_cast<size_t>(n));
