@@ -76,14 +76,14 @@ bool parse_plan(std::string_view text, FaultPlan* plan, std::string* error) {
         *error = "mode: benign or harmful, not '" + std::string(value) + "'";
         return false;
       }
-    } else if (key == "eagain") {
+    } else if (key == "eagain" || key == "truncate") {
       if (value != "0" && value != "1") {
-        *error = "eagain: 0 or 1, not '" + std::string(value) + "'";
+        *error = std::string(key) + ": 0 or 1, not '" + std::string(value) + "'";
         return false;
       }
-      p.eagain = value == "1";
+      (key == "eagain" ? p.eagain : p.truncate) = value == "1";
     } else {
-      *error = "unknown key '" + std::string(key) + "' (seed, rate, mode, eagain)";
+      *error = "unknown key '" + std::string(key) + "' (seed, rate, mode, eagain, truncate)";
       return false;
     }
   }
@@ -97,9 +97,10 @@ bool parse_plan(std::string_view text, FaultPlan* plan, std::string* error) {
 
 std::string to_string(const FaultPlan& p) {
   char buf[128];
-  std::snprintf(buf, sizeof buf, "seed=%llu,rate=%g,mode=%s,eagain=%d",
+  std::snprintf(buf, sizeof buf, "seed=%llu,rate=%g,mode=%s,eagain=%d,truncate=%d",
                 static_cast<unsigned long long>(p.seed), p.rate,
-                p.mode == Mode::kHarmful ? "harmful" : "benign", p.eagain ? 1 : 0);
+                p.mode == Mode::kHarmful ? "harmful" : "benign", p.eagain ? 1 : 0,
+                p.truncate ? 1 : 0);
   return buf;
 }
 
@@ -117,6 +118,7 @@ std::atomic<uint64_t> g_seed{0};
 std::atomic<uint64_t> g_rate_bits{0};       // rate as a 2^-32 fraction
 std::atomic<int> g_mode{0};
 std::atomic<bool> g_eagain{true};
+std::atomic<bool> g_truncate{false};
 std::atomic<uint64_t> g_generation{1};
 std::atomic<uint64_t> g_next_ordinal{0};    // reset per generation
 std::atomic<uint64_t> g_counters[static_cast<size_t>(Kind::kCount)];
@@ -156,6 +158,7 @@ void install(const FaultPlan& p) {
                     std::memory_order_relaxed);
   g_mode.store(static_cast<int>(p.mode), std::memory_order_relaxed);
   g_eagain.store(p.eagain, std::memory_order_relaxed);
+  g_truncate.store(p.truncate, std::memory_order_relaxed);
   g_next_ordinal.store(0, std::memory_order_relaxed);
   g_generation.fetch_add(1, std::memory_order_release);
 }
@@ -422,12 +425,12 @@ ssize_t sendto(int fd, const void* buf, size_t len, int flags, const sockaddr* t
 }
 
 // Waits: EINTR (a signal), an early return (the same call with a zero
-// timeout: whatever is ready now, maybe nothing), and for epoll fewer
-// event slots (the kernel fills at most maxevents; the rest stay ready for
-// the next call).
+// timeout: whatever is ready now, maybe nothing), and for epoll, only
+// with FaultPlan::truncate, fewer event slots (see there why not always).
 int epoll_wait(int epfd, epoll_event* events, int max, int timeout_ms) {
   if (!roll(Stream::kWait)) return sys::raw::epoll_wait(epfd, events, max, timeout_ms);
-  switch (below(3, Stream::kWait)) {
+  const bool truncate = g_truncate.load(std::memory_order_relaxed);
+  switch (below(truncate ? 3 : 2, Stream::kWait)) {
     case 0:
       set_errno_and_count(EINTR, Kind::kEintr);
       return -1;

@@ -11,8 +11,9 @@
 // point without side effects (EINTR, EAGAIN on a nonblocking socket). Two
 // classes:
 //   benign  -- the back end must hide them: EINTR, short counts, fewer
-//              messages, truncated or early (0-event) waits, spurious
-//              EAGAIN;
+//              messages, early (0-event) waits, spurious EAGAIN (and,
+//              only when asked, truncated epoll batches: see
+//              FaultPlan::truncate);
 //   harmful -- a connection may end, but its handler must hear why:
 //              ECONNRESET/EPIPE on stream IO, ENOBUFS/ENOMEM on datagram
 //              sends (the datagram is dropped and counted), EMFILE/ENFILE/
@@ -83,10 +84,17 @@ struct FaultPlan {
   // Spurious EAGAIN and short sends; off for edge-triggered epoll (see
   // the header comment).
   bool eagain = true;
+  // epoll_wait with fewer event slots than asked. Off by default: not
+  // strictly legal here. The kernel fills at most maxevents, but the
+  // poller reads a batch shorter than its array as "every ready descriptor
+  // was reported" (true of the kernel), and Backend::wait's complete-sweep
+  // promise, which idle verdicts rely on, rests on that. A lowered cap
+  // leaves ready descriptors for the next wait, one loop iteration late.
+  bool truncate = false;
 };
 
-// Parses "seed=42,rate=0.05,mode=benign|harmful[,eagain=0|1]". Returns
-// false and sets *error on bad text.
+// Parses "seed=42,rate=0.05,mode=benign|harmful[,eagain=0|1][,truncate=0|1]".
+// Returns false and sets *error on bad text.
 bool parse_plan(std::string_view text, FaultPlan* plan, std::string* error);
 std::string to_string(const FaultPlan& plan);
 
