@@ -47,10 +47,11 @@ size_t cap_sqe_len(size_t len) {
 // 16 buffers of 16 KiB still serve every stream (the back end re-arms on
 // ENOBUFS), and holding a few back really drains them.
 unsigned stream_buf_count(unsigned want) { return std::min(want, 16u); }
+unsigned dgram_buf_count(unsigned want) { return std::min(want, 8u); }
 
-bool UringBackendImpl::withhold(int bid) {
+bool UringBackendImpl::withhold(BufRing& ring, int bid) {
   if (!withholding_) return false;
-  withheld_.push_back(bid);
+  withheld_.emplace_back(&ring, bid);
   return true;
 }
 
@@ -63,19 +64,22 @@ void UringBackendImpl::inject_faults() {
   if (withholding_ && (ran_dry_ || fault::below(16, W) == 0)) {
     ran_dry_ = false;
     withholding_ = false;
-    for (int bid : withheld_) stream_ring_.recycle(bid);
+    for (auto [ring, bid] : withheld_) ring->recycle(bid);
     withheld_.clear();
-  } else if (!withholding_ && buf_ring_ && fault::roll(W)) {
+  } else if (!withholding_ && (buf_ring_ || ms_recvmsg_) && fault::roll(W)) {
     withholding_ = true;
     fault::count(Kind::kUringWithhold);
   }
-  // A real cancel of a random multishot recv or accept: the kernel ends it
-  // with -ECANCELED and no F_MORE, as it does when the op is cancelled for
-  // any other reason; the back end must re-arm.
+  // A real cancel of a random multishot recv, recvmsg or accept: the
+  // kernel ends it with -ECANCELED and no F_MORE, as it does when the op is
+  // cancelled for any other reason; the back end must re-arm.
   if (recs_.empty() || !fault::roll(W)) return;
   ChanRec* r = recs_[fault::below(recs_.size(), W)].get();
-  if (r == nullptr || r->detached || r->errored || r->dg) return;
-  Op& op = r->ops[0];  // accept (listener) or recv (stream)
+  if (r == nullptr || r->detached || r->errored) return;
+  // Datagram channels: the multishot recvmsg is slot 0. Otherwise ops[0]
+  // is the accept (listener) or the recv (stream).
+  if (r->dg && r->dg->rx.empty()) return;
+  Op& op = r->dg ? r->dg->rx[0]->op : r->ops[0];
   if (!op.inflight || !op.multishot || op.cancel_sent || op.cancels != 0) return;
   if (send_cancel(&op)) fault::count(Kind::kUringCancel);
 }

@@ -9,13 +9,14 @@
 // nothing. Each effect is produced for real instead:
 //   short results   -- the send SQE's length is capped (and the
 //                      single-shot recv's), so the kernel completes short;
-//   -ENOBUFS, no F_MORE -- stream provided buffers are held back from the
-//                      ring for a while (and the ring is small in this
-//                      build), so the kernel really runs dry and ends the
-//                      multishot recv;
+//   -ENOBUFS, no F_MORE -- provided buffers (streams and datagrams) are
+//                      held back from their rings for a while (and the
+//                      rings are small in this build), so the kernel
+//                      really runs dry and ends the multishot recv or
+//                      recvmsg;
 //   -ECANCELED, no F_MORE -- a real IORING_OP_ASYNC_CANCEL for a random
-//                      in-flight multishot recv or accept; the back end
-//                      must re-arm it;
+//                      in-flight multishot recv, recvmsg or accept; the
+//                      back end must re-arm it;
 //   -EINTR          -- from the submit/wait call: it submits, waits for
 //                      nothing, and says EINTR (what a signal does).
 //
@@ -37,8 +38,10 @@ int submit_and_wait_timeout(io_uring* ring, io_uring_cqe** cqe, unsigned want,
                             __kernel_timespec* ts, sigset_t* sigmask);
 // The length to put in a recv/send SQE that could take `len`.
 size_t cap_sqe_len(size_t len);
-// Provided buffers for streams in this build (a legal, small ring).
+// Provided buffers in this build (legal, small rings, so withholding a
+// few really drains them).
 unsigned stream_buf_count(unsigned want);
+unsigned dgram_buf_count(unsigned want);
 
 #else
 
@@ -51,6 +54,7 @@ inline int submit_and_wait_timeout(io_uring* ring, io_uring_cqe** cqe, unsigned 
 }
 inline size_t cap_sqe_len(size_t len) { return len; }
 inline unsigned stream_buf_count(unsigned want) { return want; }
+inline unsigned dgram_buf_count(unsigned want) { return want; }
 
 #endif
 

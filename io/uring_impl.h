@@ -51,6 +51,7 @@
 #include <string_view>
 #include <thread>
 #include <unordered_map>
+#include <utility>
 #include <vector>
 
 #include "io/backend.h"
@@ -256,16 +257,22 @@ class UringBackendImpl final : public UringBackend {
   bool arm_sendmsg(ChanRec* r, DgramSendSlot& s, size_t item);
   void recycle(int bid) {
 #if defined(SLUICE_FAULTS)
-    if (bid >= 0 && withhold(bid)) return;
+    if (bid >= 0 && withhold(stream_ring_, bid)) return;
 #endif
     stream_ring_.recycle(bid);
   }
+  void recycle_dgram(int bid) {
 #if defined(SLUICE_FAULTS)
-  // io/uring_faults.cc: buffers held back from the ring, and the faults
+    if (bid >= 0 && withhold(dgram_ring_, bid)) return;
+#endif
+    dgram_ring_.recycle(bid);
+  }
+#if defined(SLUICE_FAULTS)
+  // io/uring_faults.cc: buffers held back from the rings, and the faults
   // made once per wait() (a withholding episode, a real cancel).
-  bool withhold(int bid);
+  bool withhold(BufRing& ring, int bid);
   void inject_faults();
-  std::vector<int> withheld_;
+  std::vector<std::pair<BufRing*, int>> withheld_;
   bool withholding_ = false;
   bool ran_dry_ = false;  // -ENOBUFS seen during this episode
 #endif
