@@ -12,9 +12,21 @@
 // Same contract as the glibc calls: the result, or -1 with errno set.
 // Any thread; no state. Sanitizer builds (SLUICE_SANITIZED) use the glibc
 // calls, so ASan checks the buffers and TSan sees the socket hand-offs.
+//
+// This is the one door for the IO path's socket calls (recv, send, readv,
+// accept4, recvmmsg, sendmmsg, recvfrom, sendto, epoll_wait, poll,
+// select): io/ and core/ never call them directly, so a fault-injection
+// build (--config=faults, SLUICE_FAULTS) can put base/fault.h in front of
+// all of them. There the functions below live in sys::raw and the
+// sys:: names forward to fault::; a normal build compiles exactly these
+// definitions in sys:: and never includes fault.h. Setup calls (socket,
+// bind, listen, setsockopt, close) need no door: they are not where a
+// back end's error handling lives.
 #pragma once
 
+#include <poll.h>
 #include <sys/epoll.h>
+#include <sys/select.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/types.h>
@@ -25,6 +37,9 @@
 #include <cstddef>
 
 namespace sluice::sys {
+#if defined(SLUICE_FAULTS)
+namespace raw {
+#endif
 
 #if defined(SLUICE_SANITIZED)
 
@@ -62,4 +77,50 @@ inline int epoll_wait(int epfd, epoll_event* events, int max, int timeout_ms) {
 
 #endif
 
+// Not hot enough for the syscall(2) shortcut (accept, datagram batches,
+// the pollers' waits, the blocking back end's calls): glibc in every build.
+inline int accept4(int fd, sockaddr* addr, socklen_t* len, int flags) {
+  return ::accept4(fd, addr, len, flags);
+}
+inline int recvmmsg(int fd, mmsghdr* msgs, unsigned n, int flags, timespec* timeout) {
+  return ::recvmmsg(fd, msgs, n, flags, timeout);
+}
+inline int sendmmsg(int fd, mmsghdr* msgs, unsigned n, int flags) {
+  return ::sendmmsg(fd, msgs, n, flags);
+}
+inline ssize_t recvfrom(int fd, void* buf, size_t len, int flags, sockaddr* from,
+                        socklen_t* from_len) {
+  return ::recvfrom(fd, buf, len, flags, from, from_len);
+}
+inline ssize_t sendto(int fd, const void* buf, size_t len, int flags, const sockaddr* to,
+                      socklen_t to_len) {
+  return ::sendto(fd, buf, len, flags, to, to_len);
+}
+inline int poll(pollfd* fds, nfds_t n, int timeout_ms) { return ::poll(fds, n, timeout_ms); }
+inline int select(int nfds, fd_set* rd, fd_set* wr, fd_set* ex, timeval* timeout) {
+  return ::select(nfds, rd, wr, ex, timeout);
+}
+
+#if defined(SLUICE_FAULTS)
+}  // namespace raw
+#endif
 }  // namespace sluice::sys
+
+#if defined(SLUICE_FAULTS)
+// Fault-injection build: every call above goes through the plan first.
+#include "base/fault.h"
+
+namespace sluice::sys {
+using fault::accept4;
+using fault::epoll_wait;
+using fault::poll;
+using fault::readv;
+using fault::recv;
+using fault::recvfrom;
+using fault::recvmmsg;
+using fault::select;
+using fault::send;
+using fault::sendmmsg;
+using fault::sendto;
+}  // namespace sluice::sys
+#endif

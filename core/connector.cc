@@ -13,6 +13,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include "base/sys.h"
 #include "core/event_loop.h"
 
 namespace sluice {
@@ -183,7 +184,7 @@ void Connector::run() {
     // `this` outlives the tasks (see Lifetime in the header).
     for (auto& [loop, id] : ready) loop->post([this, id = id] { deliver(id); });
     pfds.push_back({wake_fd_, POLLIN, 0});
-    int n = ::poll(pfds.data(), pfds.size(), timeout_ms);
+    int n = sys::poll(pfds.data(), pfds.size(), timeout_ms);
     if (n < 0 && errno != EINTR) {
       spdlog::error("connector: poll: {}", std::strerror(errno));
       return;

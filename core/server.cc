@@ -12,6 +12,8 @@
 
 #include <spdlog/spdlog.h>
 
+#include "base/sys.h"
+
 namespace sluice {
 
 // The listening socket as a channel of loop 0.
@@ -53,7 +55,7 @@ class Server::Acceptor final : public io::Channel {
     spare_fd_ = -1;
     size_t shed = 0;
     for (int i = 0; i < kMaxShed; ++i) {
-      int c = ::accept4(fd(), nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+      int c = sys::accept4(fd(), nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
       if (c < 0) break;
       ::close(c);
       ++shed;

@@ -17,6 +17,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include "base/sys.h"
 #include "io/blocking_impl.h"
 
 namespace sluice::io::blocking_internal {
@@ -67,9 +68,9 @@ void BlockingBackend::datagram_reader_loop(Conn& c) {
     }
     sockaddr_storage from;
     socklen_t from_len = sizeof from;
-    const ssize_t n = ::recvfrom(c.fd, stage.get(), kMaxDatagram, 0,
-                                 reinterpret_cast<sockaddr*>(&from),
-                                 &from_len);
+    const ssize_t n = sys::recvfrom(c.fd, stage.get(), kMaxDatagram, 0,
+                                    reinterpret_cast<sockaddr*>(&from),
+                                    &from_len);
     const int err = n < 0 ? errno : 0;
     if (n == 0 && from_len == 0) {
       // Not a datagram (a UDP datagram always has a source address): the
@@ -158,8 +159,8 @@ void BlockingBackend::datagram_writer_loop(Conn& c) {
       int retries = 0;
       for (;;) {
         const ssize_t n =
-            ::sendto(c.fd, p.data(), p.size(), MSG_NOSIGNAL,
-                     reinterpret_cast<const sockaddr*>(&it.addr), it.addr_len);
+            sys::sendto(c.fd, p.data(), p.size(), MSG_NOSIGNAL,
+                        reinterpret_cast<const sockaddr*>(&it.addr), it.addr_len);
         const int err = n < 0 ? errno : 0;
         if (n >= 0) break;
         if (err == EINTR) continue;

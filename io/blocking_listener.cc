@@ -13,6 +13,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include "base/sys.h"
 #include "io/blocking_impl.h"
 
 namespace sluice::io::blocking_internal {
@@ -49,7 +50,7 @@ void BlockingBackend::acceptor_loop(Conn& c) {
       std::lock_guard<std::mutex> lk(c.m);
       if (c.stopping) break;
     }
-    const int fd = ::accept4(c.fd, nullptr, nullptr, SOCK_CLOEXEC);
+    const int fd = sys::accept4(c.fd, nullptr, nullptr, SOCK_CLOEXEC);
     const int err = fd < 0 ? errno : 0;
     if (fd >= 0) {
       last_err = 0;

@@ -14,6 +14,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include "base/sys.h"
 #include "io/blocking_impl.h"
 
 namespace sluice::io::blocking_internal {
@@ -54,7 +55,7 @@ void BlockingBackend::reader_loop(Conn& c) {
       });
       if (c.stopping || c.rd_error != 0) break;
     }
-    const ssize_t n = ::recv(c.fd, stage, kReadChunk, 0);
+    const ssize_t n = sys::recv(c.fd, stage, kReadChunk, 0);
     const int err = n < 0 ? errno : 0;
     if (n > 0) {
       {
@@ -106,8 +107,8 @@ void BlockingBackend::writer_loop(Conn& c) {
     lk.unlock();
     int fail = 0;
     while (!sending.empty()) {
-      const ssize_t n = ::send(c.fd, sending.peek(), sending.readable(),
-                               MSG_NOSIGNAL);
+      const ssize_t n = sys::send(c.fd, sending.peek(), sending.readable(),
+                                  MSG_NOSIGNAL);
       const int err = n < 0 ? errno : 0;
       if (n > 0) {
         sending.retrieve(static_cast<size_t>(n));

@@ -4,6 +4,7 @@
 
 #include <cerrno>
 
+#include "base/sys.h"
 #include "io/fd_slots.h"
 #include "io/poller.h"
 #include "io/reactor.h"
@@ -41,9 +42,9 @@ class PollPoller final : public Poller {
 
   int wait(std::chrono::milliseconds timeout, int /*progress*/,
            std::vector<Event>& out) override {
-    int n = ::poll(fds_.data(), fds_.size(), static_cast<int>(timeout.count()));
+    int n = sys::poll(fds_.data(), fds_.size(), static_cast<int>(timeout.count()));
     // Interrupted: the sweep is owed all the same (Poller::wait).
-    while (n < 0 && errno == EINTR) n = ::poll(fds_.data(), fds_.size(), 0);
+    while (n < 0 && errno == EINTR) n = sys::poll(fds_.data(), fds_.size(), 0);
     if (n < 0) return -errno;
     for (size_t i = 0; i < fds_.size() && n > 0; ++i) {
       const short re = fds_[i].revents;

@@ -261,7 +261,7 @@ void ReactorBackend::handle(Channel& ch, uint32_t events) {
 void ReactorBackend::handle_accept(Channel& ch) {
   State& st = state(ch);
   for (int i = 0; i < kMaxAcceptsPerEvent && st.attached; ++i) {
-    int fd = ::accept4(ch.fd(), nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    int fd = sys::accept4(ch.fd(), nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
     if (fd >= 0) {
       ++progress_;
       ch.on_accept(fd);
@@ -381,7 +381,7 @@ void ReactorBackend::handle_recv_datagrams(Channel& ch, State& st) {
       d.msgs[i].msg_hdr.msg_iov = &d.iov[i];
       d.msgs[i].msg_hdr.msg_iovlen = 1;
     }
-    int n = ::recvmmsg(ch.fd(), d.msgs, kBatch, MSG_DONTWAIT, nullptr);
+    int n = sys::recvmmsg(ch.fd(), d.msgs, kBatch, MSG_DONTWAIT, nullptr);
     if (n < 0) {
       int err = errno;
       if (err == EINTR) continue;
@@ -449,7 +449,7 @@ void ReactorBackend::handle_send_datagrams(Channel& ch, State& st) {
       msgs[i].msg_hdr.msg_iov = &iov[i];
       msgs[i].msg_hdr.msg_iovlen = 1;
     }
-    int n = ::sendmmsg(ch.fd(), msgs, static_cast<unsigned>(batch), MSG_NOSIGNAL);
+    int n = sys::sendmmsg(ch.fd(), msgs, static_cast<unsigned>(batch), MSG_NOSIGNAL);
     if (n > 0) {
       progress_ += n;
       q.pop(static_cast<size_t>(n));

@@ -7,6 +7,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include "base/sys.h"
 #include "io/poller.h"
 #include "io/reactor.h"
 
@@ -55,14 +56,14 @@ class SelectPoller final : public Poller {
       tv.tv_usec = (timeout.count() % 1000) * 1000;
       tvp = &tv;
     }
-    int n = ::select(max_fd_ + 1, &rd, &wr, nullptr, tvp);
+    int n = sys::select(max_fd_ + 1, &rd, &wr, nullptr, tvp);
     // Interrupted: the sweep is owed all the same (Poller::wait). The sets
     // are undefined after a failed select(), so they are copied afresh.
     while (n < 0 && errno == EINTR) {
       rd = read_;
       wr = write_;
       struct timeval zero {};
-      n = ::select(max_fd_ + 1, &rd, &wr, nullptr, &zero);
+      n = sys::select(max_fd_ + 1, &rd, &wr, nullptr, &zero);
     }
     if (n < 0) return -errno;
     for (int fd = 0; fd <= max_fd_ && n > 0; ++fd) {

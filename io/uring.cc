@@ -75,7 +75,7 @@ void UringBackendImpl::drain_for_exit() {
   while (outstanding_ > 0 && std::chrono::steady_clock::now() < deadline) {
     __kernel_timespec ts{0, 50 * 1000 * 1000};
     io_uring_cqe* cqe = nullptr;
-    int ret = io_uring_submit_and_wait_timeout(&ring_, &cqe, 1, &ts, nullptr);
+    int ret = submit_and_wait_timeout(&ring_, &cqe, 1, &ts, nullptr);
     if (wait_failed(ret)) {
       break;  // e.g. -EEXIST: not the issuer after all
     }
@@ -311,6 +311,9 @@ int UringBackendImpl::wait(std::chrono::milliseconds timeout) {
     ~Reset() { b = false; }
   } reset{in_wait_};
 
+#if defined(SLUICE_FAULTS)
+  inject_faults();
+#endif
   int n = process_pending();
   if (!wake_op_.inflight) arm_wake();
 
@@ -318,13 +321,13 @@ int UringBackendImpl::wait(std::chrono::milliseconds timeout) {
   int ret;
   bool poll = n > 0 || !pending_.empty() || timeout.count() == 0;
   if (!poll && timeout.count() < 0) {
-    ret = io_uring_submit_and_wait(&ring_, 1);
+    ret = submit_and_wait(&ring_, 1);
   } else {
     long long ms = poll ? 0 : timeout.count();
     __kernel_timespec ts{};
     ts.tv_sec = ms / 1000;
     ts.tv_nsec = (ms % 1000) * 1000 * 1000;
-    ret = io_uring_submit_and_wait_timeout(&ring_, &cqe, 1, &ts, nullptr);
+    ret = submit_and_wait_timeout(&ring_, &cqe, 1, &ts, nullptr);
   }
   if (wait_failed(ret)) {
     spdlog::error("uring: submit/wait failed: {}", errno_name(-ret));
@@ -336,7 +339,7 @@ int UringBackendImpl::wait(std::chrono::milliseconds timeout) {
   // so enter once more without blocking.
   for (int i = 0; ret == -EINTR && i < 8; ++i) {
     __kernel_timespec zero{};
-    ret = io_uring_submit_and_wait_timeout(&ring_, &cqe, 1, &zero, nullptr);
+    ret = submit_and_wait_timeout(&ring_, &cqe, 1, &zero, nullptr);
   }
 
   std::vector<Cqe> batch;

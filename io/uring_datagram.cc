@@ -162,7 +162,7 @@ int UringBackendImpl::on_dgram_recv_cqe(Op* op, const Cqe& c) {
   finish_if_final(op, c);
   int bid = buffer_id(c);
   if (r->detached || r->errored || r->eof) {
-    dgram_ring_.recycle(bid);
+    recycle_dgram(bid);
     after(r);
     return 0;
   }
@@ -197,7 +197,7 @@ int UringBackendImpl::on_dgram_recv_cqe(Op* op, const Cqe& c) {
       truncated = (s.msg.msg_flags & MSG_TRUNC) != 0;
     }
     if (!valid) {
-      dgram_ring_.recycle(bid);
+      recycle_dgram(bid);
       fail(r, -EIO, "recvmsg (no or short buffer in CQE)");
       after(r);
       return 1;
@@ -226,15 +226,19 @@ int UringBackendImpl::on_dgram_recv_cqe(Op* op, const Cqe& c) {
         d.held.push(addr, addr_len, data);  // in order, for later
       }
     }
-    dgram_ring_.recycle(bid);
+    recycle_dgram(bid);
   } else {
-    dgram_ring_.recycle(bid);
+    recycle_dgram(bid);
     int err = c.res;
     if (err == -ENOBUFS && was_multishot) {
       // The datagram ring ran dry (the datagram stays in the socket):
       // every buffer goes back as its CQE is handled, so by the time the
       // re-armed recvmsg (queued by after()) is submitted it is refilled.
       ++stats_.dgram_enobufs;
+#if defined(SLUICE_FAULTS)
+      fault::count(fault::Kind::kUringNobufsSeen);
+      if (withholding_) ran_dry_ = true;
+#endif
     } else if (is_cancel_or_retry(err)) {
       // our own cancel (want_read off), or interrupted: re-arm if wanted
     } else if (err == -EINVAL && was_multishot && !d.received_any &&

@@ -51,11 +51,16 @@
 #include <string_view>
 #include <thread>
 #include <unordered_map>
+#include <utility>
 #include <vector>
 
 #include "io/backend.h"
 #include "io/uring.h"
 #include "io/uring_buffers.h"
+#include "io/uring_faults.h"
+#if defined(SLUICE_FAULTS)
+#include "base/fault.h"
+#endif
 
 namespace sluice::io::uring_internal {
 
@@ -250,7 +255,27 @@ class UringBackendImpl final : public UringBackend {
   bool arm_wake();
   bool arm_recvmsg(ChanRec* r, DgramRecvSlot& s);
   bool arm_sendmsg(ChanRec* r, DgramSendSlot& s, size_t item);
-  void recycle(int bid) { stream_ring_.recycle(bid); }
+  void recycle(int bid) {
+#if defined(SLUICE_FAULTS)
+    if (bid >= 0 && withhold(stream_ring_, bid)) return;
+#endif
+    stream_ring_.recycle(bid);
+  }
+  void recycle_dgram(int bid) {
+#if defined(SLUICE_FAULTS)
+    if (bid >= 0 && withhold(dgram_ring_, bid)) return;
+#endif
+    dgram_ring_.recycle(bid);
+  }
+#if defined(SLUICE_FAULTS)
+  // io/uring_faults.cc: buffers held back from the rings, and the faults
+  // made once per wait() (a withholding episode, a real cancel).
+  bool withhold(BufRing& ring, int bid);
+  void inject_faults();
+  std::vector<std::pair<BufRing*, int>> withheld_;
+  bool withholding_ = false;
+  bool ran_dry_ = false;  // -ENOBUFS seen during this episode
+#endif
   template <class F>
   void for_each_op(ChanRec* r, F&& f);
   void sync(ChanRec* r);

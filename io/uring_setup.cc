@@ -185,7 +185,7 @@ bool UringBackendImpl::init(const BackendOptions& options,
   bool k519 = k60 || (p.flags & IORING_SETUP_COOP_TASKRUN) != 0;
 
   if (!tuning.disable_buf_ring && k60) {
-    buf_ring_ = stream_ring_.setup(&ring_, tuning.buf_count,
+    buf_ring_ = stream_ring_.setup(&ring_, stream_buf_count(tuning.buf_count),
                                    std::max(tuning.buf_size, 64u), kBufGroup,
                                    "streams");
   }
@@ -209,7 +209,7 @@ bool UringBackendImpl::init(const BackendOptions& options,
   dgram_recv_depth_ = std::clamp(tuning.dgram_recv_depth, 1u, 1024u);
   dgram_send_depth_ = std::clamp(tuning.dgram_send_depth, 1u, 4096u);
   if (dgram_ok_ && k60 && !tuning.disable_multishot_recvmsg) {
-    ms_recvmsg_ = dgram_ring_.setup(&ring_, tuning.dgram_buf_count,
+    ms_recvmsg_ = dgram_ring_.setup(&ring_, dgram_buf_count(tuning.dgram_buf_count),
                                     static_cast<unsigned>(dgram_size),
                                     kDgramGroup, "datagrams");
   }

@@ -31,7 +31,7 @@ bool UringBackendImpl::arm_recv(ChanRec* r) {
   } else {
     std::unique_ptr<char[]>& scratch = r->extra().scratch;
     if (!scratch) scratch = std::make_unique<char[]>(kScratchSize);
-    io_uring_prep_recv(sqe, r->fd, scratch.get(), kScratchSize, 0);
+    io_uring_prep_recv(sqe, r->fd, scratch.get(), cap_sqe_len(kScratchSize), 0);
   }
   r->recv().multishot = ms_recv_;
   track(&r->recv(), sqe);
@@ -42,7 +42,7 @@ bool UringBackendImpl::arm_recv(ChanRec* r) {
 bool UringBackendImpl::arm_send(ChanRec* r) {
   io_uring_sqe* sqe = get_sqe();
   if (!sqe) return false;
-  size_t len = std::min(r->sending.readable(), kMaxSendLen);
+  size_t len = cap_sqe_len(std::min(r->sending.readable(), kMaxSendLen));
   io_uring_prep_send(sqe, r->fd, r->sending.peek(), len, MSG_NOSIGNAL);
   r->send().len = len;
   track(&r->send(), sqe);
@@ -122,6 +122,10 @@ int UringBackendImpl::on_recv_cqe(ChanRec* r, const Cqe& c) {
     // by the time the re-armed recv (queued by after()) is submitted, the
     // rest of this batch has refilled it.
     ++stats_.enobufs;
+#if defined(SLUICE_FAULTS)
+    fault::count(fault::Kind::kUringNobufsSeen);
+    if (withholding_) ran_dry_ = true;
+#endif
   } else if (is_cancel_or_retry(c.res)) {
     // our own cancel (want_read off), or interrupted: re-arm if wanted
   } else if (c.res == -EINVAL && was_multishot && !r->received_any &&

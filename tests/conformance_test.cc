@@ -109,6 +109,22 @@ TEST_P(Conformance, RawEchoIntegrity1ByteTo16MiB) {
   }
 }
 
+// True when `got` is `data` cut into pieces with each piece repeated:
+// c1 c1 c2 c2 ... where c1 c2 ... == data. A raw echo sends each input
+// view twice, and TCP does not keep send boundaries: one send may arrive
+// in several reads (a short read, which --config=faults injects).
+bool each_piece_twice(std::string_view got, std::string_view data) {
+  if (data.empty()) return got.empty();
+  for (size_t len = 1; len <= data.size() && 2 * len <= got.size(); ++len) {
+    const std::string_view piece = data.substr(0, len);
+    if (got.substr(0, len) == piece && got.substr(len, len) == piece &&
+        each_piece_twice(got.substr(2 * len), data.substr(len))) {
+      return true;
+    }
+  }
+  return false;
+}
+
 // Without a codec, echoing the whole input hands the input buffer to the
 // output (no copy); sending the same view a second time must then still
 // work, although it now points into the output buffer itself.
@@ -121,7 +137,8 @@ TEST_P(Conformance, RawEchoOfTheSameViewTwice) {
       const std::string data = random_bytes(size, size * 100 + round);
       ASSERT_EQ(::send(fd, data.data(), data.size(), MSG_NOSIGNAL),
                 static_cast<ssize_t>(data.size()));
-      EXPECT_EQ(read_n(fd, 2 * size), data + data) << "size " << size;
+      const std::string got = read_n(fd, 2 * size);
+      EXPECT_TRUE(each_piece_twice(got, data)) << "size " << size;
     }
   }
   ::close(fd);
