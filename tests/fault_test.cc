@@ -89,6 +89,13 @@ size_t runs(size_t base) {
   return std::max<size_t>(1, static_cast<size_t>(static_cast<double>(base) * scale));
 }
 
+// SLUICE_FAULT_FIRST_SEED=K: every test's seeds start K further on
+// (campaigns, scripts/faults.sh: each round tries new seeds).
+uint64_t seed_offset() {
+  const char* s = std::getenv("SLUICE_FAULT_FIRST_SEED");
+  return s ? std::strtoull(s, nullptr, 10) : 0;
+}
+
 // SLUICE_FAULT_SEED=N: run only seed N (a replay).
 bool only_seed(uint64_t* seed) {
   const char* s = std::getenv("SLUICE_FAULT_SEED");
@@ -232,7 +239,7 @@ class FaultRuns : public ::testing::TestWithParam<std::string> {
     const bool one = only_seed(&seed);
     int failures = 0;
     for (size_t i = 0; i < (one ? 1 : count) && failures < 3; ++i) {
-      if (!one) seed = base + i;
+      if (!one) seed = seed_offset() + base + i;
       const std::string why = tcp_run(seed, mode, rate);
       ++runs_done_;
       if (!why.empty()) {
@@ -297,7 +304,7 @@ TEST_P(FaultRuns, UdpEcho) {
   const size_t count = one ? 1 : runs(500);
   int failures = 0;
   for (size_t i = 0; i < count && failures < 3; ++i) {
-    if (!one) seed = 2'000'001 + i;
+    if (!one) seed = seed_offset() + 2'000'001 + i;
     std::mt19937_64 rng(seed);
     const fault::Mode mode = rng() % 2 ? fault::Mode::kHarmful : fault::Mode::kBenign;
     const size_t n = 1 + rng() % 20;
