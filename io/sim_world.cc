@@ -217,6 +217,12 @@ void World::detach(io::Channel& ch) {
       detach_datagram(ch);
       break;
   }
+  if (ch.kind() != io::Channel::Kind::kListener && rng_.chance(faults_.late_detach)) {
+    // Due now: runs in the next wait() even while the world is paused.
+    // The channel stays valid until on_detached (io/backend.h, Ownership).
+    at(now_, [&ch] { ch.on_detached(); });
+    return;
+  }
   ch.on_detached();
 }
 

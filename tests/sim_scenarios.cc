@@ -163,6 +163,7 @@ sim::SimFaults shuffled_network(sim::Rng& rng) {
   f.short_send = rng.chance(0.5) ? 0.3 : 0.0;
   f.min_window = rng.range(1, 4096);
   f.max_window = f.min_window + rng.range(0, 128 * 1024);
+  f.late_detach = rng.chance(0.5) ? 0.5 : 0.0;
   return f;
 }
 
