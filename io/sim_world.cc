@@ -218,9 +218,10 @@ void World::detach(io::Channel& ch) {
       break;
   }
   if (ch.kind() != io::Channel::Kind::kListener && rng_.chance(faults_.late_detach)) {
-    // Due now: runs in the next wait() even while the world is paused.
+    // After a random delay (operations in flight take a while to end);
+    // due at once while the world is paused, so a stop() still completes.
     // The channel stays valid until on_detached (io/backend.h, Ownership).
-    at(now_, [&ch] { ch.on_detached(); });
+    at(paused_ ? now_ : now_ + delay(), [&ch] { ch.on_detached(); });
     return;
   }
   ch.on_detached();

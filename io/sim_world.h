@@ -84,7 +84,7 @@ struct SimFaults {
   double short_send = 0.25;    // a back-end send takes only part of what fits
   size_t min_window = 512;     // core -> peer bytes unread + in flight, per
   size_t max_window = 256 * 1024;  // stream, drawn from [min, max]
-  // The back end calls on_detached() later, from a following wait(),
+  // The back end calls on_detached() later (0..max_delay), from a later wait(),
   // instead of inside detach() (io/backend.h allows both; a proactor with
   // operations in flight does the former): the core must stay quiet
   // between on_close and on_detached.
