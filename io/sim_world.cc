@@ -221,7 +221,9 @@ void World::detach(io::Channel& ch) {
     // After a random delay (operations in flight take a while to end);
     // due at once while the world is paused, so a stop() still completes.
     // The channel stays valid until on_detached (io/backend.h, Ownership).
-    at(paused_ ? now_ : now_ + delay(), [&ch] { ch.on_detached(); });
+    const auto later = std::chrono::microseconds(
+        rng_.range(0, static_cast<uint64_t>(faults_.max_detach_delay.count()) * 1000));
+    at(paused_ ? now_ : now_ + later, [&ch] { ch.on_detached(); });
     return;
   }
   ch.on_detached();

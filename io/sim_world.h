@@ -84,11 +84,12 @@ struct SimFaults {
   double short_send = 0.25;    // a back-end send takes only part of what fits
   size_t min_window = 512;     // core -> peer bytes unread + in flight, per
   size_t max_window = 256 * 1024;  // stream, drawn from [min, max]
-  // The back end calls on_detached() later (0..max_delay), from a later wait(),
+  // The back end calls on_detached() later (0..max_detach_delay), from a later wait(),
   // instead of inside detach() (io/backend.h allows both; a proactor with
   // operations in flight does the former): the core must stay quiet
   // between on_close and on_detached.
   double late_detach = 0;
+  std::chrono::milliseconds max_detach_delay{50};
   double reset = 0;            // per stream: reset at a random time...
   std::chrono::milliseconds reset_within{200};  // ...within this after connect
   // Datagrams (each way, independently per datagram).
