@@ -3,22 +3,34 @@
 # tag), then prints "N passed, M failed" counted from Bazel's per-target
 # results. Exits non-zero on any failure.
 #
-#   scripts/test.sh              # the suite
+#   scripts/test.sh              # the suite, then the fault-injection phase
 #   scripts/test.sh --sanitize   # the suite under asan, then ubsan
+#
+# The fault-injection phase (docs/ROBUSTNESS.md, "Fault injection") builds
+# with --config=faults: //tests:fault_test (seeded runs with benign and
+# harmful faults on every back end), then the conformance, heartbeat, UDP
+# and linger suites unchanged under a benign plan, which must not change
+# anything they can observe. The simulated back end's seeds
+# (//tests:sim_test) run in the suite itself.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 scripts/deps.sh || { echo "0 passed, 1 failed"; exit 1; }
 
-configs=("")
-if [ "${1:-}" = "--sanitize" ]; then configs=("--config=asan" "--config=ubsan"); fi
+# Each phase: bazel arguments, run in order.
+benign="seed=1,rate=0.1,mode=benign,eagain=0"
+phases=("//..."
+        "--config=faults //tests:fault_test"
+        "--config=faults --test_env=SLUICE_FAULTS=${benign} //tests:conformance_test //tests:heartbeat_test //tests:udp_test //tests:linger_test")
+if [ "${1:-}" = "--sanitize" ]; then phases=("--config=asan //..." "--config=ubsan //..."); fi
 
 passed=0
 failed=0
 rc_all=0
-for cfg in "${configs[@]}"; do
+for phase in "${phases[@]}"; do
   log=$(mktemp)
+  echo "== bazel test ${phase}"
   # shellcheck disable=SC2086
-  bazel test $cfg //... 2>&1 | tee "$log"
+  bazel test $phase 2>&1 | tee "$log"
   rc=${PIPESTATUS[0]}
   # Bazel's summary: one line per test target ending in PASSED/FAILED/...
   p=$(grep -E '^//[^ ]+ +(\(cached\) )?PASSED' "$log" | wc -l)
