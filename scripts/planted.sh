@@ -53,6 +53,7 @@ for p in "${plants[@]}"; do
   path="$(bz info "${flags[@]}" bazel-bin 2>/dev/null)/tests/$bin"
   # Caught = the first violation line (a fault run waits out its 5 s hang
   # bound before it reports; that wait is counted).
+  : >"$dir/$name.log"  # before the clock starts: no stale line counts
   start=$(date +%s.%N)
   # shellcheck disable=SC2086
   SLUICE_FAULT_RUNS_SCALE=100 "$path" $args >"$dir/$name.log" 2>&1 &

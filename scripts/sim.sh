@@ -8,6 +8,7 @@
 #   scripts/sim.sh --seeds 100000               # 100k seeds per suite
 #   scripts/sim.sh --minutes 10                 # 10 minutes per suite
 #   scripts/sim.sh --suite idle --minutes 5 --first-seed 1000000
+#   scripts/sim.sh --interleave --minutes 30    # every suite in turn, 30 min in all
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
@@ -15,13 +16,16 @@ seeds=0
 minutes=0
 suite=all
 first=1
+extra=()
 while [ $# -gt 0 ]; do
   case "$1" in
     --seeds) seeds=$2; shift 2 ;;
     --minutes) minutes=$2; shift 2 ;;
     --suite) suite=$2; shift 2 ;;
     --first-seed) first=$2; shift 2 ;;
-    -h|--help) sed -n '2,11p' "$0"; exit 0 ;;
+    --interleave) extra+=(--interleave); shift ;;
+    --stop-at-first) extra+=(--stop-at-first); shift ;;
+    -h|--help) sed -n '2,12p' "$0"; exit 0 ;;
     *) echo "unknown argument: $1 (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -30,4 +34,4 @@ if [ "$seeds" = 0 ] && [ "$minutes" = 0 ]; then seeds=2000; fi
 # ${BAZEL_ARGS} lets a caller pass startup options (e.g. --output_base=...).
 # shellcheck disable=SC2086
 bazel ${BAZEL_ARGS:-} build //tests:sim_campaign || exit 1
-exec bazel-bin/tests/sim_campaign --suite "$suite" --seeds "$seeds" --minutes "$minutes" --first-seed "$first"
+exec bazel-bin/tests/sim_campaign --suite "$suite" --seeds "$seeds" --minutes "$minutes" --first-seed "$first" "${extra[@]}"
