@@ -144,7 +144,8 @@ class Backend {
 
   // Starts serving a channel: listeners start accepting, streams start
   // reading (if want_read()). Returns 0 or -errno (then the channel was not
-  // taken and on_detached will not be called).
+  // taken and on_detached will not be called). A channel that is attached
+  // already is refused (-EEXIST; blocking: -EBUSY) and left as it was.
   virtual int attach(Channel& ch) = 0;
 
   // The channel's want_read() or pending output changed: start or stop

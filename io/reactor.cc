@@ -93,6 +93,8 @@ ReactorBackend::State& ReactorBackend::state(Channel& ch) {
 }
 
 int ReactorBackend::attach(Channel& ch) {
+  // Taking it again would replace its state under the poller's feet.
+  if (ch.io) return -EEXIST;
   int rc = set_nonblocking(ch.fd(), true);
   if (rc < 0) return rc;
   ch.io = std::make_unique<State>();

@@ -34,4 +34,8 @@ if [ "$seeds" = 0 ] && [ "$minutes" = 0 ]; then seeds=2000; fi
 # ${BAZEL_ARGS} lets a caller pass startup options (e.g. --output_base=...).
 # shellcheck disable=SC2086
 bazel ${BAZEL_ARGS:-} build //tests:sim_campaign || exit 1
-exec bazel-bin/tests/sim_campaign --suite "$suite" --seeds "$seeds" --minutes "$minutes" --first-seed "$first" "${extra[@]}"
+# bazel-bin follows the last build's configuration (--config=faults moves
+# it): ask for this one's.
+# shellcheck disable=SC2086
+bin="$(bazel ${BAZEL_ARGS:-} info bazel-bin 2>/dev/null)/tests/sim_campaign"
+exec "$bin" --suite "$suite" --seeds "$seeds" --minutes "$minutes" --first-seed "$first" "${extra[@]}"

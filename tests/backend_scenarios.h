@@ -33,8 +33,8 @@ struct BackendCase {
   std::function<std::unique_ptr<io::Backend>()> make;
   // Empty when the back end can run here, else why not (the tests skip).
   std::function<std::string()> unavailable;
-  // What a second attach() of an attached channel returns (-errno); 0: not
-  // checked (the interface leaves it open; the reactors take it again).
+  // What a second attach() of an attached channel returns (-errno; see
+  // io/backend.h); 0: not checked.
   int attach_twice = 0;
   // wait() sleeps until IO, a wakeup or its timeout. The nonblocking model
   // naps at most 1 ms and polls again, so its waits end early by design.

@@ -3,6 +3,7 @@
 // scenarios of tests/backend_scenarios.cc, which the blocking and io_uring
 // back ends pass too. Their shared adaptation (io/reactor.cc) is otherwise
 // only reached through the core (conformance_test and the like).
+#include <cerrno>
 #include <memory>
 #include <string>
 #include <vector>
@@ -28,7 +29,7 @@ std::vector<BackendCase> reactor_cases() {
                        return be;
                      },
                      [name] { return io::probe(name).reason; },
-                     /*attach_twice=*/0,
+                     /*attach_twice=*/-EEXIST,
                      /*waits_block=*/name != "nonblocking"});
   }
   return cases;
