@@ -128,7 +128,12 @@ class FaultRuns : public ::testing::TestWithParam<std::string> {
       std::this_thread::sleep_for(5ms);
     }
     EXPECT_EQ(testing::count_fds(), fds_before_) << "descriptor leak on " << GetParam();
-    EXPECT_GT(fault::injected_total(), 0u) << "no fault was injected";
+    // Over a whole test, faults must really have happened (one replayed
+    // seed may well draw none).
+    uint64_t one = 0;
+    if (!only_seed(&one)) {
+      EXPECT_GT(fault::injected_total(), 0u) << "no fault was injected";
+    }
     std::printf("[%s] %zu runs (%zu cut short with an error), faults: %s\n", GetParam().c_str(),
                 runs_done_, runs_cut_, fault::counters_summary().c_str());
   }
@@ -180,7 +185,18 @@ class FaultRuns : public ::testing::TestWithParam<std::string> {
     const size_t opened_before = handler_.opened();
     fault::set_plan(plan(seed, mode, rate));
     const int fd = testing::connect_local(tcp_->port());
-    if (fd < 0) return "connect failed: " + std::string(std::strerror(-fd));
+    if (fd < 0) {
+      // Harmful: an accept that "failed" with ECONNABORTED really reset
+      // one pending connection (base/fault.h); a client slow to come back
+      // from connect() then hears the reset there. Legal: the connection
+      // never opened. (Campaign seed 121001744, blocking.)
+      const bool legal = mode == fault::Mode::kHarmful && fd == -ECONNRESET;
+      std::string why = legal ? "" : "connect failed: " + std::string(std::strerror(-fd));
+      handler_.settle(5s);
+      fault::clear();
+      if (legal) ++runs_cut_;
+      return why;
+    }
     const ClientResult r =
         testing::exchange(fd, wire, rng, std::chrono::steady_clock::now() + 5s);
     ::close(fd);
