@@ -60,7 +60,7 @@ for be in "${list[@]}"; do
     if [ "$minutes" != 0 ] && [ "$elapsed" -ge $((minutes * 60)) ]; then break; fi
   done
   elapsed=$(( $(date +%s) - start ))
-  rate=$(awk -v r="$runs" -v s="$elapsed" 'BEGIN {printf "%.0f", s > 0 ? r / s : 0}')
+  rate=$(awk -v r="$runs" -v s="$elapsed" 'BEGIN {printf "%.0f", (s > 0 ? r / s : 0)}')
   echo "backend ${be}: rounds ${round}  runs ${runs}  failed rounds ${failed}  ${rate} runs/s  ${elapsed} s"
   failed_total=$((failed_total + failed))
 done
