@@ -50,17 +50,7 @@ using testing::read_n;
 using testing::rss_bytes;
 using testing::set_recv_timeout;
 using testing::wait_closed;
-
-std::string frame(std::string_view payload) {
-  std::string out(4, '\0');
-  const uint32_t n = static_cast<uint32_t>(payload.size());
-  out[0] = static_cast<char>(n >> 24);
-  out[1] = static_cast<char>(n >> 16);
-  out[2] = static_cast<char>(n >> 8);
-  out[3] = static_cast<char>(n);
-  out.append(payload);
-  return out;
-}
+using testing::frame;
 
 bool send_all(int fd, std::string_view data) {
   while (!data.empty()) {

@@ -60,15 +60,4 @@ ClientResult exchange(int fd, const std::string& wire, std::mt19937_64& rng,
   }
 }
 
-std::string frame(std::string_view payload) {
-  std::string f(4, '\0');
-  const uint32_t n = static_cast<uint32_t>(payload.size());
-  f[0] = static_cast<char>(n >> 24);
-  f[1] = static_cast<char>(n >> 16);
-  f[2] = static_cast<char>(n >> 8);
-  f[3] = static_cast<char>(n);
-  f.append(payload);
-  return f;
-}
-
 }  // namespace sluice::testing

@@ -122,7 +122,4 @@ struct ClientResult {
 ClientResult exchange(int fd, const std::string& wire, std::mt19937_64& rng,
                       std::chrono::steady_clock::time_point deadline);
 
-// A length-codec frame: 4-byte big-endian length, then the payload.
-std::string frame(std::string_view payload);
-
 }  // namespace sluice::testing

@@ -32,6 +32,7 @@ namespace {
 using namespace std::chrono_literals;
 using Steady = std::chrono::steady_clock;
 using testing::connect_local;
+using testing::frame;
 using testing::set_recv_timeout;
 
 // Echoes every message; a message "bye" makes it close instead. With
@@ -93,13 +94,6 @@ Received read_to_end(int fd, std::chrono::milliseconds limit) {
     }
     return r;
   }
-}
-
-std::string frame(std::string_view payload) {
-  const uint32_t n = htonl(static_cast<uint32_t>(payload.size()));
-  std::string f(reinterpret_cast<const char*>(&n), 4);
-  f.append(payload);
-  return f;
 }
 
 // A client with a tiny receive window (so our reply fills it and our FIN

@@ -133,16 +133,6 @@ Outcome run_udp_server(Harness& h, UdpServerOptions options, DatagramHandler& ap
   return outcome_of(h);
 }
 
-std::string frame(std::string_view payload) {
-  std::string out(4, '\0');
-  const uint32_t n = static_cast<uint32_t>(payload.size());
-  out[0] = static_cast<char>(n >> 24);
-  out[1] = static_cast<char>(n >> 16);
-  out[2] = static_cast<char>(n >> 8);
-  out[3] = static_cast<char>(n);
-  out.append(payload);
-  return out;
-}
 
 void unframe(std::string& buf, std::vector<std::string>& out) {
   size_t pos = 0;

@@ -18,6 +18,7 @@
 #include "core/server.h"
 #include "core/udp_server.h"
 #include "tests/sim_harness.h"
+#include "tests/test_util.h"
 
 namespace sluice::simtest {
 
@@ -63,7 +64,7 @@ Outcome run_udp_server(Harness& h, UdpServerOptions options, DatagramHandler& ap
                        const std::function<void()>& check);
 
 // Length-prefix framing for peers (4-byte big-endian length).
-std::string frame(std::string_view payload);
+using sluice::testing::frame;
 // Takes whole frames from the front of `buf` into `out`.
 void unframe(std::string& buf, std::vector<std::string>& out);
 std::string random_bytes(sim::Rng& rng, size_t n);

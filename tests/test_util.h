@@ -59,4 +59,7 @@ struct ConcurrentResult {
 ConcurrentResult concurrent_echo(uint16_t port, size_t conns, size_t bytes,
                                  int timeout_ms);
 
+// A length-codec frame: 4-byte big-endian length, then the payload.
+std::string frame(std::string_view payload);
+
 }  // namespace sluice::testing
