@@ -54,6 +54,24 @@ int listen_tcp(const std::string& host, uint16_t port, const ListenOptions& opts
   return fd;
 }
 
+int reserve_port(const std::string& host, int type, uint16_t* port) {
+  sockaddr_storage addr;
+  socklen_t len;
+  if (int rc = make_address(host, 0, &addr, &len); rc < 0) return rc;
+  int fd = ::socket(addr.ss_family, type | SOCK_CLOEXEC, 0);
+  if (fd < 0) return -errno;
+  int one = 1;
+  ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+  ::setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
+  if (::bind(fd, reinterpret_cast<sockaddr*>(&addr), len) < 0) {
+    const int err = errno;
+    ::close(fd);
+    return -err;
+  }
+  *port = local_port(fd);
+  return fd;
+}
+
 int apply_tcp_options(int fd, const TcpOptions& o) {
   int first = 0;
   auto set = [&](int level, int name, int value) {

@@ -29,6 +29,14 @@ struct ListenOptions {
 // socket + bind + listen, close-on-exec. Returns the fd or -errno.
 int listen_tcp(const std::string& host, uint16_t port, const ListenOptions& opts);
 
+// A free port for several SO_REUSEPORT sockets to share (worker processes
+// given port 0): binds a socket of `type` (SOCK_STREAM or SOCK_DGRAM) to
+// host:0 with SO_REUSEADDR and SO_REUSEPORT and stores its port. Returns
+// the socket, or -errno. Keep a TCP one open while the port is in use: it
+// holds the port and, never listening, takes no connections. Close a UDP
+// one before serving: a bound UDP socket would get its share of datagrams.
+int reserve_port(const std::string& host, int type, uint16_t* port);
+
 // Per-connection TCP options, applied to accepted sockets (Server) and to
 // connecting ones before connect() (Connector/Client). Zero means "leave
 // the system default".

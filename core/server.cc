@@ -214,6 +214,7 @@ int Server::start(std::string* error) {
 void Server::on_accepted(int fd) {
   // live_ counts from here, so a burst cannot overrun the limit while
   // connections are still on their way to their loops.
+  accepted_.fetch_add(1, std::memory_order_relaxed);
   const size_t live = live_.fetch_add(1, std::memory_order_relaxed);
   if (options_.max_connections != 0 && live >= options_.max_connections) {
     live_.fetch_sub(1, std::memory_order_relaxed);

@@ -26,7 +26,7 @@
 // Thread rules:
 //  * start(), stop() and the destructor: a thread that is not one of the
 //    server's loop threads (typically main). stop() is idempotent.
-//  * port(), io_name(), connection_count(), loop_count(): any thread after
+//  * port(), io_name(), connection_count(), accepted_count(), loop_count(): any thread after
 //    start().
 //  * run_on(), for_each(), gather(), broadcast(), post(), run_after(),
 //    run_every(), cancel_timer(): any thread, any time (safe during and
@@ -118,6 +118,8 @@ class Server {
   uint16_t port() const { return port_; }
   const std::string& io_name() const { return io_name_; }
   size_t connection_count() const { return live_.load(std::memory_order_relaxed); }
+  // Connections accepted since start() (the refused ones included).
+  uint64_t accepted_count() const { return accepted_.load(std::memory_order_relaxed); }
   // Connections closed at accept because of max_connections.
   uint64_t refused_count() const { return refused_.load(std::memory_order_relaxed); }
   const codec::Codec* codec() const { return codec_.get(); }
@@ -206,6 +208,7 @@ class Server {
   // max_connections check cannot be overrun by a burst.
   std::atomic<size_t> live_{0};
   std::atomic<uint64_t> refused_{0};
+  std::atomic<uint64_t> accepted_{0};
   // Indexed by LingerEvent; bumped by the loops (relaxed: counters only).
   std::atomic<uint64_t> linger_[5] = {};
   LogLimiter refusal_log_;  // loop 0 thread only

@@ -1,6 +1,12 @@
 #include "servers/common.h"
 
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include <cstdio>
+#include <cstring>
+
+#include <spdlog/spdlog.h>
 
 #include "core/log.h"
 #include "core/signals.h"
@@ -63,6 +69,51 @@ void serve_until_signal(const Server& server, const ServerOptions& opts) {
               server.io_name().c_str());
   std::fflush(stdout);
   wait_for_stop_signal();
+}
+
+void add_worker_flags(CLI::App& app, size_t& workers) {
+  app.add_option("--workers", workers,
+                 "Worker processes sharing the port through SO_REUSEPORT, under a supervisor that "
+                 "restarts crashed ones and drains all on SIGTERM (0 or 1: this process serves)")
+      ->check(CLI::Range(0, 1024))
+      ->capture_default_str();
+}
+
+int run_workers(const WorkerOptions& opts, const std::string& host, uint16_t& port,
+                int sock_type, WorkerMain main,
+                const std::function<std::string(uint16_t)>& listening_line) {
+  int reserved = -1;
+  if (port == 0) {
+    reserved = reserve_port(host, sock_type, &port);
+    if (reserved < 0) {
+      std::fprintf(stderr, "cannot bind %s:0: %s\n", host.c_str(), std::strerror(-reserved));
+      return 1;
+    }
+    if (sock_type == SOCK_DGRAM) {  // it would take its share of datagrams
+      ::close(reserved);
+      reserved = -1;
+    }
+  }
+  if (sock_type == SOCK_STREAM && !Supervisor::migrate_requests()) {
+    spdlog::info("net.ipv4.tcp_migrate_req is 0 here: connections still queued on a worker "
+                 "that exits are reset rather than moved to another worker");
+  }
+  // A worker has no use for the reservation (its own socket holds the port).
+  Supervisor sup(opts, [main = std::move(main), reserved](WorkerContext& ctx) {
+    if (reserved >= 0) ::close(reserved);
+    return main(ctx);
+  });
+  std::string error;
+  if (sup.start(&error) < 0) {
+    std::fprintf(stderr, "%s\n", error.c_str());
+    if (reserved >= 0) ::close(reserved);
+    return 1;
+  }
+  std::printf("%s\n", listening_line(port).c_str());
+  std::fflush(stdout);
+  const int rc = sup.run();
+  if (reserved >= 0) ::close(reserved);
+  return rc;
 }
 
 }  // namespace sluice::servers

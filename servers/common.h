@@ -3,11 +3,13 @@
 // library API: core/log.h, core/signals.h.
 #pragma once
 
+#include <functional>
 #include <string>
 
 #include <CLI/CLI.hpp>
 
 #include "core/server.h"
+#include "core/workers.h"
 
 namespace sluice::servers {
 
@@ -33,5 +35,19 @@ int print_backends();
 // on stderr; for the default choice the server falls back to epoll. Returns
 // false when the named back end cannot run here.
 bool resolve_io(std::string& name);
+
+// --workers N for a bundled server (core/workers.h): `main` runs in each
+// of `opts.count` worker processes and binds `port` with SO_REUSEPORT.
+// Port 0 is resolved here first (reserve_port), so every worker binds the
+// same one; `port` holds it when `main` runs. Prints the listening line
+// (from `listening_line(port)`) once every worker is ready, then
+// supervises until SIGTERM/SIGINT. Returns main()'s exit code. Call it
+// before any thread starts.
+int run_workers(const WorkerOptions& opts, const std::string& host, uint16_t& port,
+                int sock_type, WorkerMain main,
+                const std::function<std::string(uint16_t)>& listening_line);
+
+// The --workers flag and its limits, shared by the bundled servers.
+void add_worker_flags(CLI::App& app, size_t& workers);
 
 }  // namespace sluice::servers

@@ -7,6 +7,9 @@
 //   echo_server --proto udp --port 7001
 //   echo_server --list-io
 #include <signal.h>
+#include <sys/socket.h>
+
+#include <atomic>
 
 #include <cstdio>
 #include <string>
@@ -48,8 +51,13 @@ class EchoHandler final : public sluice::Handler {
 class UdpEchoHandler final : public sluice::DatagramHandler {
  public:
   void on_datagram(sluice::UdpEndpoint& ep, const sluice::io::Datagram& d) override {
+    datagrams_.fetch_add(1, std::memory_order_relaxed);
     ep.send_to(d.addr, d.addr_len, d.data);
   }
+  uint64_t datagrams() const { return datagrams_.load(std::memory_order_relaxed); }
+
+ private:
+  std::atomic<uint64_t> datagrams_{0};  // every loop adds
 };
 
 }  // namespace
@@ -65,6 +73,7 @@ int main(int argc, char** argv) {
   size_t max_conns = 10000;
   int64_t idle_timeout_ms = 60000;
   int64_t drain_ms = 2000;
+  size_t workers = 0;
 
   app.add_flag("--list-io", list_io, "List IO back ends and whether they are available here, then exit");
   app.add_option("--io", opts.io, "IO back end (default: best available; see --list-io)");
@@ -110,6 +119,7 @@ int main(int argc, char** argv) {
   app.add_option("--linger-bytes", opts.limits.linger_max_bytes,
                  "Lingering close: most input bytes discarded per phase before cutting a client off")
       ->capture_default_str();
+  sluice::servers::add_worker_flags(app, workers);
   app.add_option("--log-level", log_level, "trace|debug|info|warn|error")->capture_default_str();
   CLI11_PARSE(app, argc, argv);
 
@@ -138,49 +148,80 @@ int main(int argc, char** argv) {
   }
   if (!sluice::servers::resolve_io(opts.io)) return 2;
 
-  if (proto == "udp") {
-    if (copts.name != "raw") {
-      std::fprintf(stderr, "echo_server: --proto udp takes --codec raw only (a datagram is a message)\n");
-      return 2;
-    }
-    sluice::block_stop_signals();  // before start: loop threads inherit it
-    UdpEchoHandler udp_handler;
-    sluice::UdpServerOptions uopts;
-    uopts.host = opts.host;
-    uopts.port = opts.port;
-    uopts.io = opts.io;
-    uopts.io_options = opts.io_options;
-    uopts.threads = opts.threads;
-    sluice::UdpServer udp(uopts, udp_handler);
+  if (proto == "udp" && copts.name != "raw") {
+    std::fprintf(stderr, "echo_server: --proto udp takes --codec raw only (a datagram is a message)\n");
+    return 2;
+  }
+  auto line = [&](uint16_t port, const std::string& io_name) {
+    std::string s = "listening on " + opts.host + ":" + std::to_string(port) + " io=" + io_name +
+                    " proto=" + proto + " codec=" + copts.name;
+    if (workers > 1) s += " workers=" + std::to_string(workers);
+    return s;
+  };
+  // The server itself: in this process (ctx null), or in each worker.
+  auto serve = [&](sluice::WorkerContext* ctx) -> int {
     std::string error;
-    if (udp.start(&error) < 0) {
+    if (proto == "udp") {
+      UdpEchoHandler udp_handler;
+      sluice::UdpServerOptions uopts;
+      uopts.host = opts.host;
+      uopts.port = opts.port;
+      uopts.io = opts.io;
+      uopts.io_options = opts.io_options;
+      uopts.threads = opts.threads;
+      uopts.socket.reuse_port = ctx != nullptr;
+      sluice::UdpServer udp(uopts, udp_handler);
+      if (udp.start(&error) < 0) {
+        std::fprintf(stderr, "echo_server: %s\n", error.c_str());
+        return 1;
+      }
+      int sig;
+      if (ctx != nullptr) {
+        ctx->ready();
+        sig = ctx->serve([&] { return sluice::WorkerCounters{0, 0, udp_handler.datagrams()}; });
+      } else {
+        std::printf("%s\n", line(udp.port(), udp.io_name()).c_str());
+        std::fflush(stdout);
+        sig = sluice::wait_for_stop_signal();
+      }
+      spdlog::info("signal {}: stopping", sig);
+      udp.stop();
+      return 0;
+    }
+    EchoHandler handler;
+    sluice::ServerOptions sopts = opts;
+    sopts.listen.reuse_port = sopts.listen.reuse_port || ctx != nullptr;
+    sluice::Server server(sopts, handler, std::move(codec));  // once per process
+    if (server.start(&error) < 0) {
       std::fprintf(stderr, "echo_server: %s\n", error.c_str());
       return 1;
     }
-    std::printf("listening on %s:%u io=%s proto=udp codec=raw\n", opts.host.c_str(), udp.port(),
-                udp.io_name().c_str());
-    std::fflush(stdout);
-    int sig = sluice::wait_for_stop_signal();
-    spdlog::info("signal {}: stopping", sig);
-    udp.stop();
+    int sig;
+    if (ctx != nullptr) {
+      ctx->ready();
+      sig = ctx->serve([&] {
+        return sluice::WorkerCounters{server.connection_count(), server.accepted_count(), 0};
+      });
+    } else {
+      std::printf("%s\n", line(server.port(), server.io_name()).c_str());
+      std::fflush(stdout);
+      sig = sluice::wait_for_stop_signal();
+    }
+    spdlog::info("signal {}: stopping ({} connections open, {} ms to drain)", sig,
+                 server.connection_count(), drain_ms);
+    server.stop(std::chrono::milliseconds(drain_ms));
     return 0;
-  }
+  };
 
-  sluice::block_stop_signals();
-  EchoHandler handler;
-  sluice::Server server(opts, handler, std::move(codec));
-  std::string error;
-  if (server.start(&error) < 0) {
-    std::fprintf(stderr, "echo_server: %s\n", error.c_str());
-    return 1;
+  if (workers <= 1) {
+    sluice::block_stop_signals();  // before start: loop threads inherit it
+    return serve(nullptr);
   }
-  std::printf("listening on %s:%u io=%s proto=tcp codec=%s\n", opts.host.c_str(),
-              server.port(), server.io_name().c_str(), copts.name.c_str());
-  std::fflush(stdout);
-
-  int sig = sluice::wait_for_stop_signal();
-  spdlog::info("signal {}: stopping ({} connections open, {} ms to drain)", sig,
-               server.connection_count(), drain_ms);
-  server.stop(std::chrono::milliseconds(drain_ms));
-  return 0;
+  sluice::WorkerOptions wopts;
+  wopts.count = workers;
+  wopts.stop_timeout = std::chrono::milliseconds(drain_ms) + std::chrono::seconds(3);
+  return sluice::servers::run_workers(
+      wopts, opts.host, opts.port, proto == "udp" ? SOCK_DGRAM : SOCK_STREAM,
+      [&](sluice::WorkerContext& ctx) { return serve(&ctx); },
+      [&](uint16_t port) { return line(port, opts.io); });
 }

@@ -5,6 +5,8 @@
 //
 //   heartbeat_server --proto tcp --port 7100 --interval-ms 1000 --misses 3
 //   heartbeat_server --proto udp --io epoll --threads 2
+#include <sys/socket.h>
+
 #include <cstdio>
 #include <memory>
 #include <string>
@@ -33,6 +35,7 @@ int main(int argc, char** argv) {
   bool list_io = false;
   size_t max_conns = 10000;
   int64_t drain_ms = 2000;
+  size_t workers = 0;
 
   app.add_flag("--list-io", list_io, "List IO back ends and whether they are available here, then exit");
   app.add_option("--io", io, "IO back end (default: best available; see --list-io)");
@@ -66,6 +69,7 @@ int main(int argc, char** argv) {
   app.add_option("--linger-bytes", limits.linger_max_bytes,
                  "TCP lingering close: most input bytes discarded per phase before cutting a peer off")
       ->capture_default_str();
+  sluice::servers::add_worker_flags(app, workers);
   app.add_option("--log-level", log_level, "trace|debug|info|warn|error")->capture_default_str();
   CLI11_PARSE(app, argc, argv);
 
@@ -81,56 +85,86 @@ int main(int argc, char** argv) {
   hopts.interval = std::chrono::milliseconds(interval_ms);
   hopts.misses = misses;
 
-  sluice::block_stop_signals();  // before start: loop threads inherit it
-  std::string error;
-  uint16_t bound = 0;
-  std::string io_name;
-  std::unique_ptr<sluice::servers::HeartbeatTcpHandler> tcp_handler;
-  std::unique_ptr<sluice::servers::HeartbeatUdpHandler> udp_handler;
-  std::unique_ptr<sluice::Server> tcp;
-  std::unique_ptr<sluice::UdpServer> udp;
-  if (proto == "tcp") {
-    tcp_handler = std::make_unique<sluice::servers::HeartbeatTcpHandler>(hopts);
-    sluice::ServerOptions opts;
-    opts.host = host;
-    opts.port = port;
-    opts.io = io;
-    opts.threads = threads;
-    opts.idle = hopts.idle();
-    opts.max_connections = max_conns;
-    if (max_conns != 0) opts.io_options.max_conns = max_conns;
-    limits.linger_timeout = std::chrono::milliseconds(linger_ms);
-    opts.limits = limits;
-    tcp = std::make_unique<sluice::Server>(opts, *tcp_handler,
-                                           sluice::codec::heartbeat::make_tcp_codec());
-    if (tcp->start(&error) < 0) {
-      std::fprintf(stderr, "heartbeat_server: %s\n", error.c_str());
-      return 1;
+  auto line = [&](uint16_t bound, const std::string& io_name) {
+    std::string s = "listening on " + host + ":" + std::to_string(bound) + " io=" + io_name +
+                    " proto=" + proto;
+    if (workers > 1) s += " workers=" + std::to_string(workers);
+    return s;
+  };
+  // The server itself: in this process (ctx null), or in each worker.
+  auto serve = [&](sluice::WorkerContext* ctx) -> int {
+    std::string error;
+    std::unique_ptr<sluice::servers::HeartbeatTcpHandler> tcp_handler;
+    std::unique_ptr<sluice::servers::HeartbeatUdpHandler> udp_handler;
+    std::unique_ptr<sluice::Server> tcp;
+    std::unique_ptr<sluice::UdpServer> udp;
+    const sluice::servers::HeartbeatCounters* counters = nullptr;
+    if (proto == "tcp") {
+      tcp_handler = std::make_unique<sluice::servers::HeartbeatTcpHandler>(hopts);
+      counters = &tcp_handler->counters();
+      sluice::ServerOptions opts;
+      opts.host = host;
+      opts.port = port;
+      opts.io = io;
+      opts.threads = threads;
+      opts.idle = hopts.idle();
+      opts.max_connections = max_conns;
+      opts.listen.reuse_port = ctx != nullptr;
+      if (max_conns != 0) opts.io_options.max_conns = max_conns;
+      limits.linger_timeout = std::chrono::milliseconds(linger_ms);
+      opts.limits = limits;
+      tcp = std::make_unique<sluice::Server>(opts, *tcp_handler,
+                                             sluice::codec::heartbeat::make_tcp_codec());
+      if (tcp->start(&error) < 0) {
+        std::fprintf(stderr, "heartbeat_server: %s\n", error.c_str());
+        return 1;
+      }
+    } else {
+      udp_handler = std::make_unique<sluice::servers::HeartbeatUdpHandler>(hopts);
+      counters = &udp_handler->counters();
+      sluice::UdpServerOptions opts;
+      opts.host = host;
+      opts.port = port;
+      opts.io = io;
+      opts.threads = threads;
+      opts.socket.reuse_port = ctx != nullptr;
+      udp = std::make_unique<sluice::UdpServer>(opts, *udp_handler);
+      if (udp->start(&error) < 0) {
+        std::fprintf(stderr, "heartbeat_server: %s\n", error.c_str());
+        return 1;
+      }
     }
-    bound = tcp->port();
-    io_name = tcp->io_name();
-  } else {
-    udp_handler = std::make_unique<sluice::servers::HeartbeatUdpHandler>(hopts);
-    sluice::UdpServerOptions opts;
-    opts.host = host;
-    opts.port = port;
-    opts.io = io;
-    opts.threads = threads;
-    udp = std::make_unique<sluice::UdpServer>(opts, *udp_handler);
-    if (udp->start(&error) < 0) {
-      std::fprintf(stderr, "heartbeat_server: %s\n", error.c_str());
-      return 1;
+    int sig;
+    if (ctx != nullptr) {
+      ctx->ready();
+      sig = ctx->serve([counters] {
+        const uint64_t joins = counters->joins.load(std::memory_order_relaxed);
+        const uint64_t drops = counters->drops.load(std::memory_order_relaxed);
+        return sluice::WorkerCounters{joins - drops, joins,
+                                      counters->pings.load(std::memory_order_relaxed) +
+                                          counters->data.load(std::memory_order_relaxed)};
+      });
+    } else {
+      std::printf("%s\n", (tcp ? line(tcp->port(), tcp->io_name())
+                               : line(udp->port(), udp->io_name())).c_str());
+      std::fflush(stdout);
+      sig = sluice::wait_for_stop_signal();
     }
-    bound = udp->port();
-    io_name = udp->io_name();
-  }
-  std::printf("listening on %s:%u io=%s proto=%s\n", host.c_str(), bound, io_name.c_str(),
-              proto.c_str());
-  std::fflush(stdout);
+    spdlog::info("signal {}: stopping", sig);
+    if (tcp) tcp->stop(std::chrono::milliseconds(drain_ms));
+    if (udp) udp->stop();
+    return 0;
+  };
 
-  int sig = sluice::wait_for_stop_signal();
-  spdlog::info("signal {}: stopping", sig);
-  if (tcp) tcp->stop(std::chrono::milliseconds(drain_ms));
-  if (udp) udp->stop();
-  return 0;
+  if (workers <= 1) {
+    sluice::block_stop_signals();  // before start: loop threads inherit it
+    return serve(nullptr);
+  }
+  sluice::WorkerOptions wopts;
+  wopts.count = workers;
+  wopts.stop_timeout = std::chrono::milliseconds(drain_ms) + std::chrono::seconds(3);
+  return sluice::servers::run_workers(
+      wopts, host, port, proto == "udp" ? SOCK_DGRAM : SOCK_STREAM,
+      [&](sluice::WorkerContext& ctx) { return serve(&ctx); },
+      [&](uint16_t bound) { return line(bound, io); });
 }
