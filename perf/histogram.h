@@ -48,6 +48,16 @@ class Histogram {
 
   int significant_digits() const { return digits_; }
 
+  // Calls f(value, count) for every non-empty bucket, with the bucket's
+  // highest equivalent value: record_n(value, count) into a histogram of
+  // the same digits rebuilds these counts (how processes send theirs).
+  template <class F>
+  void for_each_bucket(F&& f) const {
+    for (size_t i = 0; i < counts_.size(); ++i) {
+      if (counts_[i] != 0) f(highest_equivalent(i), counts_[i]);
+    }
+  }
+
   // Bucket arithmetic, public for tests.
   size_t index_of(uint64_t value) const;
   uint64_t lowest_equivalent(size_t index) const;

@@ -7,6 +7,8 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <string>
+#include <vector>
 
 namespace sluice::perf {
 
@@ -81,6 +83,60 @@ int64_t busy_ticks() {
     return 0;
   }
   return v[0] + v[1] + v[2] + v[5] + v[6] + v[7];
+}
+
+namespace {
+
+// The number after `key` (a line start) in text, or -1.
+int64_t field_after(const std::string& text, const std::string& key) {
+  size_t at = 0;
+  if (text.compare(0, key.size(), key) != 0) {
+    at = text.find("\n" + key);
+    if (at == std::string::npos) return -1;
+    ++at;
+  }
+  return std::strtoll(text.c_str() + at + key.size(), nullptr, 10);
+}
+
+std::string slurp(const std::string& path) {
+  std::string out;
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return out;
+  char buf[4096];
+  for (ssize_t n; (n = ::read(fd, buf, sizeof buf)) > 0;) out.append(buf, static_cast<size_t>(n));
+  ::close(fd);
+  return out;
+}
+
+}  // namespace
+
+int64_t pss_kib(int64_t pid) {
+  return field_after(slurp("/proc/" + std::to_string(pid) + "/smaps_rollup"), "Pss:");
+}
+
+std::vector<int64_t> children_of(int64_t pid) {
+  std::vector<int64_t> out;
+  const std::string task = "/proc/" + std::to_string(pid) + "/task";
+  DIR* d = ::opendir(task.c_str());
+  if (d == nullptr) return out;
+  while (dirent* e = ::readdir(d)) {
+    if (e->d_name[0] == '.') continue;
+    const std::string kids = slurp(task + "/" + e->d_name + "/children");
+    char* p = const_cast<char*>(kids.c_str());
+    for (;;) {
+      char* end = nullptr;
+      const long long v = std::strtoll(p, &end, 10);
+      if (end == p) break;
+      out.push_back(v);
+      p = end;
+    }
+  }
+  ::closedir(d);
+  return out;
+}
+
+int64_t meminfo_kib(const std::string& field) {
+  return field_after(slurp("/proc/meminfo"), field + ":");
 }
 
 }  // namespace sluice::perf

@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 namespace sluice::perf {
 
@@ -19,6 +20,12 @@ struct ProcSample {
 
 // The process `pid` now (ok false if it cannot be read).
 ProcSample sample_proc(int64_t pid);
+// Proportional set size (/proc/PID/smaps_rollup), KiB; -1 if unreadable.
+int64_t pss_kib(int64_t pid);
+// The direct children of `pid` (/proc/PID/task/*/children).
+std::vector<int64_t> children_of(int64_t pid);
+// A field of /proc/meminfo ("Slab", "MemAvailable"), KiB; -1 if absent.
+int64_t meminfo_kib(const std::string& field);
 // Busy ticks of all CPUs (user..steal less idle and iowait), /proc/stat.
 int64_t busy_ticks();
 

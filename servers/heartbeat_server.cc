@@ -69,6 +69,11 @@ int main(int argc, char** argv) {
   app.add_option("--linger-bytes", limits.linger_max_bytes,
                  "TCP lingering close: most input bytes discarded per phase before cutting a peer off")
       ->capture_default_str();
+  uint32_t peer_lines = 20;
+  app.add_option("--peer-lines-per-s", peer_lines,
+                 "Join/drop log lines per second per loop; the rest are counted and summarised "
+                 "(0: every one)")
+      ->capture_default_str();
   sluice::servers::add_worker_flags(app, workers);
   app.add_option("--log-level", log_level, "trace|debug|info|warn|error")->capture_default_str();
   CLI11_PARSE(app, argc, argv);
@@ -84,6 +89,7 @@ int main(int argc, char** argv) {
   sluice::servers::HeartbeatOptions hopts;
   hopts.interval = std::chrono::milliseconds(interval_ms);
   hopts.misses = misses;
+  hopts.peer_lines_per_s = peer_lines;
 
   auto line = [&](uint16_t bound, const std::string& io_name) {
     std::string s = "listening on " + host + ":" + std::to_string(bound) + " io=" + io_name +

@@ -33,6 +33,37 @@ std::string timeout_reason(const HeartbeatOptions& o) {
   return fmt::format("timeout missed={}", o.misses);
 }
 
+// Each loop's budget of join/drop lines (HeartbeatOptions::peer_lines_per_s),
+// on the loop's clock (virtual under simulation). Loop thread only.
+class PeerLines {
+ public:
+  bool allow(Clock::time_point now, uint32_t per_s, bool drop) {
+    if (per_s == 0) return true;
+    if (now - window_ >= std::chrono::seconds(1)) {
+      if (joins_ + drops_ > 0) {
+        spdlog::info("{} join and {} drop lines not shown in {:.1f} s (over {} a second on "
+                     "this loop)",
+                     joins_, drops_,
+                     std::chrono::duration<double>(now - window_).count(), per_s);
+      }
+      window_ = now;
+      used_ = joins_ = drops_ = 0;
+    }
+    if (used_ < per_s) {
+      ++used_;
+      return true;
+    }
+    ++(drop ? drops_ : joins_);
+    return false;
+  }
+
+ private:
+  Clock::time_point window_{};
+  uint32_t used_ = 0;
+  uint64_t joins_ = 0, drops_ = 0;
+};
+thread_local PeerLines t_peer_lines;
+
 void log_drop(std::string_view proto, const std::string& peer, std::string_view conn,
               const std::string& reason) {
   // Protocol errors are the peer's fault and worth a warning; the rest is
@@ -52,7 +83,9 @@ HeartbeatTcpHandler::HeartbeatTcpHandler(HeartbeatOptions options, PeerObserver 
 void HeartbeatTcpHandler::on_open(Connection& conn) {
   conn.state_slot().emplace<TcpPeer>();
   counters_.joins.fetch_add(1, std::memory_order_relaxed);
-  spdlog::info("join {} proto=tcp conn=#{}", conn.peer(), conn.id());
+  if (t_peer_lines.allow(conn.loop().clock(), options_.peer_lines_per_s, false)) {
+    spdlog::info("join {} proto=tcp conn=#{}", conn.peer(), conn.id());
+  }
   if (observer_) observer_({PeerEvent::Kind::kJoin, conn.peer(), "", conn.loop().clock()});
 }
 
@@ -122,7 +155,9 @@ void HeartbeatTcpHandler::on_close(Connection& conn, CloseReason reason, int err
     }
   }
   counters_.drops.fetch_add(1, std::memory_order_relaxed);
-  log_drop("tcp", conn.peer(), fmt::format(" conn=#{}", conn.id()), why);
+  if (t_peer_lines.allow(conn.loop().clock(), options_.peer_lines_per_s, true)) {
+    log_drop("tcp", conn.peer(), fmt::format(" conn=#{}", conn.id()), why);
+  }
   if (observer_) observer_({PeerEvent::Kind::kDrop, conn.peer(), why, conn.loop().clock()});
 }
 
@@ -285,10 +320,12 @@ void HeartbeatUdpHandler::notify(PeerEvent::Kind kind, const std::string& peer,
                                  const std::string& reason, Clock::time_point at) {
   if (kind == PeerEvent::Kind::kJoin) {
     counters_.joins.fetch_add(1, std::memory_order_relaxed);
-    spdlog::info("join {} proto=udp", peer);
+    if (t_peer_lines.allow(at, options_.peer_lines_per_s, false)) {
+      spdlog::info("join {} proto=udp", peer);
+    }
   } else {
     counters_.drops.fetch_add(1, std::memory_order_relaxed);
-    log_drop("udp", peer, "", reason);
+    if (t_peer_lines.allow(at, options_.peer_lines_per_s, true)) log_drop("udp", peer, "", reason);
   }
   if (observer_) observer_({kind, peer, reason, at});
 }

@@ -2,7 +2,8 @@
 // Server (TCP) and UdpServer (UDP): answer every PING with a PONG, echo
 // DATA, and drop a peer when nothing has arrived from it for
 // interval x misses (reader-idle). Each join and each drop is ONE log line
-// naming the peer and the reason:
+// naming the peer and the reason (up to peer_lines_per_s a second per
+// loop; the rest are counted and summarised):
 //
 //   join 127.0.0.1:50312 proto=tcp conn=#3
 //   drop 127.0.0.1:50312 proto=tcp conn=#3 reason=timeout missed=3
@@ -38,6 +39,11 @@ struct HeartbeatOptions {
   // UDP: most peers remembered per socket; datagrams from further new
   // addresses are ignored (a spoofing sender cannot grow the table).
   size_t max_udp_peers = 100000;
+  // Join and drop lines each loop prints per second (0: all of them).
+  // Past that, lines are counted, and the next line printed after the
+  // second is over says how many were not shown: a million peers joining
+  // must not become a million log lines.
+  uint32_t peer_lines_per_s = 20;
 
   Clock::duration timeout() const { return interval * misses; }
   // What a Server needs for this service's TCP handler.
