@@ -76,6 +76,7 @@ bool Conns::ramp_done() const { return next_open_ >= target_ && settled_ >= targ
 
 void Conns::set_phase(Phase p) {
   if (p == Phase::kHold) {
+    hold_start_ns_ = now_ns();
     c_.pings = c_.pongs = c_.false_drops = c_.late_drops = 0;
     rtt_ns_.reset();
     late_ns_.reset();
@@ -215,7 +216,8 @@ void Conns::on_readable(Conn& c, int64_t now) {
       }
       if (phase_ == Phase::kHold) {
         const int64_t sent = static_cast<int64_t>(get_be64(c.rbuf + 13));
-        if (sent >= start_ns_ && sent <= now) {
+        // Only PINGs sent in this hold: pings == pongs + the few in flight.
+        if (sent >= hold_start_ns_ && sent <= now) {
           ++c_.pongs;
           rtt_ns_.record(static_cast<uint64_t>(now - sent));
         }

@@ -122,6 +122,7 @@ class Conns {
   size_t connecting_ = 0;
   size_t settled_ = 0;
   int64_t start_ns_ = 0;
+  int64_t hold_start_ns_ = 0;
   Phase phase_ = Phase::kRamp;
   uint64_t rng_;
   // PINGs due: (time, connection), earliest first.

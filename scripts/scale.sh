@@ -57,7 +57,12 @@ fi
 # Each worker stays well under the 20,000-descriptor limit even when the
 # kernel's hash gives it a few percent more than its share.
 [ "$workers" != 0 ] || workers=$(( (conns + 16999) / 17000 ))
+# Closing costs CPU per connection (~20 us for both ends on this 2-core
+# machine): let the drain take that long before workers abort what is left.
+drain_ms=$(( conns / 20 > 10000 ? conns / 20 : 10000 ))
 mkdir -p "$out"
+logs=$(mktemp -d "${TMPDIR:-/tmp}/sluice-scale.XXXXXX")  # server and client logs (large at 1M)
+echo "logs: $logs" >&2
 
 # shellcheck disable=SC2086
 bazel ${BAZEL_STARTUP:-} build //servers:heartbeat_server //perf:scale_client >&2
@@ -90,27 +95,30 @@ fi
 failed=0
 for io in ${io_list//,/ }; do
   echo "== $io: $conns connections (steps $steps), $workers worker(s), interval ${interval} ms x $misses" >&2
-  log="$out/server-$io.log"
+  log="$logs/server-$io.log"
   if ! start_server "$log" "${run[@]}" "$server" --io "$io" --workers "$workers" \
       --threads "$threads" --interval-ms "$interval" --misses "$misses" --max-conns 0 \
-      --drain-ms 10000; then
+      --drain-ms "$drain_ms"; then
     failed=1; continue
   fi
   json="$out/scale-$io.json"
-  : >"$out/client-$io.err"
+  : >"$logs/client-$io.err"
   "${run[@]}" "$client" --port "$SERVER_PORT" --conns "$conns" --steps "$steps" \
       --interval-ms "$interval" --misses "$misses" --hold-s "$hold" --rate "$rate" \
       --server-pid "$SERVER_PID" --json "$json" --linger \
-      2> >(tee "$out/client-$io.err" >&2) &
+      2> >(tee "$logs/client-$io.err" >&2) &
   client_pid=$!
   # The client writes its JSON, then lingers: time the server's drain.
-  while kill -0 "$client_pid" 2>/dev/null && ! grep -q '^holding' "$out/client-$io.err"; do
+  while kill -0 "$client_pid" 2>/dev/null && ! grep -q '^holding' "$logs/client-$io.err"; do
     sleep 0.5
   done
   t0=$(date +%s.%N)
   kill -TERM "$SERVER_PID" 2>/dev/null || true
   rc=0
-  for _ in $(seq 1 600); do kill -0 "$SERVER_PID" 2>/dev/null || break; sleep 0.05; done
+  for _ in $(seq 1 $(( drain_ms / 50 + 200 ))); do
+    kill -0 "$SERVER_PID" 2>/dev/null || break
+    sleep 0.05
+  done
   drain=$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN {printf "%.2f", b - a}')
   wait "$SERVER_PID" 2>/dev/null || rc=$?
   kill -TERM "$client_pid" 2>/dev/null || true
