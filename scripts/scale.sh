@@ -7,6 +7,7 @@
 #   scripts/scale.sh                                  # 100,000 conns, epoll and uring side by side
 #   scripts/scale.sh --conns 1000000 --interval-ms 30000 --hold-s 120 --io epoll
 #   scripts/scale.sh --breakdown                      # where poll/select/nonblocking/blocking give out
+#   scripts/scale.sh --io epoll --stall-s 20 --out /tmp/stall   # SIGSTOP the workers mid-hold
 #   scripts/scale.sh --conns 20000 --hold-s 10 --out /tmp/scale   # a quick look
 #
 # As root it makes its own network namespace (the host is not touched) and
@@ -27,7 +28,7 @@ root="$(cd "$(dirname "$0")/.." && pwd)"
 source "$root/scripts/lib.sh"
 
 conns=100000 steps="" io_list=epoll,uring interval=5000 misses=3 hold=60 rate=20000
-workers=0 out="$root/docs/perf/scale" netns=1 breakdown=0 threads=1
+workers=0 out="$root/docs/perf/scale" netns=1 breakdown=0 threads=1 stall=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --conns) conns=$2; shift 2 ;;
@@ -42,6 +43,7 @@ while [ $# -gt 0 ]; do
     --out) out=$2; shift 2 ;;
     --no-netns) netns=0; shift ;;
     --breakdown) breakdown=1; shift ;;
+    --stall-s) stall=$2; shift 2 ;;
     -h|--help) sed -n '2,24p' "$0"; exit 0 ;;
     *) echo "unknown argument: $1 (see --help)" >&2; exit 2 ;;
   esac
@@ -108,6 +110,24 @@ for io in ${io_list//,/ }; do
       --server-pid "$SERVER_PID" --json "$json" --linger \
       2> >(tee "$logs/client-$io.err" >&2) &
   client_pid=$!
+  if [ "$stall" != 0 ]; then
+    # 5 s into the last hold, stop every worker (SIGSTOP) for --stall-s:
+    # one long loop iteration, longer than interval x misses if asked.
+    # Peers keep pinging; their bytes wait in the kernel, and the server
+    # must not call them idle for what it has not read yet.
+    while kill -0 "$client_pid" 2>/dev/null && ! grep -q "^hold $conns:" "$logs/client-$io.err"; do
+      sleep 0.2
+    done
+    sleep 5
+    workers_pids=$(pgrep -P "$SERVER_PID" | paste -sd' ' -)
+    [ -n "$workers_pids" ] || workers_pids=$SERVER_PID
+    echo "stalling the server's workers for ${stall} s (SIGSTOP)" >&2
+    # shellcheck disable=SC2086
+    kill -STOP $workers_pids
+    sleep "$stall"
+    # shellcheck disable=SC2086
+    kill -CONT $workers_pids
+  fi
   # The client writes its JSON, then lingers: time the server's drain.
   while kill -0 "$client_pid" 2>/dev/null && ! grep -q '^holding' "$logs/client-$io.err"; do
     sleep 0.5
@@ -129,11 +149,12 @@ for io in ${io_list//,/ }; do
   echo "$io: server drained in ${drain} s on SIGTERM (exit $rc); client exit $crc" >&2
   [ "$crc" = 0 ] && [ "$rc" = 0 ] || failed=1
   if [ -s "$json" ]; then
-    python3 - "$json" "$drain" "$rc" "$io" "$workers" <<'EOF'
+    python3 - "$json" "$drain" "$rc" "$io" "$workers" "$stall" <<'EOF'
 import json, sys
-path, drain, rc, io, workers = sys.argv[1:]
+path, drain, rc, io, workers, stall = sys.argv[1:]
 d = json.load(open(path))
-d.update(io=io, workers=int(workers), drain_s=float(drain), server_exit=int(rc))
+d.update(io=io, workers=int(workers), drain_s=float(drain), server_exit=int(rc),
+         stall_s=float(stall))
 json.dump(d, open(path, "w"), indent=1)
 EOF
   fi

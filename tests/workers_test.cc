@@ -276,6 +276,68 @@ TEST(Workers, UdpSendersSpreadOverWorkers) {
   EXPECT_EQ(p.wait(5s), 0) << p.err();
 }
 
+// A heartbeat PING (docs/PROTOCOL.md): type 1, sequence, timestamp.
+std::string ping(uint64_t seq) {
+  std::string p(17, '\0');
+  p[0] = 0x01;
+  for (int i = 0; i < 8; ++i) p[1 + i] = static_cast<char>(seq >> (56 - 8 * i));
+  return p;
+}
+
+TEST(Workers, HeartbeatServerWorkersAnswerTcpAndUdp) {
+  for (const std::string proto : {"tcp", "udp"}) {
+    SCOPED_TRACE(proto);
+    Proc p({testing::server_binary("heartbeat_server"), "--proto", proto, "--workers", "2",
+            "--io", "epoll"},
+           "hb-" + proto);
+    const uint16_t port = p.port();
+    ASSERT_NE(port, 0) << p.err();
+    const size_t kPeers = 200;
+    std::vector<int> fds;
+    size_t answered = 0;
+    for (size_t i = 0; i < kPeers; ++i) {
+      std::string want = ping(i + 1);
+      want[0] = 0x02;  // its PONG: the same bytes, type 2
+      if (proto == "tcp") {
+        const int fd = testing::connect_local(port);
+        ASSERT_GE(fd, 0);
+        testing::set_recv_timeout(fd, 3000);
+        fds.push_back(fd);
+        const std::string f = testing::frame(ping(i + 1));
+        ASSERT_EQ(::send(fd, f.data(), f.size(), MSG_NOSIGNAL), static_cast<ssize_t>(f.size()));
+        if (testing::read_n(fd, f.size()) == testing::frame(want)) ++answered;
+      } else {
+        const int fd = ::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+        ASSERT_GE(fd, 0);
+        testing::set_recv_timeout(fd, 500);
+        fds.push_back(fd);
+        sockaddr_storage to;
+        socklen_t len;
+        ASSERT_EQ(make_address("127.0.0.1", port, &to, &len), 0);
+        const std::string d = ping(i + 1);
+        for (int attempt = 0; attempt < 3; ++attempt) {
+          ::sendto(fd, d.data(), d.size(), 0, reinterpret_cast<sockaddr*>(&to), len);
+          char buf[64];
+          const ssize_t n = ::recv(fd, buf, sizeof buf, 0);
+          if (n == 17 && std::string(buf, 17) == want) {
+            ++answered;
+            break;
+          }
+        }
+      }
+    }
+    EXPECT_EQ(answered, kPeers);
+    // Joins are counted per worker; both took peers.
+    const auto s = summary_until(p, [&](const Summary& s) { return s.accepted == kPeers; });
+    ASSERT_TRUE(s.has_value()) << p.err();
+    EXPECT_EQ(s->accepted, kPeers);
+    for (const auto& [index, w] : s->workers) EXPECT_GT(w.accepted, 0u) << "worker " << index;
+    close_all(fds);
+    p.signal(SIGTERM);
+    EXPECT_EQ(p.wait(10s), 0) << p.err();
+  }
+}
+
 TEST(Workers, PortHeldWithoutReusePortFailsStartCleanly) {
   // A listener without SO_REUSEPORT owns the port: no worker can bind it.
   ListenOptions lo;
