@@ -264,14 +264,7 @@ int Supervisor::wait_ready(Clock::time_point deadline, std::string* error) {
     }
     if (::poll(pfds.data(), pfds.size(), timeout) < 0 && errno != EINTR) return -errno;
     for (size_t k = 0; k < waiting.size(); ++k) {
-      if (pfds[k + 1].revents == 0) continue;
-      Worker& w = *waiting[k];
-      char byte;
-      const ssize_t n = ::read(w.ready_fd, &byte, 1);
-      if (n < 0 && (errno == EAGAIN || errno == EINTR)) continue;
-      ::close(w.ready_fd);
-      w.ready_fd = -1;
-      w.ready = n == 1;  // 0: the worker exited (or closed it) without ready()
+      if (pfds[k + 1].revents != 0) read_ready(*waiting[k]);
     }
     if (pfds[0].revents != 0) {
       signalfd_siginfo si;
@@ -286,6 +279,16 @@ int Supervisor::wait_ready(Clock::time_point deadline, std::string* error) {
       reap();
     }
   }
+}
+
+int Supervisor::read_ready(Worker& w) {
+  char byte;
+  const ssize_t n = ::read(w.ready_fd, &byte, 1);
+  if (n < 0 && (errno == EAGAIN || errno == EINTR)) return -1;
+  ::close(w.ready_fd);
+  w.ready_fd = -1;
+  w.ready = n == 1;  // 0: the worker exited (or closed it) without ready()
+  return w.ready ? 1 : 0;
 }
 
 void Supervisor::reap() {
@@ -367,19 +370,12 @@ int Supervisor::run() {
       stopping_ = true;
     }
     for (size_t k = 0; k < waiting.size(); ++k) {
-      if (pfds[k + 1].revents == 0) continue;
       Worker& w = *waiting[k];
-      char byte;
-      const ssize_t n = ::read(w.ready_fd, &byte, 1);
-      if (n < 0 && (errno == EAGAIN || errno == EINTR)) continue;
-      ::close(w.ready_fd);
-      w.ready_fd = -1;
-      if (n == 1) {
-        w.ready = true;
+      if (pfds[k + 1].revents != 0 && read_ready(w) == 1) {
         spdlog::info("worker {} (pid {}) serving again", w.index, w.pid);
       }
-      // n == 0: it died before ready(); SIGCHLD brings its status and,
-      // since it never served, reap() lets the restart below handle it.
+      // Closed without ready(): it died first; SIGCHLD brings its status
+      // and the restart below retries it on the backoff.
     }
     signalfd_siginfo si;
     while (::read(signal_fd_, &si, sizeof si) == static_cast<ssize_t>(sizeof si)) {

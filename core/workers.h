@@ -151,6 +151,9 @@ class Supervisor {
   void reap();
   void schedule_restart(Worker& w);
   void forward(int sig);
+  // After poll() flagged w's ready pipe: 1 ready, 0 closed without
+  // ready() (it exited), -1 nothing to read yet.
+  int read_ready(Worker& w);
   int wait_ready(std::chrono::steady_clock::time_point deadline, std::string* error);
   bool any_running() const;
 

@@ -79,9 +79,12 @@ void add_worker_flags(CLI::App& app, size_t& workers) {
       ->capture_default_str();
 }
 
-int run_workers(const WorkerOptions& opts, const std::string& host, uint16_t& port,
-                int sock_type, WorkerMain main,
+int run_workers(size_t count, std::chrono::milliseconds drain, const std::string& host,
+                uint16_t& port, int sock_type, WorkerMain main,
                 const std::function<std::string(uint16_t)>& listening_line) {
+  WorkerOptions opts;
+  opts.count = count;
+  opts.stop_timeout = drain + std::chrono::seconds(3);
   int reserved = -1;
   if (port == 0) {
     reserved = reserve_port(host, sock_type, &port);

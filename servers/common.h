@@ -3,6 +3,7 @@
 // library API: core/log.h, core/signals.h.
 #pragma once
 
+#include <chrono>
 #include <functional>
 #include <string>
 
@@ -37,14 +38,14 @@ int print_backends();
 bool resolve_io(std::string& name);
 
 // --workers N for a bundled server (core/workers.h): `main` runs in each
-// of `opts.count` worker processes and binds `port` with SO_REUSEPORT.
-// Port 0 is resolved here first (reserve_port), so every worker binds the
-// same one; `port` holds it when `main` runs. Prints the listening line
-// (from `listening_line(port)`) once every worker is ready, then
-// supervises until SIGTERM/SIGINT. Returns main()'s exit code. Call it
-// before any thread starts.
-int run_workers(const WorkerOptions& opts, const std::string& host, uint16_t& port,
-                int sock_type, WorkerMain main,
+// of `count` worker processes and binds `port` with SO_REUSEPORT. Port 0
+// is resolved here first (reserve_port), so every worker binds the same
+// one; `port` holds it when `main` runs. Prints the listening line (from
+// `listening_line(port)`) once every worker is ready, then supervises
+// until SIGTERM/SIGINT; workers still draining 3 s past `drain` are
+// killed. Returns main()'s exit code. Call it before any thread starts.
+int run_workers(size_t count, std::chrono::milliseconds drain, const std::string& host,
+                uint16_t& port, int sock_type, WorkerMain main,
                 const std::function<std::string(uint16_t)>& listening_line);
 
 // The --workers flag and its limits, shared by the bundled servers.

@@ -217,11 +217,9 @@ int main(int argc, char** argv) {
     sluice::block_stop_signals();  // before start: loop threads inherit it
     return serve(nullptr);
   }
-  sluice::WorkerOptions wopts;
-  wopts.count = workers;
-  wopts.stop_timeout = std::chrono::milliseconds(drain_ms) + std::chrono::seconds(3);
   return sluice::servers::run_workers(
-      wopts, opts.host, opts.port, proto == "udp" ? SOCK_DGRAM : SOCK_STREAM,
+      workers, std::chrono::milliseconds(drain_ms), opts.host, opts.port,
+      proto == "udp" ? SOCK_DGRAM : SOCK_STREAM,
       [&](sluice::WorkerContext& ctx) { return serve(&ctx); },
       [&](uint16_t port) { return line(port, opts.io); });
 }
