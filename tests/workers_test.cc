@@ -9,13 +9,14 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <cctype>
 #include <chrono>
+#include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <map>
 #include <optional>
-#include <regex>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -43,31 +44,55 @@ struct Summary {
 };
 
 // The supervisor's answer to the latest SIGUSR1: its per-worker lines
-// and the summary line after them.
+// and the summary line after them. (sscanf, not std::regex: GCC 12 warns
+// inside <regex> under the sanitizer configs' -O1.)
+bool parse_summary(const std::string& line, size_t* n, Summary* s) {
+  const size_t at = line.find(" workers: connections ");
+  if (at == std::string::npos || line.find("stopping") != std::string::npos) return false;
+  size_t begin = at;
+  while (begin > 0 && std::isdigit(static_cast<unsigned char>(line[begin - 1]))) --begin;
+  unsigned long long conns, accepted, messages, restarts;
+  const char* eq = std::strchr(line.c_str() + at, '=');
+  if (begin == at || eq == nullptr ||
+      std::sscanf(eq, "=%llu, accepted %llu, messages %llu, restarts %llu", &conns, &accepted,
+                  &messages, &restarts) != 4) {
+    return false;
+  }
+  *n = std::stoul(line.substr(begin, at - begin));
+  s->connections = conns;
+  s->accepted = accepted;
+  s->messages = messages;
+  s->restarts = restarts;
+  return true;
+}
+
+bool parse_worker(const std::string& line, size_t* index, WorkerLine* w) {
+  const size_t at = line.find("] worker ");
+  if (at == std::string::npos) return false;
+  unsigned long long starts, conns, accepted, messages;
+  int pid;
+  if (std::sscanf(line.c_str() + at, "] worker %zu pid %d starts %llu connections %llu "
+                  "accepted %llu messages %llu", index, &pid, &starts, &conns, &accepted,
+                  &messages) != 6) {
+    return false;
+  }
+  *w = WorkerLine{pid, starts, conns, accepted, messages};
+  return true;
+}
+
 std::optional<Summary> parse_last(const std::string& err) {
-  static const std::regex sum_re(
-      R"((\d+) workers: connections [0-9+]+=(\d+), accepted (\d+), messages (\d+), restarts (\d+))");
-  static const std::regex line_re(
-      R"(worker (\d+) pid (\d+) starts (\d+) connections (\d+) accepted (\d+) messages (\d+))");
   std::istringstream in(err);
   std::vector<std::string> lines;
   for (std::string l; std::getline(in, l);) lines.push_back(l);
   for (size_t i = lines.size(); i-- > 0;) {
-    std::smatch m;
-    if (!std::regex_search(lines[i], m, sum_re)) continue;
-    if (lines[i].find("stopping") != std::string::npos) continue;
     Summary s;
-    const size_t n = std::stoul(m[1]);
-    s.connections = std::stoull(m[2]);
-    s.accepted = std::stoull(m[3]);
-    s.messages = std::stoull(m[4]);
-    s.restarts = std::stoull(m[5]);
+    size_t n = 0;
+    if (!parse_summary(lines[i], &n, &s)) continue;
     for (size_t j = i; j-- > 0 && s.workers.size() < n;) {
-      std::smatch w;
-      if (!std::regex_search(lines[j], w, line_re)) break;
-      WorkerLine wl{static_cast<pid_t>(std::stol(w[2])), std::stoull(w[3]), std::stoull(w[4]),
-                    std::stoull(w[5]), std::stoull(w[6])};
-      s.workers[std::stoul(w[1])] = wl;
+      size_t index = 0;
+      WorkerLine wl;
+      if (!parse_worker(lines[j], &index, &wl)) break;
+      s.workers[index] = wl;
     }
     if (s.workers.size() != n) return std::nullopt;
     return s;
