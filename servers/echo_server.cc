@@ -30,8 +30,10 @@ namespace {
 class EchoHandler final : public sluice::Handler {
  public:
   void on_message(sluice::Connection& conn, std::string_view data) override {
+    messages_.fetch_add(1, std::memory_order_relaxed);
     conn.send(data);
   }
+  uint64_t messages() const { return messages_.load(std::memory_order_relaxed); }
   // Reader-idle: a client that connected and went quiet (or half-open).
   // Writer-idle: no echo made progress for the whole timeout, i.e. no
   // complete frame arrived (a slowloris trickling a frame byte by byte) or
@@ -46,6 +48,9 @@ class EchoHandler final : public sluice::Handler {
       spdlog::warn("conn #{} {}: {}; closed", conn.id(), conn.peer(), conn.close_detail());
     }
   }
+
+ private:
+  std::atomic<uint64_t> messages_{0};  // every loop adds (frames, or reads when raw)
 };
 
 class UdpEchoHandler final : public sluice::DatagramHandler {
@@ -200,7 +205,8 @@ int main(int argc, char** argv) {
     if (ctx != nullptr) {
       ctx->ready();
       sig = ctx->serve([&] {
-        return sluice::WorkerCounters{server.connection_count(), server.accepted_count(), 0};
+        return sluice::WorkerCounters{server.connection_count(), server.accepted_count(),
+                                      handler.messages()};
       });
     } else {
       std::printf("%s\n", line(server.port(), server.io_name()).c_str());
