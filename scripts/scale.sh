@@ -161,41 +161,5 @@ EOF
 done
 
 # The chart: memory per connection and RTT p99 against connections.
-python3 - "$out" "$io_list" <<'EOF' || echo "no chart (gnuplot missing?)" >&2
-import json, os, subprocess, sys
-out, ios = sys.argv[1], sys.argv[2].split(",")
-plots = []
-for io in ios:
-    path = os.path.join(out, f"scale-{io}.json")
-    if not os.path.exists(path):
-        continue
-    d = json.load(open(path))
-    dat = os.path.join(out, f"scale-{io}.dat")
-    with open(dat, "w") as f:
-        for s in d["steps"]:
-            f.write(f'{s["open"]} {s["server_bytes_per_conn"]} {s["slab_bytes_per_conn"]} {s["rtt_p99_ms"]}\n')
-    plots.append((io, dat))
-if not plots:
-    sys.exit(0)
-svg = os.path.join(out, "scale.svg")
-mem = ", ".join(f"'{dat}' using 1:2 with linespoints title '{io}: server user space', "
-                f"'{dat}' using 1:3 with linespoints dashtype 2 title '{io}: kernel slab (both ends)'"
-                for io, dat in plots)
-rtt = ", ".join(f"'{dat}' using 1:4 with linespoints title '{io}'" for io, dat in plots)
-script = f"""
-set terminal svg size 1000,420 dynamic enhanced font 'sans,11' background '#ffffff'
-set output '{svg}'
-set multiplot layout 1,2
-set xlabel 'connections held'
-set key top left
-set grid
-set ylabel 'bytes per connection'
-plot {mem}
-set ylabel 'heartbeat RTT p99, ms'
-plot {rtt}
-unset multiplot
-"""
-subprocess.run(["gnuplot"], input=script.encode(), check=True)
-print(f"chart: {svg}", file=sys.stderr)
-EOF
+python3 "$root/perf/scale_chart.py" "$out" "$io_list" || echo "no chart (gnuplot missing?)" >&2
 exit $failed
