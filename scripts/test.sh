@@ -33,8 +33,9 @@ for phase in "${phases[@]}"; do
   bazel test $phase 2>&1 | tee "$log"
   rc=${PIPESTATUS[0]}
   # Bazel's summary: one line per test target ending in PASSED/FAILED/...
-  p=$(grep -E '^//[^ ]+ +(\(cached\) )?PASSED' "$log" | wc -l)
-  f=$(grep -E '^//[^ ]+ +(\(cached\) )?(FAILED|TIMEOUT|NO STATUS|FLAKY|INCOMPLETE)' "$log" | wc -l)
+  # "(cached)", or "(1/2 cached)" for a sharded target partly cached.
+  p=$(grep -E '^//[^ ]+ +(\([0-9/]*\s*cached\) )?PASSED' "$log" | wc -l)
+  f=$(grep -E '^//[^ ]+ +(\([0-9/]*\s*cached\) )?(FAILED|TIMEOUT|NO STATUS|FLAKY|INCOMPLETE)' "$log" | wc -l)
   if [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then f=1; fi  # build failure
   passed=$((passed + p))
   failed=$((failed + f))

@@ -232,13 +232,15 @@ TEST_P(BackendScenarios, PeerResetMidTransferIsAnError) {
   // (Not "until on_sent": the blocking model reports a send() call's worth
   // at once, and a 32 MiB send does not end while nobody reads.)
   ASSERT_TRUE(s.run_until([&] { return s.lis->last() != nullptr; }));
-  std::string head;
+  std::string head;  // the reader's until it sets `read` (TSan found a poll of head.size())
+  std::atomic<bool> read{false};
   {
     TestThread reader([&](std::stop_token st) {
       UnblockOnStop unblock(st, fd);
       head = recv_n(fd, 64 * 1024);
+      read = true;
     });
-    EXPECT_TRUE(s.run_until([&] { return head.size() == 64u * 1024; }, 30s));
+    EXPECT_TRUE(s.run_until([&] { return read.load(); }, 30s));
   }
   EXPECT_EQ(head, pattern(32 << 20, 9).substr(0, 64 * 1024));
   hard_close(fd);
