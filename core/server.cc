@@ -156,6 +156,10 @@ int Server::start(std::string* error) {
   if (started_) return 0;
   // Writes use MSG_NOSIGNAL, but a stray SIGPIPE must never kill a server.
   ::signal(SIGPIPE, SIG_IGN);
+  // spdlog makes its registry on first use. Make it here, before the loop
+  // threads, so two loops' first log lines never race to create it (TSan
+  // reported it when a program logged nothing before start()).
+  spdlog::default_logger_raw();
 
   for (size_t i = 0; i < options_.threads; ++i) {
     auto loop = EventLoop::create(options_.backend_factory, i, options_.io, options_.io_options, error);

@@ -65,6 +65,7 @@ UdpServer::~UdpServer() { stop(); }
 
 int UdpServer::start(std::string* error) {
   if (started_) return 0;
+  spdlog::default_logger_raw();  // before the loops log (see Server::start)
   auto fail = [&](int rc, std::string why) {
     if (error) *error = std::move(why);
     stop();  // closes what did start and joins the threads
