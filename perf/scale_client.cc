@@ -43,119 +43,12 @@
 #include "perf/histogram.h"
 #include "perf/proc_sample.h"
 #include "perf/scale_conns.h"
+#include "perf/scale_proc.h"
 
 namespace sluice::perf::scale {
 namespace {
 
 constexpr size_t kPerProcessMax = 19000;  // under the 20,000 descriptor limit
-
-// Parent -> child.
-enum Op : uint32_t { kRamp = 1, kHold = 2, kEnd = 3, kQuit = 4 };
-struct Ctl {
-  uint32_t op = 0;
-  uint32_t pad = 0;
-  uint64_t arg = 0;
-};
-// Child -> parent: a progress record (type 1), or a report (type 2)
-// followed by three histograms (connect, RTT, ping lateness), each as a
-// count n and n (value, count) pairs.
-struct Record {
-  uint32_t type = 0;
-  uint32_t ramp_done = 0;
-  ConnsCounters c{};
-};
-
-bool write_full(int fd, const void* p, size_t n) {
-  const char* b = static_cast<const char*>(p);
-  while (n > 0) {
-    const ssize_t w = ::write(fd, b, n);
-    if (w < 0 && errno == EINTR) continue;
-    if (w <= 0) return false;
-    b += w;
-    n -= static_cast<size_t>(w);
-  }
-  return true;
-}
-
-bool read_full(int fd, void* p, size_t n) {
-  char* b = static_cast<char*>(p);
-  while (n > 0) {
-    const ssize_t r = ::read(fd, b, n);
-    if (r < 0 && errno == EINTR) continue;
-    if (r <= 0) return false;
-    b += r;
-    n -= static_cast<size_t>(r);
-  }
-  return true;
-}
-
-void put_histogram(std::string& out, const Histogram& h) {
-  std::vector<uint64_t> pairs;
-  h.for_each_bucket([&](uint64_t v, uint64_t n) {
-    pairs.push_back(v);
-    pairs.push_back(n);
-  });
-  const uint64_t count = pairs.size() / 2;
-  out.append(reinterpret_cast<const char*>(&count), sizeof count);
-  out.append(reinterpret_cast<const char*>(pairs.data()), pairs.size() * sizeof(uint64_t));
-}
-
-bool get_histogram(int fd, Histogram& h) {
-  uint64_t count = 0;
-  if (!read_full(fd, &count, sizeof count) || count > 1000000) return false;
-  std::vector<uint64_t> pairs(count * 2);
-  if (!read_full(fd, pairs.data(), pairs.size() * sizeof(uint64_t))) return false;
-  for (size_t i = 0; i < count; ++i) h.record_n(pairs[2 * i], pairs[2 * i + 1]);
-  return true;
-}
-
-int child_main(const ConnsOptions& o, int ctl, int up) {
-  ::signal(SIGINT, SIG_IGN);  // the parent decides when to stop
-  ::signal(SIGTERM, SIG_DFL);
-  ::fcntl(ctl, F_SETFL, O_NONBLOCK);
-  Conns conns(o);
-  if (conns.init() < 0) return 1;
-  conns.watch(ctl);
-  auto send = [&](uint32_t type) {
-    Record r;
-    r.type = type;
-    r.ramp_done = conns.ramp_done() ? 1 : 0;
-    r.c = conns.counters();
-    std::string out(reinterpret_cast<const char*>(&r), sizeof r);
-    if (type == 2) {
-      put_histogram(out, conns.connect_latency());
-      put_histogram(out, conns.rtt());
-      put_histogram(out, conns.ping_lateness());
-    }
-    return write_full(up, out.data(), out.size());
-  };
-  int64_t last = 0;
-  for (;;) {
-    const bool readable = conns.step(100);
-    const int64_t now = now_ns();
-    if (now - last >= 250'000'000) {
-      if (!send(1)) return 0;  // the parent is gone
-      last = now;
-    }
-    if (!readable) continue;
-    Ctl c;
-    for (;;) {
-      const ssize_t n = ::read(ctl, &c, sizeof c);
-      if (n == 0) return 0;
-      if (n != static_cast<ssize_t>(sizeof c)) break;
-      switch (c.op) {
-        case kRamp: conns.set_target(c.arg); break;
-        case kHold: conns.set_phase(Phase::kHold); break;
-        case kEnd:
-          conns.set_phase(Phase::kLinger);
-          if (!send(2)) return 0;
-          break;
-        case kQuit: conns.close_all(); return 0;
-        default: break;
-      }
-    }
-  }
-}
 
 struct Child {
   pid_t pid = -1;
