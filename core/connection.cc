@@ -64,15 +64,25 @@ Connection::Connection(EventLoop& loop, int fd, uint64_t id, const Shared& share
       id_(id),
       peer_(PeerAddr::of(fd)) {}
 
+Connection::Connection(EventLoop& loop, const PeerAddr& peer, uint64_t id,
+                       const Shared& shared)
+    : io::Channel(-1, Kind::kStream), loop_(loop), shared_(shared), id_(id), peer_(peer) {}
+
 Connection::~Connection() {
   stop_idle();
-  if (!attached_ && state_ != State::kClosed) ::close(fd());
+  if (!attached_ && state_ != State::kClosed && fd() >= 0) ::close(fd());
+}
+
+io::ChannelOps& Connection::loop_backend() { return loop_.backend(); }
+
+int Connection::shut_write() {
+  return ops().shutdown_write(*this);
 }
 
 int Connection::start() {
-  int rc = loop_.backend().attach(*this);
+  int rc = ops().attach(*this);
   if (rc < 0) {
-    ::close(fd());
+    if (fd() >= 0) ::close(fd());
     state_ = State::kClosed;
     return rc;
   }
@@ -108,7 +118,20 @@ bool Connection::send(std::string_view payload) {
   return true;
 }
 
+bool Connection::send_unreliable(std::string_view payload) {
+  if (state_ != State::kOpen || shutdown_wanted_ || !attached_) return false;
+  return ops().send_unreliable(*this, payload);
+}
+
+void Connection::on_datagram(const io::Datagram& d) {
+  if (state_ != State::kOpen) return;
+  if (idle_on_) idle_.on_read(loop_.clock());
+  handler().on_message(*this, d.data);
+}
+
 bool Connection::send_raw(std::string_view bytes) {
+  // A message transport: the bytes are one message, framed like send()'s.
+  if (shared_.ops && codec()) return send(bytes);
   if (state_ != State::kOpen || shutdown_wanted_ || !admit(bytes.size())) return false;
   if (bytes.empty()) return true;
   if (in_input_ && t_input.conn == this) {
@@ -139,7 +162,7 @@ bool Connection::send_raw_now(std::string_view bytes) {
   // a lone message to a connection that owes nothing.
   if (in_input_ || pending_ != 0 || !attached_ || bytes.empty()) return send_raw(bytes);
   if (state_ != State::kOpen || shutdown_wanted_ || !admit(bytes.size())) return false;
-  const ssize_t n = loop_.backend().send_now(*this, bytes);
+  const ssize_t n = ops().send_now(*this, bytes);
   // A failure (n < 0) is left for update(), which meets it again and
   // reports it the usual way (on_error), as flush_span() does.
   const size_t done = n > 0 ? static_cast<size_t>(n) : 0;
@@ -188,7 +211,7 @@ void Connection::flush_span() {
   t_input.span = {};
   if (span.empty() || !attached_ || !served()) return;  // aborted: dropped
   ssize_t n = 0;
-  if (output().empty()) n = loop_.backend().send_now(*this, span);
+  if (output().empty()) n = ops().send_now(*this, span);
   // A failure (n < 0) is left for update(), which meets it again and
   // reports it the usual way (on_error).
   const size_t done = n > 0 ? static_cast<size_t>(n) : 0;
@@ -216,7 +239,7 @@ void Connection::check_high_water() {
 
 void Connection::flush_now() {
   if (!attached_ || !served()) return;
-  loop_.backend().update(*this);
+  ops().update(*this);
   check_high_water();
 }
 
@@ -428,7 +451,7 @@ void Connection::maybe_finish() {
   }
   if (state_ == State::kOpen && shutdown_wanted_ && !write_shut_) {
     write_shut_ = true;
-    ::shutdown(fd(), SHUT_WR);
+    shut_write();
     if (peer_shut_) close_with(CloseReason::kPeerClosed, 0, false);
   }
 }
@@ -439,12 +462,12 @@ void Connection::detach_now() {
   state_ = State::kDetaching;
   stop_idle();  // the idle timer, or the linger timer
   if (!closed_already) handler().on_close(*this, reason_, error_);
-  loop_.backend().detach(*this);
+  ops().detach(*this);
 }
 
 void Connection::on_detached() {
   state_ = State::kClosed;
-  ::close(fd());
+  if (fd() >= 0) ::close(fd());
   shared_.owner.release(*this);
 }
 

@@ -178,6 +178,11 @@ class Connection final : public io::Channel {
     // Close a connection once it has been idle (after on_idle, if the
     // handler left it open): ServerOptions::idle_close.
     bool close_idle = false;
+    // Who serves the channels: null for the loop's back end (a kernel
+    // socket), else a transport of the owner's (rudp: the connections
+    // then have no descriptor, fd() is -1, and the transport's messages
+    // are framed by `codec`, so send_raw() frames like send()).
+    io::ChannelOps* ops = nullptr;
   };
 
   class Owner {
@@ -193,6 +198,9 @@ class Connection final : public io::Channel {
 
   // `shared` is referenced, not copied: it must outlive the connection.
   Connection(EventLoop& loop, int fd, uint64_t id, const Shared& shared);
+  // A connection of a transport (shared.ops set): no descriptor; `peer`
+  // is where the transport's datagrams go.
+  Connection(EventLoop& loop, const PeerAddr& peer, uint64_t id, const Shared& shared);
   ~Connection() override;
 
   // Attaches to the loop's back end and calls on_open. Returns 0 or -errno
@@ -234,6 +242,11 @@ class Connection final : public io::Channel {
   // (Backend::send_now), and only what the kernel does not take is queued
   // (zero-copy echo).
   bool send_raw(std::string_view bytes);
+  // A message transport only (rudp): one message that may be lost but is
+  // never duplicated nor delivered after a later one (game state). It
+  // reaches the peer's on_message like any other. False: not a message
+  // transport, over its unreliable size limit, or closing.
+  bool send_unreliable(std::string_view payload);
   // Half-close: FIN after everything queued is sent; reading continues.
   void shutdown();
   // Graceful close: send what is queued, FIN, linger (see States), close.
@@ -285,6 +298,8 @@ class Connection final : public io::Channel {
   void on_eof() override;
   void on_error(int err) override;
   void on_detached() override;
+  // A message transport's unreliable message: one message, no codec.
+  void on_datagram(const io::Datagram& d) override;
 
   size_t consume_input(std::string_view data);
   void flush_span();
@@ -319,6 +334,9 @@ class Connection final : public io::Channel {
   const Handler& handler() const { return shared_.handler; }
   Handler& handler() { return shared_.handler; }
   const codec::Codec* codec() const { return shared_.codec; }
+  io::ChannelOps& ops() { return shared_.ops ? *shared_.ops : loop_backend(); }
+  io::ChannelOps& loop_backend();
+  int shut_write();
   const ConnectionLimits& limits() const { return shared_.limits; }
 
   // Flags are bit-fields: one 16-bit word instead of 11 bytes.

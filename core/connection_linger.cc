@@ -19,9 +19,9 @@ void Connection::start_linger() {
   if (!write_shut_) {
     write_shut_ = true;
     // Everything owed is in the kernel: the FIN goes out after it.
-    if (::shutdown(fd(), SHUT_WR) != 0) {
-      const int err = errno;  // ENOTCONN: reset meanwhile; nothing to wait for
-      spdlog::debug("conn #{} {}: shutdown: {}", id_, peer(), std::strerror(err));
+    if (const int rc = shut_write(); rc != 0) {
+      // ENOTCONN: reset meanwhile; nothing to wait for
+      spdlog::debug("conn #{} {}: shutdown: {}", id_, peer(), std::strerror(-rc));
       detach_now();
       return;
     }

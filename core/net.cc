@@ -6,6 +6,7 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 
@@ -148,10 +149,16 @@ std::string peer_name(int fd) {
 }
 
 PeerAddr PeerAddr::of(int fd) {
-  PeerAddr p;
   sockaddr_storage addr;
   socklen_t len = sizeof addr;
-  if (::getpeername(fd, reinterpret_cast<sockaddr*>(&addr), &len) < 0) return p;
+  if (::getpeername(fd, reinterpret_cast<sockaddr*>(&addr), &len) < 0) return {};
+  return from(reinterpret_cast<const sockaddr*>(&addr), len);
+}
+
+PeerAddr PeerAddr::from(const sockaddr* sa, socklen_t len) {
+  PeerAddr p;
+  sockaddr_storage addr{};
+  std::memcpy(&addr, sa, std::min<size_t>(len, sizeof addr));
   if (addr.ss_family == AF_INET && len >= sizeof(sockaddr_in)) {
     sockaddr_in a;
     std::memcpy(&a, &addr, sizeof a);

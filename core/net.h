@@ -72,6 +72,8 @@ struct PeerAddr {
 
   // getpeername() of a connected socket.
   static PeerAddr of(int fd);
+  // From a socket address (a datagram's source).
+  static PeerAddr from(const sockaddr* addr, socklen_t len);
   std::string str() const;
 };
 

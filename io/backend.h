@@ -27,6 +27,7 @@
 
 #include <sys/socket.h>
 
+#include <cerrno>
 #include <chrono>
 #include <cstddef>
 #include <memory>
@@ -137,11 +138,12 @@ struct BackendOptions {
   unsigned uring_entries = 4096;
 };
 
-class Backend {
+// What the core does to a channel it owns: the part of a back end that
+// serves one channel. A Backend is one; so is a transport that is not a
+// kernel socket (rudp/: its connections are Connections whose channels it
+// serves through these calls, over a UDP socket of its own). Loop thread.
+class ChannelOps {
  public:
-  virtual ~Backend() = default;
-  virtual std::string_view name() const = 0;
-
   // Starts serving a channel: listeners start accepting, streams start
   // reading (if want_read()). Returns 0 or -errno (then the channel was not
   // taken and on_detached will not be called). A channel that is attached
@@ -172,6 +174,31 @@ class Backend {
   // Stops all IO on the channel (cancelling in-flight operations). Calls
   // on_detached() now or later from wait().
   virtual void detach(Channel& ch) = 0;
+
+  // Stream channels: the FIN after everything handed over (a half-close).
+  // Returns 0 or -errno. A socket's is shutdown(SHUT_WR).
+  virtual int shutdown_write(Channel& ch) {
+    return ::shutdown(ch.fd(), SHUT_WR) == 0 ? 0 : -errno;
+  }
+
+  // A message transport only (rudp): sends `message` as one unreliable
+  // message, outside the stream (it may be lost, is never duplicated or
+  // delivered after a later one). False when the channel cannot (a TCP
+  // socket, a message over the transport's limit, the channel closing).
+  virtual bool send_unreliable(Channel& ch, std::string_view message) {
+    (void)ch;
+    (void)message;
+    return false;
+  }
+
+ protected:
+  ~ChannelOps() = default;
+};
+
+class Backend : public ChannelOps {
+ public:
+  virtual ~Backend() = default;
+  virtual std::string_view name() const = 0;
 
   // Waits up to `timeout` (negative: no limit) for IO and dispatches
   // completions. Returns the number of events dispatched, or -errno on a
