@@ -80,12 +80,19 @@ class Server::Acceptor final : public io::Channel {
   int spare_fd_ = -1;
 };
 
-struct Server::Slot final : Connection::Owner {
+struct Server::Slot final : Connection::Owner, TransportHost {
   Slot(Server& s, std::unique_ptr<EventLoop> l, size_t i)
       : server(s),
         loop(std::move(l)),
         index(i),
         shared{s.handler_, *this, s.codec_.get(), s.options_.limits, s.options_.idle_close} {}
+
+  // TransportHost.
+  Connection* adopt(const PeerAddr& peer) override { return server.adopt_peer(*this, peer); }
+  void released() override {
+    transport_released = true;
+    maybe_quit();
+  }
 
   void release(Connection& conn) override {
     auto it = conns.find(conn.id());
@@ -103,6 +110,7 @@ struct Server::Slot final : Connection::Owner {
   void maybe_quit() {
     if (!stopping || !conns.empty()) return;
     if (index == 0 && server.acceptor_ && !server.acceptor_->released()) return;
+    if (transport && !transport_released) return;
     loop->quit();
   }
 
@@ -118,11 +126,15 @@ struct Server::Slot final : Connection::Owner {
   uint64_t next_seq = 0;
   // Server timers on this loop: handle -> the loop's TimerId.
   std::unordered_map<ServerTimer, TimerId> timers;
+  LogLimiter refusal_log;  // transport refusals (TCP's are loop 0's)
   // for_each's snapshot (closing a connection may erase it from conns);
   // kept to reuse its storage.
   std::vector<Connection*> scratch;
   bool stopping = false;
   Connection::Shared shared;  // what this loop's connections share
+  // ServerOptions::transport: this loop's, in place of the acceptor.
+  std::unique_ptr<Transport> transport;
+  bool transport_released = false;
 };
 
 void Server::Acceptor::on_accept_error(int err) {
@@ -160,6 +172,14 @@ int Server::start(std::string* error) {
   // threads, so two loops' first log lines never race to create it (TSan
   // reported it when a program logged nothing before start()).
   spdlog::default_logger_raw();
+  if (options_.transport) {
+    if (codec_) {
+      if (error) *error = std::string(options_.transport->name()) +
+                          " frames its own messages: give the server no codec";
+      return -EINVAL;
+    }
+    codec_ = options_.transport->codec();
+  }
 
   for (size_t i = 0; i < options_.threads; ++i) {
     auto loop = EventLoop::create(options_.backend_factory, i, options_.io, options_.io_options, error);
@@ -170,7 +190,32 @@ int Server::start(std::string* error) {
     slots_.push_back(std::make_unique<Slot>(*this, std::move(loop), i));
   }
   io_name_ = std::string(slots_[0]->loop->io_name());
+  if (options_.transport) {
+    if (int rc = start_transports(error); rc < 0) return rc;
+  } else if (int rc = start_acceptor(error); rc < 0) {
+    return rc;
+  }
+  launch_loops();
+  started_ = true;
+  return 0;
+}
 
+int Server::start_transports(std::string* error) {
+  uint16_t port = options_.port;
+  for (auto& slot : slots_) {
+    slot->transport = options_.transport->make(*slot->loop, slot->index, slots_.size(),
+                                               options_.host, &port, error);
+    if (!slot->transport) {
+      slots_.clear();
+      return -EADDRNOTAVAIL;
+    }
+    slot->shared.ops = &slot->transport->ops();
+  }
+  port_ = port;
+  return 0;
+}
+
+int Server::start_acceptor(std::string* error) {
   int fd = listen_tcp(options_.host, options_.port, options_.listen);
   if (fd < 0) {
     if (error) {
@@ -188,6 +233,10 @@ int Server::start(std::string* error) {
     slots_.clear();
     return rc;
   }
+  return 0;
+}
+
+void Server::launch_loops() {
   {
     // Before the loops start: a loop's on_loop_start may already use the
     // cross-thread API (a server timer, a post to another loop); the tasks
@@ -202,17 +251,19 @@ int Server::start(std::string* error) {
     // io_uring (SINGLE_ISSUER) can only drain its in-flight operations from
     // the thread that drove it.
     s->thread = std::thread([this, s, posted] {
-      s->loop->run([this, s] { handler_.on_loop_start(*s->loop, s->index); });
+      s->loop->run([this, s] {
+        handler_.on_loop_start(*s->loop, s->index);
+        if (s->transport) s->transport->start(*s);
+      });
       // post() touches the loop after queueing its task, so the loop may
       // only be destroyed once stop() has finished posting to it.
       posted.wait();
       s->conns.clear();
+      s->transport.reset();  // after its connections: they refer to it
       if (s->index == 0) acceptor_.reset();
       s->loop.reset();
     });
   }
-  started_ = true;
-  return 0;
 }
 
 void Server::on_accepted(int fd) {
@@ -243,6 +294,24 @@ void Server::on_accepted(int fd) {
   }
 }
 
+Connection* Server::adopt_peer(Slot& slot, const PeerAddr& peer) {
+  accepted_.fetch_add(1, std::memory_order_relaxed);
+  const size_t live = live_.fetch_add(1, std::memory_order_relaxed);
+  if (slot.stopping ||
+      (options_.max_connections != 0 && live >= options_.max_connections)) {
+    live_.fetch_sub(1, std::memory_order_relaxed);
+    if (slot.stopping) return nullptr;
+    refused_.fetch_add(1, std::memory_order_relaxed);
+    if (uint64_t skipped = 0; slot.refusal_log.allow(slot.loop->clock(), &skipped)) {
+      spdlog::warn("max connections ({}) reached: refused {} {} peers since last report",
+                   options_.max_connections, skipped + 1, options_.transport->name());
+    }
+    return nullptr;
+  }
+  const uint64_t id = slot.next_id();
+  return start_connection(slot, std::make_unique<Connection>(*slot.loop, peer, id, slot.shared));
+}
+
 void Server::adopt(Slot& slot, int fd) {
   if (slot.stopping) {
     ::close(fd);
@@ -250,8 +319,12 @@ void Server::adopt(Slot& slot, int fd) {
     return;
   }
   const uint64_t id = slot.next_id();
-  auto owned = std::make_unique<Connection>(*slot.loop, fd, id, slot.shared);
+  start_connection(slot, std::make_unique<Connection>(*slot.loop, fd, id, slot.shared));
+}
+
+Connection* Server::start_connection(Slot& slot, std::unique_ptr<Connection> owned) {
   Connection& conn = *owned;
+  const uint64_t id = conn.id();
   if (options_.idle.enabled()) conn.set_idle(options_.idle);
   slot.conns.emplace(id, std::move(owned));
   if (int rc = conn.start(); rc < 0) {
@@ -261,7 +334,9 @@ void Server::adopt(Slot& slot, int fd) {
     slot.loop->destroy_later(std::move(it->second));  // closes the fd
     slot.conns.erase(it);
     live_.fetch_sub(1, std::memory_order_relaxed);
+    return nullptr;
   }
+  return &conn;
 }
 
 LingerStats Server::linger_stats() const {
@@ -280,6 +355,7 @@ LingerStats Server::linger_stats() const {
 void Server::stop_slot(Slot& slot) {
   handler_.on_server_stop(*slot.loop, slot.index);
   slot.stopping = true;
+  if (slot.transport) slot.transport->stop(options_.stop_deadline);  // no new connections
   for (const auto& [handle, id] : slot.timers) slot.loop->cancel(id);
   slot.timers.clear();
   // Closing may release (erase) connections synchronously: iterate a copy.

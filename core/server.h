@@ -59,6 +59,7 @@
 #include "core/idle_state.h"
 #include "core/log.h"
 #include "core/net.h"
+#include "core/transport.h"
 #include "io/backend.h"
 
 namespace sluice {
@@ -91,6 +92,12 @@ struct ServerOptions {
   // are not in the registry: a simulated network (io/sim_world.h), or a
   // user's own. Returning null fails start() with -ENOTSUP.
   BackendFactory backend_factory{};
+  // Serve a transport other than TCP (rudp::transport(), rudp/rudp.h): one
+  // per loop, bound to host:port instead of the listening socket; the
+  // `listen` and `tcp` options do not apply, and the connections use the
+  // transport's codec (its message framing; passing a codec of your own
+  // too fails start() with -EINVAL). Null: TCP.
+  std::shared_ptr<TransportFactory> transport{};
 };
 
 // A server timer (run_after/run_every); 0 is never a valid one.
@@ -182,6 +189,11 @@ class Server {
 
   void on_accepted(int fd);
   void adopt(Slot& slot, int fd);
+  Connection* adopt_peer(Slot& slot, const PeerAddr& peer);
+  Connection* start_connection(Slot& slot, std::unique_ptr<Connection> conn);
+  int start_transports(std::string* error);
+  int start_acceptor(std::string* error);
+  void launch_loops();
   void stop_slot(Slot& slot);
   // Posts fn(slot) to the loop with that index, under run_mu_ (shared).
   bool post_slot(size_t index, std::function<void(Slot&)> fn);
