@@ -1,0 +1,52 @@
+// rudp's knobs, for servers (rudp::transport) and clients (rudp::Client).
+// The defaults suit a LAN or the Internet alike; docs/RUDP.md explains each.
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <string>
+
+#include "rudp/cc/controller.h"
+
+namespace sluice::rudp {
+
+struct Options {
+  // Largest reliable message accepted from the peer (and sent to it: the
+  // peer's own limit applies to what we send). Up to 1 GiB.
+  size_t max_message = 1 << 20;
+  // Flow control: stream bytes the peer may send beyond what our handler
+  // has taken (the advertised window; RFC 9000 §4's MAX_DATA).
+  size_t window = 4 << 20;
+  // Bytes taken from the connection's output and not yet acknowledged, at
+  // most (the socket send buffer's analogue). More waits in the
+  // connection's output, where the water marks see it.
+  size_t send_buffer = 4 << 20;
+  // Largest datagram sent (headers of IP and UDP not counted): 1400 fits
+  // a 1500-byte Ethernet MTU over IPv4 or IPv6.
+  size_t max_datagram = 1400;
+  // How long an ACK may wait for more packets to cover (RFC 9000 §13.2.1).
+  std::chrono::milliseconds max_ack_delay{5};
+  // Nothing received for this long: the connection is dead (-ETIMEDOUT).
+  std::chrono::milliseconds idle_timeout{30000};
+  // Nothing sent or received for this long: send a PING, so a live but
+  // quiet connection never reaches idle_timeout. 0: off.
+  std::chrono::milliseconds keepalive{10000};
+  // After our FIN is acknowledged, how long to wait for the peer's before
+  // giving up with a reset (TCP's FIN_WAIT_2 timeout, shortened).
+  std::chrono::milliseconds close_timeout{3000};
+  // RTT assumed before the first sample (RFC 9002 §6.2.2).
+  std::chrono::milliseconds initial_rtt{333};
+  // Unreliable messages waiting to be sent, at most (the oldest is dropped).
+  size_t unreliable_queue = 64;
+  // Congestion controller (rudp/cc/registry.h) and its settings.
+  std::string cc = "fixed";
+  cc::Config cc_config{};
+  // Client: connect attempts (INITIAL) are resent after 250 ms, doubling,
+  // until this passes.
+  std::chrono::milliseconds connect_timeout{3000};
+  // Server: datagrams queued for the socket at most (UdpEndpoint).
+  size_t max_queued = 16384;
+};
+
+}  // namespace sluice::rudp

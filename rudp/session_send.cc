@@ -1,0 +1,245 @@
+// Session, sending: taking the connection's output, building packets
+// (ACK, MAX_DATA, unreliable messages, stream bytes: retransmissions
+// first), the congestion window and pacing, and probe timeouts.
+#include <algorithm>
+
+#include "core/event_loop.h"
+#include "rudp/session.h"
+
+namespace sluice::rudp {
+
+namespace {
+
+// ACK frames report at most this many ranges (the newest).
+constexpr size_t kMaxAckRanges = 32;
+// Packets one flush may build before yielding to the loop; the rest go in
+// the next one (scheduled), so one bulk sender cannot starve the others.
+constexpr int kMaxPacketsPerFlush = 128;
+// Pacing lets this many full datagrams go back to back (the initial burst).
+constexpr uint64_t kPacingBurst = 10;
+// What a packet needs besides its frames: header and packet number.
+constexpr size_t kPacketOverhead = kHeaderSize + 8;
+
+}  // namespace
+
+void Session::take_output() {
+  if (!conn_ || state_ != State::kOpen) return;
+  Buffer& out = conn_->output();
+  const uint64_t held = send_end_ - sbase_;
+  const size_t room = held >= opts_.send_buffer ? 0 : opts_.send_buffer - held;
+  const size_t n = std::min(out.readable(), room);
+  if (n == 0) return;
+  sbuf_.append(out.peek(), n);
+  out.retrieve(n);
+  if (out.empty()) out.release();
+  send_end_ += n;
+  schedule_flush();
+  conn_->on_sent(n);  // last: the connection may close or detach from here
+}
+
+void Session::send_packets() {
+  if (state_ == State::kDone) return;
+  queue_full_ = false;
+  paced_out_ = false;
+  for (int i = 0; i < kMaxPacketsPerFlush; ++i) {
+    if (host_.send_room() == 0) {
+      queue_full_ = true;  // the socket is behind: try again shortly
+      return;
+    }
+    if (!build_packet(packet_, probes_ > 0)) return;
+    if (state_ == State::kDraining) return;  // one CLOSE/RESET is enough
+  }
+  schedule_flush();  // more may be ready: after the others had their turn
+}
+
+bool Session::build_packet(std::string& d, bool probe) {
+  const Clock::time_point now = loop().clock();
+  const size_t max_dgram = std::min<uint64_t>(opts_.max_datagram, peer_params_.max_datagram);
+  const bool draining = state_ == State::kDraining;
+  const uint64_t rate = cc_->pacing_rate();
+  const bool window_ok = probe || bytes_in_flight_ < cc_->cwnd();
+  const bool pace_ok = probe || rate == 0 || now >= next_send_at_;
+  const bool has_data =
+      !retx_.empty() || (next_new_ < send_end_ && next_new_ < peer_max_data_) ||
+      (fin_at_ && next_new_ == *fin_at_ && (!fin_sent_ || fin_resend_)) || !unreliable_.empty();
+  const bool can_data = !draining && window_ok && pace_ok && has_data;
+  if (!draining && window_ok && has_data && !pace_ok) paced_out_ = true;
+  const bool control = close_wanted_ || reset_wanted_ ||
+                       (!draining && (max_data_dirty_ || ping_wanted_ || probe));
+  const bool elicit = can_data || control;
+  const bool want_ack = !draining && ack_needed_ && (ack_now_ || now >= ack_due_ || elicit);
+  if (!elicit && !want_ack) return false;
+
+  begin_datagram(d, PacketType::kData, peer_id_);
+  Writer(d).u64(next_pn_);
+  SentPacket p;
+  p.sent = now;
+  if (want_ack) add_ack(d, max_dgram - d.size());
+  if (reset_wanted_) {
+    write_reset(d, 0);
+    reset_wanted_ = false;
+    sent_reset_ = true;
+    last_close_sent_ = now;
+  } else if (close_wanted_) {
+    write_simple(d, FrameType::kClose);
+    close_wanted_ = false;
+    sent_close_ = true;
+    last_close_sent_ = now;
+  }
+  if (!draining) {
+    if (max_data_dirty_ && d.size() + 1 + 8 <= max_dgram) {
+      write_max_data(d, max_data_sent_);
+      max_data_dirty_ = false;
+      p.max_data = true;
+      p.eliciting = true;
+    }
+    if (can_data) {
+      while (!unreliable_.empty()) {
+        const std::string& m = unreliable_.front();
+        if (d.size() + 1 + 8 + 4 + m.size() > max_dgram) break;
+        write_unreliable(d, next_unreliable_++, m);
+        unreliable_.pop_front();
+        ++stats_.unreliable_sent;
+        p.eliciting = true;
+      }
+      add_stream(d, max_dgram - d.size(), p);
+    }
+    if ((ping_wanted_ || probe) && !p.eliciting) {
+      write_simple(d, FrameType::kPing);
+      p.eliciting = true;
+    }
+    if (p.eliciting) ping_wanted_ = false;
+  }
+  if (d.size() == kPacketOverhead) return false;  // nothing fitted
+
+  seal_datagram(d);
+  if (!host_.send_datagram(*this, d)) ++stats_.local_drops;  // lost, as on a full link
+  const uint64_t pn = next_pn_++;
+  ++stats_.packets_sent;
+  stats_.bytes_sent += d.size();
+  last_send_ = now;
+  if (p.eliciting) {
+    p.bytes = static_cast<uint32_t>(d.size());
+    sent_.emplace(pn, p);
+    bytes_in_flight_ += p.bytes;
+    last_eliciting_sent_ = now;
+    cc_->on_sent(now, p.bytes, bytes_in_flight_);
+    if (probes_ > 0) --probes_;
+    if (rate != 0) {
+      // Token-bucket pacing: a burst of kPacingBurst datagrams, then one
+      // every size/rate.
+      const auto burst = std::chrono::nanoseconds(kPacingBurst * max_dgram * 1'000'000'000 / rate);
+      const auto gap = std::chrono::nanoseconds(uint64_t{p.bytes} * 1'000'000'000 / rate);
+      next_send_at_ = std::max(next_send_at_, now - burst) + gap;
+    }
+  }
+  return true;
+}
+
+void Session::add_ack(std::string& d, size_t room) {
+  const Clock::time_point now = loop().clock();
+  ack_scratch_.clear();
+  recv_pns_.for_each_desc([this](uint64_t low, uint64_t high) {
+    ack_scratch_.push_back({low, high - 1});
+    return ack_scratch_.size() < kMaxAckRanges;
+  });
+  const uint64_t delay_us = static_cast<uint64_t>(
+      std::chrono::duration_cast<std::chrono::microseconds>(now - largest_recv_at_).count());
+  while (ack_scratch_.size() > 1 && ack_frame_size(ack_scratch_, delay_us) > room) {
+    ack_scratch_.pop_back();
+  }
+  if (ack_scratch_.empty() || ack_frame_size(ack_scratch_, delay_us) > room) return;
+  write_ack(d, ack_scratch_, delay_us);
+  ack_needed_ = false;
+  ack_now_ = false;
+  unacked_eliciting_ = 0;
+}
+
+bool Session::add_stream(std::string& d, size_t room, SentPacket& p) {
+  constexpr size_t kMaxStreamHeader = 1 + 8 + 4;
+  if (room <= kMaxStreamHeader) return false;
+  const size_t max_len = room - kMaxStreamHeader;
+  // Retransmissions first: the peer cannot deliver past a hole.
+  while (!retx_.empty()) {
+    RangeSet::Range r = retx_.front();
+    if (r.high <= sbase_) {
+      retx_.pop_front();
+      continue;
+    }
+    uint64_t lo = std::max(r.low, sbase_);
+    RangeSet::Range a{};
+    if (acked_.next_above(lo, &a) && a.low <= lo) {
+      retx_.remove(lo, a.high);  // acknowledged meanwhile (by another copy)
+      continue;
+    }
+    uint64_t hi = std::min(r.high, next_new_);
+    if (acked_.next_above(lo, &a) && a.low < hi) hi = a.low;
+    if (hi <= lo) {
+      retx_.remove(lo, r.high);
+      continue;
+    }
+    const uint64_t len = std::min<uint64_t>(hi - lo, max_len);
+    const bool fin = fin_at_ && lo + len == *fin_at_;
+    write_stream(d, lo, sbuf_.view().substr(lo - sbase_, len), fin);
+    retx_.remove(lo, lo + len);
+    stats_.retransmitted += len;
+    p.offset = lo;
+    p.len = static_cast<uint32_t>(len);
+    p.fin = fin;
+    p.eliciting = true;
+    if (fin) {
+      fin_sent_ = true;
+      fin_resend_ = false;
+    }
+    return true;
+  }
+  const uint64_t limit = std::min(send_end_, peer_max_data_);
+  if (next_new_ < limit) {
+    const uint64_t len = std::min<uint64_t>(limit - next_new_, max_len);
+    const bool fin = fin_at_ && next_new_ + len == *fin_at_;
+    write_stream(d, next_new_, sbuf_.view().substr(next_new_ - sbase_, len), fin);
+    p.offset = next_new_;
+    p.len = static_cast<uint32_t>(len);
+    p.fin = fin;
+    p.eliciting = true;
+    next_new_ += len;
+    stats_.stream_bytes_sent += len;
+    if (fin) {
+      fin_sent_ = true;
+      fin_resend_ = false;
+    }
+    return true;
+  }
+  if (fin_at_ && next_new_ == *fin_at_ && (!fin_sent_ || fin_resend_)) {
+    write_stream(d, next_new_, {}, true);
+    p.offset = next_new_;
+    p.len = 0;
+    p.fin = true;
+    p.eliciting = true;
+    fin_sent_ = true;
+    fin_resend_ = false;
+    return true;
+  }
+  return false;
+}
+
+void Session::on_pto() {
+  // RFC 9002 §6.2.4: one or two probes past the window, carrying data if
+  // any is outstanding (the oldest packet's bytes again), else a PING.
+  ++pto_count_;
+  ++stats_.pto_count;
+  probes_ = 2;
+  for (const auto& [pn, p] : sent_) {
+    if (p.len) {
+      retx_.add(p.offset, p.offset + p.len);
+      return;
+    }
+    if (p.fin) {
+      fin_resend_ = true;
+      return;
+    }
+  }
+  ping_wanted_ = true;
+}
+
+}  // namespace sluice::rudp

@@ -1,0 +1,34 @@
+// Per-connection rudp statistics (rudp::stats(conn), printed by the tools).
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <string>
+
+namespace sluice::rudp {
+
+struct Stats {
+  std::chrono::nanoseconds srtt{};
+  std::chrono::nanoseconds rttvar{};
+  std::chrono::nanoseconds min_rtt{};
+  uint64_t cwnd = 0;
+  uint64_t bytes_in_flight = 0;
+  uint64_t packets_sent = 0;
+  uint64_t bytes_sent = 0;        // datagram bytes, headers included
+  uint64_t packets_received = 0;
+  uint64_t stream_bytes_sent = 0;  // first transmissions
+  uint64_t retransmitted = 0;      // stream bytes sent again
+  uint64_t packets_lost = 0;       // declared lost
+  uint64_t spurious = 0;           // declared lost, then acknowledged after all
+  uint64_t duplicates = 0;         // packets received twice (dropped)
+  uint64_t pto_count = 0;          // probe timeouts
+  uint64_t unreliable_sent = 0;
+  uint64_t unreliable_dropped = 0;
+  uint64_t protocol_errors = 0;
+  uint64_t malformed = 0;
+  uint64_t local_drops = 0;         // the socket's queue was full: sent as lost           // packets that failed to parse (dropped)
+  uint64_t persistent_congestion = 0;     // the peer broke the protocol: reset  // queue overflow here, or stale/paused on receipt
+  std::string str() const;  // one line, for logs and tools
+};
+
+}  // namespace sluice::rudp
