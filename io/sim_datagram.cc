@@ -1,6 +1,6 @@
 // Simulated datagrams: the core's sockets are registered by port at
 // attach(); DatagramPeers have virtual ports. Every datagram, either way,
-// is lost, duplicated and delayed independently (so the order is not
+// is lost, duplicated, corrupted and delayed independently (so the order is not
 // kept), as the world's faults say.
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -28,7 +28,12 @@ void World::route_datagram(uint16_t from, uint16_t to, std::string_view data) {
   const int copies = rng_.chance(faults_.duplicate) ? 2 : 1;
   if (copies == 2) ++stats_.datagrams_duplicated;
   for (int i = 0; i < copies; ++i) {
-    after(delay(), [this, from, to, d = std::string(data)] {
+    std::string d(data);
+    if (!d.empty() && rng_.chance(faults_.corrupt)) {
+      d[rng_.below(d.size())] ^= static_cast<char>(1 + rng_.below(255));
+      ++stats_.datagrams_corrupted;
+    }
+    after(faults_.min_delay + delay(), [this, from, to, d = std::move(d)] {
       sockets_.count(to) ? datagram_to_core(from, to, d) : datagram_to_peer(from, to, d);
     });
   }

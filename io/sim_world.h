@@ -95,6 +95,12 @@ struct SimFaults {
   // Datagrams (each way, independently per datagram).
   double loss = 0;
   double duplicate = 0;
+  // A copy arrives with one byte changed (a random bit pattern XORed in):
+  // what a checksum must catch (UDP's may be off).
+  double corrupt = 0;
+  // Datagrams take at least this long (plus 0..max_delay): a link's
+  // propagation delay under its jitter.
+  std::chrono::microseconds min_delay{0};
   size_t datagram_queue = 1024;  // per socket while its reader is paused; more are dropped
   // Time jumps: per wait(), the chance that the process "stalls".
   double jump = 0;
@@ -112,6 +118,7 @@ struct SimStats {
   uint64_t datagrams_from_core = 0;
   uint64_t datagrams_lost = 0;
   uint64_t datagrams_duplicated = 0;
+  uint64_t datagrams_corrupted = 0;
   uint64_t datagrams_overflow = 0;  // dropped: receiver's queue full
   uint64_t jumps = 0;
   SimClock::duration jumped{};  // virtual time skipped by jumps, in total

@@ -23,7 +23,9 @@ namespace {
 constexpr uint32_t kCookieLifetimeS = 10;
 // A client follows at most this many RETRYs per connect (a server that
 // keeps sending them is broken or hostile).
-constexpr int kMaxRetries = 3;
+constexpr int kMaxRetries = 8;
+// The handshake's resend interval doubles from 250 ms up to this.
+constexpr std::chrono::milliseconds kMaxConnectBackoff{2000};
 
 Link* link_of(io::Channel& ch) { return dynamic_cast<Link*>(ch.io.get()); }
 
@@ -185,16 +187,17 @@ void Endpoint::on_initial(const io::Datagram& d, std::string_view body) {
     ++stats_.bad_header;
     return;
   }
-  if (in.cookie.empty()) {
-    // No state: answer with a cookie (smaller than the padded INITIAL).
+  const bool stale = !in.cookie.empty() &&
+                     !check_cookie(d.addr, d.addr_len, in.src_id, in.cookie);
+  if (stale) ++stats_.bad_cookies;
+  if (in.cookie.empty() || stale) {
+    // No state: answer with a cookie (smaller than the padded INITIAL). A
+    // cookie that expired (a handshake that took long on a lossy path) or
+    // never was ours gets a fresh one: the answer costs the same either way.
     begin_datagram(out_, PacketType::kRetry, in.src_id);
     write_retry(out_, make_cookie(d.addr, d.addr_len, in.src_id, now_seconds()));
     seal_datagram(out_);
     if (udp_ && udp_->send_to(d.addr, d.addr_len, out_)) ++stats_.retries_sent;
-    return;
-  }
-  if (!check_cookie(d.addr, d.addr_len, in.src_id, in.cookie)) {
-    ++stats_.bad_cookies;
     return;
   }
   const std::string key = peer_key(d.addr, d.addr_len, in.src_id);
@@ -264,7 +267,7 @@ void Endpoint::send_initial() {
   if (udp_) udp_->send_to(reinterpret_cast<const sockaddr*>(&server_), server_len_, out_);
   // RFC 6298 §5.5-style backoff for the handshake.
   const auto wait = std::min<Clock::duration>(connect_backoff_, connect_deadline_ - loop_.clock());
-  connect_backoff_ *= 2;
+  connect_backoff_ = std::min<std::chrono::milliseconds>(2 * connect_backoff_, kMaxConnectBackoff);
   if (connect_timer_) loop_.cancel(connect_timer_);
   connect_timer_ = loop_.run_after(std::max<Clock::duration>(wait, Clock::duration::zero()),
                                    [this] {

@@ -43,8 +43,9 @@ struct Options {
   std::string cc = "fixed";
   cc::Config cc_config{};
   // Client: connect attempts (INITIAL) are resent after 250 ms, doubling,
-  // until this passes.
-  std::chrono::milliseconds connect_timeout{3000};
+  // until this passes (six attempts in 10 s; TCP's SYN retries go on for
+  // about two minutes).
+  std::chrono::milliseconds connect_timeout{10000};
   // Server: datagrams queued for the socket at most (UdpEndpoint).
   size_t max_queued = 16384;
 };

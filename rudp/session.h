@@ -127,7 +127,7 @@ class Session {
   void store_out_of_order(uint64_t offset, std::string_view data);
   void maybe_open_window();
   void detect_lost();
-  void declare_lost(std::map<uint64_t, SentPacket>::iterator it);
+  void declare_lost(std::map<uint64_t, SentPacket>::iterator it, bool by_time);
   // session_send.cc
   void send_packets();
   bool build_packet(std::string& d, bool probe);
@@ -185,7 +185,17 @@ class Session {
   std::optional<uint64_t> largest_acked_;
   Clock::time_point largest_acked_sent_;
   RangeSet acked_pns_;  // for persistent congestion: was anything in between acked?
-  std::map<uint64_t, Clock::time_point> lost_pns_;  // declared lost, for spurious detection
+  // Declared lost, for spurious detection: packet number -> the largest
+  // acknowledged then, and whether time (not the packet count) decided.
+  struct LostInfo {
+    uint64_t largest_acked;
+    bool by_time;
+  };
+  std::map<uint64_t, LostInfo> lost_pns_;
+  // Loss thresholds (RFC 9002 §6.1.1-2), raised when losses turn out
+  // spurious (reordering beyond them): packets, and time in eighths of an RTT.
+  uint64_t packet_threshold_ = 3;
+  uint32_t time_threshold_eighths_ = 9;
   std::optional<Clock::time_point> loss_time_;
   uint32_t pto_count_ = 0;
   uint32_t probes_ = 0;  // packets a probe timeout allows past the window

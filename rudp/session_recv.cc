@@ -13,9 +13,10 @@ namespace sluice::rudp {
 
 namespace {
 
-// RFC 9002 §6.1: packet and time thresholds; §7.6.1.
-constexpr uint64_t kPacketThreshold = 3;
-constexpr int kTimeThresholdNum = 9, kTimeThresholdDen = 8;
+// RFC 9002 §7.6.1. The loss thresholds of §6.1 start at 3 packets and
+// 9/8 RTT (session.h) and adapt to reordering, up to these.
+constexpr uint64_t kMaxPacketThreshold = 64;
+constexpr uint32_t kMaxTimeThresholdEighths = 16;
 constexpr int kPersistentCongestionThreshold = 3;
 // Received packet numbers kept as ranges (older ones count as duplicates),
 // and the most ranges one ACK frame reports.
@@ -124,6 +125,17 @@ void Session::on_ack(const std::vector<AckRange>& ranges, uint64_t delay_us) {
     for (auto it = lost_pns_.lower_bound(r.low); it != lost_pns_.end() && it->first <= r.high;) {
       ++stats_.spurious;
       cc_->on_spurious(now);
+      // The path reorders more than the thresholds allow: widen them
+      // (RFC 9002 §6.1.1 and §6.1.2 allow adaptive thresholds; Linux's
+      // RACK does the same with its reordering window).
+      if (it->second.by_time) {
+        time_threshold_eighths_ =
+            std::min(kMaxTimeThresholdEighths, time_threshold_eighths_ + 2);
+      } else {
+        packet_threshold_ = std::min(
+            kMaxPacketThreshold,
+            std::max(packet_threshold_, it->second.largest_acked - it->first + 1));
+      }
       it = lost_pns_.erase(it);
     }
     for (auto it = sent_.lower_bound(r.low); it != sent_.end() && it->first <= r.high;) {
@@ -192,8 +204,7 @@ void Session::detect_lost() {
   if (!largest_acked_) return;
   const Clock::time_point now = loop().clock();
   const Duration loss_delay =
-      std::max<Duration>(std::max(rtt_.latest(), rtt_.smoothed()) * kTimeThresholdNum /
-                             kTimeThresholdDen,
+      std::max<Duration>(std::max(rtt_.latest(), rtt_.smoothed()) * time_threshold_eighths_ / 8,
                          RttEstimator::kGranularity);
   const Clock::time_point lost_before = now - loss_delay;
   uint64_t bytes_lost = 0;
@@ -201,7 +212,8 @@ void Session::detect_lost() {
   Clock::time_point first_sent{}, last_sent{};
   for (auto it = sent_.begin(); it != sent_.end() && it->first <= *largest_acked_;) {
     const SentPacket& p = it->second;
-    if (p.sent <= lost_before || *largest_acked_ >= it->first + kPacketThreshold) {
+    const bool by_count = *largest_acked_ >= it->first + packet_threshold_;
+    if (p.sent <= lost_before || by_count) {
       if (!first_lost) {
         first_lost = it->first;
         first_sent = p.sent;
@@ -210,7 +222,7 @@ void Session::detect_lost() {
       last_sent = p.sent;
       bytes_lost += p.bytes;
       auto next = std::next(it);
-      declare_lost(it);
+      declare_lost(it, !by_count);
       it = next;
     } else {
       const Clock::time_point when = p.sent + loss_delay;
@@ -241,14 +253,14 @@ void Session::detect_lost() {
   schedule_flush();
 }
 
-void Session::declare_lost(std::map<uint64_t, SentPacket>::iterator it) {
+void Session::declare_lost(std::map<uint64_t, SentPacket>::iterator it, bool by_time) {
   const SentPacket& p = it->second;
   bytes_in_flight_ -= p.bytes;
   ++stats_.packets_lost;
   if (p.len) retx_.add(p.offset, p.offset + p.len);
   if (p.fin) fin_resend_ = true;
   if (p.max_data) max_data_dirty_ = true;
-  lost_pns_.emplace(it->first, p.sent);
+  lost_pns_.emplace(it->first, LostInfo{*largest_acked_, by_time});
   if (lost_pns_.size() > kMaxLostKept) lost_pns_.erase(lost_pns_.begin());
   sent_.erase(it);
 }
