@@ -1,0 +1,553 @@
+// linkem: a userspace link emulator (this kernel has no netem). See
+// docs/LINKEM.md.
+//
+//   linkem [link options] [--near 'shell command'] -- CMD [ARGS...]
+//
+//       near namespace                                  far namespace
+//   +---------------------+                         +---------------------+
+//   | linkem0 10.201.0.1  |                         | linkem0 10.201.0.2  |
+//   |   --near command    |                         |   CMD (the server)  |
+//   +---------|-----------+                         +----------|----------+
+//             | TUN fd         linkem (root ns)         TUN fd |
+//             +------> [ up model: near -> far ] -------------->+
+//             +<------ [ down model: far -> near ] <------------+
+//
+// linkem creates both namespaces and a TUN device in each, then forwards
+// every IP packet read from one TUN through that direction's LinkModel
+// (perf/linkem_model.h: loss, duplication, queue and rate, delay, jitter,
+// reordering) and writes it to the other TUN when the model releases it.
+// One thread: epoll over the two TUN fds, a timerfd armed for the earliest
+// release or deadline, and a signalfd (SIGCHLD, SIGINT, SIGTERM, SIGHUP).
+//
+// CMD runs in the far namespace, the --near command (sh -c) in the near
+// one. linkem waits for the near command (or CMD when there is no near
+// command), then stops the other (SIGTERM to its process group, SIGKILL
+// after --grace-ms), prints per-direction statistics on stderr (and
+// --json), deletes both namespaces and exits with that command's status.
+// --duration bounds every run (exit 124 when it ends one). The namespaces
+// are deleted on every path out of main but SIGKILL.
+#include <sys/epoll.h>
+#include <sys/prctl.h>
+#include <sys/signalfd.h>
+#include <sys/timerfd.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <array>
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <dirent.h>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <CLI/CLI.hpp>
+#include <fmt/format.h>
+#include <spdlog/sinks/stdout_color_sinks.h>
+#include <spdlog/spdlog.h>
+
+#include "perf/linkem_config.h"
+#include "perf/linkem_model.h"
+#include "perf/linkem_netns.h"
+
+namespace {
+
+using namespace sluice::perf::linkem;
+
+int64_t now_ns() {
+  timespec ts{};
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return ts.tv_sec * 1'000'000'000LL + ts.tv_nsec;
+}
+
+struct Options {
+  LinkParams up, down;
+  uint64_t seed = 1;
+  int mtu = 1500;
+  Subnet subnet;
+  double duration_s = 600;
+  int grace_ms = 2000;
+  std::string near_cmd;
+  std::vector<std::string> far_cmd;
+  std::string json_path;
+  bool quiet = false;
+};
+
+// One emulated direction: packets read from `in` go through `model` and
+// are written to `out`.
+struct Direction {
+  Direction(const char* n, const char* r) : name(n), route(r) {}
+  const char* name;   // "up" / "down"
+  const char* route;  // "near->far"
+  int in = -1, out = -1;
+  std::unique_ptr<LinkModel> model;
+  int64_t write_errors = 0;
+  int last_write_errno = 0;
+};
+
+// A child command (the far CMD or the --near command).
+struct Child {
+  explicit Child(const char* s) : side(s) {}
+  const char* side;  // "far" / "near"
+  pid_t pid = -1;    // also its process group id
+  bool running = false;
+  int status = 0;    // wait status once it has exited
+};
+
+int exit_code(int wait_status) {
+  if (WIFEXITED(wait_status)) return WEXITSTATUS(wait_status);
+  if (WIFSIGNALED(wait_status)) return 128 + WTERMSIG(wait_status);
+  return 1;
+}
+
+std::string describe(const LinkParams& p) {
+  std::string s = fmt::format("delay {:g} ms", p.delay_ns / 1e6);
+  if (p.jitter_ns) s += fmt::format(" +-{:g} ms", p.jitter_ns / 1e6);
+  if (p.loss > 0) s += fmt::format(", loss {:g}", p.loss);
+  if (p.ge_p > 0)
+    s += fmt::format(", GE p={:g} r={:g} bad={:g} good={:g}", p.ge_p, p.ge_r, p.ge_loss_bad, p.ge_loss_good);
+  if (p.dup > 0) s += fmt::format(", dup {:g}", p.dup);
+  if (p.reorder > 0) s += fmt::format(", reorder {:g} (+{:g} ms)", p.reorder, p.reorder_ns / 1e6);
+  if (p.rate_bps > 0) {
+    s += fmt::format(", rate {:g} Mbit/s, queue", p.rate_bps / 1e6);
+    if (p.queue_packets) s += fmt::format(" {} pkts", p.queue_packets);
+    if (p.queue_bytes) s += fmt::format(" {} B", p.queue_bytes);
+  }
+  return s;
+}
+
+// Returns the exit status to use if parsing ends the run (help, error).
+std::optional<int> parse(int argc, char** argv, Options& o) {
+  CLI::App app{
+      "linkem: a userspace link emulator between two network namespaces (root).\n"
+      "CMD runs in the far namespace; --near runs a shell command in the near one.\n"
+      "Link options: --X sets both directions, --up-X (near->far) and --down-X\n"
+      "(far->near) one each. See docs/LINKEM.md.",
+      "linkem"};
+  const auto& specs = param_specs();
+  std::vector<std::array<std::string, 3>> values(specs.size());
+  std::vector<std::array<CLI::Option*, 3>> opts(specs.size());
+  for (size_t i = 0; i < specs.size(); ++i) {
+    const std::string n = specs[i].name;
+    opts[i][0] = app.add_option("--" + n, values[i][0], specs[i].help)->group("Link (both directions)");
+    opts[i][1] = app.add_option("--up-" + n, values[i][1], "near->far only")->group("Link, one direction");
+    opts[i][2] = app.add_option("--down-" + n, values[i][2], "far->near only")->group("Link, one direction");
+  }
+  std::string subnet = "10.201.0.0";
+  app.add_option("--seed", o.seed, "seed of every random choice (same seed, same choices)")->capture_default_str();
+  app.add_option("--mtu", o.mtu, "MTU of both TUN devices")->check(CLI::Range(576, 65535))->capture_default_str();
+  app.add_option("--subnet", subnet,
+                 "the /30 of the link: near = .1, far = .2 of it (namespaces are private, so "
+                 "concurrent runs may share it)")
+      ->capture_default_str();
+  app.add_option("--duration", o.duration_s, "hard limit of the run, seconds (exit 124 if reached)")
+      ->check(CLI::Range(0.001, 1e7))
+      ->capture_default_str();
+  app.add_option("--grace-ms", o.grace_ms, "SIGTERM -> SIGKILL grace when stopping commands")
+      ->check(CLI::Range(0, 600000))
+      ->capture_default_str();
+  app.add_option("--near", o.near_cmd, "shell command to run in the near namespace (sh -c)");
+  app.add_option("--json", o.json_path, "write the statistics as JSON to this file");
+  app.add_flag("-q,--quiet", o.quiet, "no start-up line (statistics are still printed)");
+  app.add_option("command", o.far_cmd, "CMD [ARGS...] to run in the far namespace (after --)");
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  }
+  for (size_t i = 0; i < specs.size(); ++i) {
+    for (int scope = 0; scope < 3; ++scope) {
+      if (opts[i][scope]->count() == 0) continue;
+      for (LinkParams* p : {&o.up, &o.down}) {
+        if ((scope == 1 && p != &o.up) || (scope == 2 && p != &o.down)) continue;
+        // --X first, then --up-X/--down-X override it (scope order).
+        if (std::string err = specs[i].apply(*p, values[i][scope]); !err.empty()) {
+          fmt::print(stderr, "linkem: --{}{}: {}\n", scope == 1 ? "up-" : scope == 2 ? "down-" : "",
+                     specs[i].name, err);
+          return 2;
+        }
+      }
+    }
+  }
+  for (auto [p, n] : {std::pair{&o.up, "up"}, std::pair{&o.down, "down"}}) {
+    if (std::string err = validate(*p); !err.empty()) {
+      fmt::print(stderr, "linkem: {} direction: {}\n", n, err);
+      return 2;
+    }
+  }
+  if (std::string err; !parse_subnet(subnet, &o.subnet, &err)) {
+    fmt::print(stderr, "linkem: {}\n", err);
+    return 2;
+  }
+  return std::nullopt;
+}
+
+// ------------------------------------------------------------- the run --
+
+class Linkem {
+ public:
+  explicit Linkem(Options o) : o_(std::move(o)) {}
+  ~Linkem();
+  int run();
+
+ private:
+  bool setup();
+  void loop();
+  void read_packets(Direction& d, int64_t now);
+  void release_packets(Direction& d, int64_t now);
+  void arm_timer(int64_t deadline);
+  void on_signal();
+  void reap();
+  void begin_stop(const char* why, std::optional<int> status);
+  void kill_all(int sig);
+  void report(int status);
+
+  Options o_;
+  Netns near_ns_, far_ns_;
+  Direction up_{"up", "near->far"}, down_{"down", "far->near"};
+  Child far_{"far"}, near_{"near"};
+  Child* primary_ = nullptr;
+  int ep_ = -1, tfd_ = -1, sfd_ = -1;
+  int64_t armed_ = -1;
+  int64_t start_ns_ = 0, end_ns_ = 0;
+  int64_t stop_deadline_ = -1;  // SIGKILL everything left at this time
+  bool stopping_ = false, done_ = false;
+  std::optional<int> status_;
+  sigset_t sigs_{};
+};
+
+Linkem::~Linkem() {
+  // Children first (a namespace with processes in it outlives its name),
+  // then the TUN devices, then the namespaces (Netns destructors).
+  kill_all(SIGKILL);
+  reap();
+  for (int fd : {up_.in, down_.in, ep_, tfd_, sfd_})
+    if (fd >= 0) close(fd);
+  near_ns_.remove();
+  far_ns_.remove();
+}
+
+bool Linkem::setup() {
+  std::string err;
+  const std::string base = fmt::format("linkem-{}", getpid());
+  if (!near_ns_.create(base + "-near", &err) || !far_ns_.create(base + "-far", &err)) {
+    spdlog::error("{}", err);
+    return false;
+  }
+  TunConfig near_tun{"linkem0", o_.subnet.near_addr(), o_.subnet.far_addr(), o_.mtu};
+  TunConfig far_tun{"linkem0", o_.subnet.far_addr(), o_.subnet.near_addr(), o_.mtu};
+  const int near_fd = open_tun_in(near_ns_.name(), near_tun, &err);
+  if (near_fd < 0) {
+    spdlog::error("near TUN: {}", err);
+    return false;
+  }
+  up_.in = down_.out = near_fd;
+  const int far_fd = open_tun_in(far_ns_.name(), far_tun, &err);
+  if (far_fd < 0) {
+    spdlog::error("far TUN: {}", err);
+    return false;
+  }
+  up_.out = down_.in = far_fd;
+  up_.model = std::make_unique<LinkModel>(o_.up, o_.seed, 0);
+  down_.model = std::make_unique<LinkModel>(o_.down, o_.seed, 1);
+
+  ep_ = epoll_create1(EPOLL_CLOEXEC);
+  tfd_ = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+  sfd_ = signalfd(-1, &sigs_, SFD_NONBLOCK | SFD_CLOEXEC);
+  if (ep_ < 0 || tfd_ < 0 || sfd_ < 0) {
+    const int e = errno;
+    spdlog::error("epoll/timerfd/signalfd: {}", std::strerror(e));
+    return false;
+  }
+  for (int fd : {near_fd, far_fd, tfd_, sfd_}) {
+    epoll_event ev{};
+    ev.events = EPOLLIN;
+    ev.data.fd = fd;
+    if (epoll_ctl(ep_, EPOLL_CTL_ADD, fd, &ev) < 0) {
+      const int e = errno;
+      spdlog::error("epoll_ctl: {}", std::strerror(e));
+      return false;
+    }
+  }
+
+  if (!o_.quiet) {
+    spdlog::info("near {} {} <-> far {} {} (mtu {}, seed {})", near_ns_.name(), o_.subnet.near_addr(),
+                 far_ns_.name(), o_.subnet.far_addr(), o_.mtu, o_.seed);
+    spdlog::info("up   (near->far): {}", describe(o_.up));
+    spdlog::info("down (far->near): {}", describe(o_.down));
+  }
+  const std::vector<std::pair<std::string, std::string>> env = {
+      {"LINKEM_NEAR_ADDR", o_.subnet.near_addr()},
+      {"LINKEM_FAR_ADDR", o_.subnet.far_addr()},
+      {"LINKEM_NEAR_NS", near_ns_.name()},
+      {"LINKEM_FAR_NS", far_ns_.name()},
+  };
+  // The far side (the server) first, so it has a head start on the client.
+  if (!o_.far_cmd.empty()) {
+    far_.pid = spawn_in(far_ns_.name(), o_.far_cmd, env, &err);
+    if (far_.pid < 0) {
+      spdlog::error("far command: {}", err);
+      return false;
+    }
+    far_.running = true;
+    primary_ = &far_;
+  }
+  if (!o_.near_cmd.empty()) {
+    near_.pid = spawn_in(near_ns_.name(), {"sh", "-c", o_.near_cmd}, env, &err);
+    if (near_.pid < 0) {
+      spdlog::error("near command: {}", err);
+      return false;
+    }
+    near_.running = true;
+    primary_ = &near_;
+  }
+  return true;
+}
+
+void Linkem::read_packets(Direction& d, int64_t now) {
+  // Bounded per wake-up so the other direction and the timers get a turn.
+  static thread_local std::vector<uint8_t> buf(65536);
+  for (int i = 0; i < 256; ++i) {
+    const ssize_t n = read(d.in, buf.data(), buf.size());
+    if (n < 0) {
+      const int e = errno;
+      if (e == EINTR) continue;
+      if (e != EAGAIN) spdlog::warn("{}: read: {}", d.name, std::strerror(e));
+      return;
+    }
+    d.model->offer(now, Bytes(buf.begin(), buf.begin() + n));
+  }
+}
+
+void Linkem::release_packets(Direction& d, int64_t now) {
+  Bytes pkt;
+  while (d.model->pop_due(now, pkt)) {
+    if (write(d.out, pkt.data(), pkt.size()) < 0) {
+      // The stack refused it (e.g. the device is going away): counted,
+      // not fatal.
+      const int e = errno;
+      ++d.write_errors;
+      d.last_write_errno = e;
+    }
+  }
+}
+
+void Linkem::arm_timer(int64_t deadline) {
+  if (deadline == armed_) return;
+  itimerspec its{};
+  if (deadline >= 0) {
+    // 0 would disarm: a deadline already passed still fires at once.
+    const int64_t at = std::max<int64_t>(deadline, 1);
+    its.it_value.tv_sec = at / 1'000'000'000;
+    its.it_value.tv_nsec = at % 1'000'000'000;
+  }
+  timerfd_settime(tfd_, TFD_TIMER_ABSTIME, &its, nullptr);
+  armed_ = deadline;
+}
+
+void Linkem::kill_all(int sig) {
+  for (Child* c : {&far_, &near_})
+    if (c->pid > 0) kill(-c->pid, sig);  // the whole group; ESRCH if empty
+  // Orphans that left their group (setsid daemons) were reparented to us
+  // (PR_SET_CHILD_SUBREAPER): signal our remaining children directly.
+  if (sig == SIGKILL) {
+    const std::string path = fmt::format("/proc/self/task/{}/children", getpid());
+    if (FILE* f = std::fopen(path.c_str(), "r")) {
+      long pid = 0;
+      while (std::fscanf(f, "%ld", &pid) == 1) kill(static_cast<pid_t>(pid), SIGKILL);
+      std::fclose(f);
+    }
+  }
+}
+
+// Collects every exited child (ours, or orphans reparented to us).
+void Linkem::reap() {
+  for (;;) {
+    int st = 0;
+    const pid_t pid = waitpid(-1, &st, WNOHANG);
+    if (pid <= 0) break;
+    for (Child* c : {&far_, &near_}) {
+      if (c->pid != pid || !c->running) continue;
+      c->running = false;
+      c->status = st;
+      if (c == primary_ && !stopping_) {
+        spdlog::debug("{} command exited", c->side);
+        begin_stop(nullptr, exit_code(st));
+      } else if (!stopping_) {
+        spdlog::warn("{} command exited early (status {}), the link keeps running", c->side,
+                     exit_code(st));
+      }
+    }
+  }
+}
+
+void Linkem::begin_stop(const char* why, std::optional<int> status) {
+  if (!status_) status_ = status;
+  if (stopping_) return;
+  stopping_ = true;
+  if (why != nullptr) spdlog::warn("{}: stopping", why);
+  kill_all(SIGTERM);
+  stop_deadline_ = now_ns() + o_.grace_ms * 1'000'000LL;
+}
+
+void Linkem::on_signal() {
+  signalfd_siginfo si{};
+  while (read(sfd_, &si, sizeof si) == sizeof si) {
+    if (si.ssi_signo == SIGCHLD) continue;  // reap() runs every iteration
+    const int sig = static_cast<int>(si.ssi_signo);
+    if (stopping_) {  // a second Ctrl-C: no more grace
+      stop_deadline_ = now_ns();
+      continue;
+    }
+    begin_stop(strsignal(sig), 128 + sig);
+  }
+}
+
+void Linkem::loop() {
+  std::array<epoll_event, 8> evs{};
+  while (!done_) {
+    const int n = epoll_wait(ep_, evs.data(), static_cast<int>(evs.size()), -1);
+    if (n < 0) {
+      const int e = errno;
+      if (e == EINTR) continue;
+      spdlog::error("epoll_wait: {}", std::strerror(e));
+      begin_stop("epoll failed", 1);
+      break;
+    }
+    int64_t now = now_ns();
+    for (int i = 0; i < n; ++i) {
+      const int fd = evs[i].data.fd;
+      if (fd == up_.in) {
+        read_packets(up_, now);
+      } else if (fd == down_.in) {
+        read_packets(down_, now);
+      } else if (fd == tfd_) {
+        uint64_t ticks = 0;
+        if (read(tfd_, &ticks, sizeof ticks) < 0) { /* EAGAIN: raced with a re-arm */ }
+        armed_ = -1;  // expired (or re-armed below)
+      } else if (fd == sfd_) {
+        on_signal();
+      }
+    }
+    reap();
+    now = now_ns();
+    release_packets(up_, now);
+    release_packets(down_, now);
+
+    if (!stopping_ && now >= end_ns_) begin_stop("--duration reached", 124);
+    if (stopping_) {
+      if (!far_.running && !near_.running) {
+        done_ = true;
+        break;
+      }
+      if (now >= stop_deadline_) {
+        kill_all(SIGKILL);
+        done_ = true;  // the destructor reaps what SIGKILL left
+        break;
+      }
+    }
+    // No commands at all: run until --duration or a signal.
+    int64_t next = stopping_ ? stop_deadline_ : end_ns_;
+    for (const Direction* d : {&up_, &down_}) {
+      const int64_t r = d->model->next_release_ns();
+      if (r >= 0) next = std::min(next, r);
+    }
+    arm_timer(next);
+  }
+}
+
+int Linkem::run() {
+  // Signals arrive through the signalfd; children get them unblocked.
+  sigemptyset(&sigs_);
+  for (int s : {SIGCHLD, SIGINT, SIGTERM, SIGHUP}) sigaddset(&sigs_, s);
+  sigprocmask(SIG_BLOCK, &sigs_, nullptr);
+  // Grandchildren orphaned inside the namespaces come to us, so none
+  // survives the run.
+  prctl(PR_SET_CHILD_SUBREAPER, 1);
+  // Releases are timed to the microsecond; the default 50 us slack of
+  // timers would add to every delay.
+  prctl(PR_SET_TIMERSLACK, 1);
+  if (!setup()) return 1;
+  start_ns_ = now_ns();
+  end_ns_ = start_ns_ + static_cast<int64_t>(o_.duration_s * 1e9);
+  loop();
+  // Reap what is left so the exit status is known; SIGKILL always wins.
+  for (int i = 0; i < 200 && (far_.running || near_.running); ++i) {
+    reap();
+    if (far_.running || near_.running) usleep(10'000);
+  }
+  int status = status_.value_or(0);
+  if (primary_ != nullptr && !primary_->running && status_ && *status_ == exit_code(primary_->status))
+    status = exit_code(primary_->status);
+  report(status);
+  return status;
+}
+
+void Linkem::report(int status) {
+  const double secs = (now_ns() - start_ns_) / 1e9;
+  std::string json = fmt::format(
+      "{{\n  \"near_ns\": \"{}\", \"far_ns\": \"{}\",\n  \"near_addr\": \"{}\", \"far_addr\": \"{}\",\n"
+      "  \"seed\": {}, \"mtu\": {}, \"seconds\": {:.3f}, \"exit_status\": {}",
+      near_ns_.name(), far_ns_.name(), o_.subnet.near_addr(), o_.subnet.far_addr(), o_.seed, o_.mtu, secs,
+      status);
+  for (const Direction* d : {&up_, &down_}) {
+    const LinkStats& s = d->model->stats();
+    const LinkParams& p = d->model->params();
+    fmt::print(stderr,
+               "linkem: {:<4} ({}): in {} pkts {} B, delivered {} pkts {} B, lost {} (random {}, GE {}), "
+               "duplicated {}, reordered {} (delivered out of order {}), queue drops {} ({} B), "
+               "max queue {} pkts {} B, in flight at exit {}, write errors {}{}\n",
+               d->name, d->route, s.packets_in, s.bytes_in, s.delivered, s.bytes_delivered,
+               s.lost_random + s.lost_ge, s.lost_random, s.lost_ge, s.duplicated, s.reordered,
+               s.out_of_order, s.queue_drops, s.queue_drop_bytes, s.max_queue_packets, s.max_queue_bytes,
+               d->model->in_flight(), d->write_errors,
+               d->write_errors ? fmt::format(" (last: {})", std::strerror(d->last_write_errno)) : "");
+    json += fmt::format(
+        ",\n  \"{}\": {{\"params\": {{\"delay_ms\": {}, \"jitter_ms\": {}, \"loss\": {}, \"ge_p\": {}, "
+        "\"ge_r\": {}, \"ge_loss_bad\": {}, \"ge_loss_good\": {}, \"dup\": {}, \"reorder\": {}, "
+        "\"reorder_ms\": {}, \"rate_bps\": {}, \"queue_packets\": {}, \"queue_bytes\": {}}},\n"
+        "    \"packets_in\": {}, \"bytes_in\": {}, \"delivered\": {}, \"bytes_delivered\": {}, "
+        "\"lost_random\": {}, \"lost_ge\": {}, \"duplicated\": {}, \"reordered\": {}, "
+        "\"out_of_order\": {}, \"queue_drops\": {}, \"queue_drop_bytes\": {}, "
+        "\"max_queue_packets\": {}, \"max_queue_bytes\": {}, \"in_flight_at_exit\": {}, "
+        "\"write_errors\": {}}}",
+        d->name, p.delay_ns / 1e6, p.jitter_ns / 1e6, p.loss, p.ge_p, p.ge_r, p.ge_loss_bad, p.ge_loss_good,
+        p.dup, p.reorder, p.reorder_ns / 1e6, p.rate_bps, p.queue_packets, p.queue_bytes, s.packets_in,
+        s.bytes_in, s.delivered, s.bytes_delivered, s.lost_random, s.lost_ge, s.duplicated, s.reordered,
+        s.out_of_order, s.queue_drops, s.queue_drop_bytes, s.max_queue_packets, s.max_queue_bytes,
+        d->model->in_flight(), d->write_errors);
+  }
+  json += "\n}\n";
+  if (!o_.json_path.empty()) {
+    if (FILE* f = std::fopen(o_.json_path.c_str(), "w")) {
+      std::fputs(json.c_str(), f);
+      std::fclose(f);
+    } else {
+      const int e = errno;
+      spdlog::error("cannot write {}: {}", o_.json_path, std::strerror(e));
+    }
+  }
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  spdlog::set_default_logger(spdlog::stderr_color_st("linkem"));
+  spdlog::set_pattern("linkem: %^%l%$: %v");
+  Options o;
+  if (auto rc = parse(argc, argv, o)) return *rc;
+  if (geteuid() != 0) {
+    spdlog::error("linkem needs root (it creates network namespaces and TUN devices)");
+    return 1;
+  }
+  if (std::string err; !tun_available(&err)) {
+    spdlog::error("{}", err);
+    return 1;
+  }
+  Linkem lk(std::move(o));
+  return lk.run();
+}
