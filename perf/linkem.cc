@@ -75,6 +75,7 @@ struct Options {
   std::vector<std::string> far_cmd;
   std::string json_path;
   bool quiet = false;
+  bool cleanup_stale = false;
 };
 
 // One emulated direction: packets read from `in` go through `model` and
@@ -153,6 +154,9 @@ std::optional<int> parse(int argc, char** argv, Options& o) {
   app.add_option("--near", o.near_cmd, "shell command to run in the near namespace (sh -c)");
   app.add_option("--json", o.json_path, "write the statistics as JSON to this file");
   app.add_flag("-q,--quiet", o.quiet, "no start-up line (statistics are still printed)");
+  app.add_flag("--cleanup-stale", o.cleanup_stale,
+               "delete namespaces left by linkem runs that were SIGKILLed (linkem-PID-* whose PID is "
+               "gone), then exit");
   app.add_option("command", o.far_cmd, "CMD [ARGS...] to run in the far namespace (after --)");
   try {
     app.parse(argc, argv);
@@ -184,6 +188,33 @@ std::optional<int> parse(int argc, char** argv, Options& o) {
     return 2;
   }
   return std::nullopt;
+}
+
+// Namespaces named linkem-PID-near/far whose PID no longer runs: what a
+// SIGKILLed linkem leaves behind (nothing else can clean them up).
+int cleanup_stale() {
+  int removed = 0;
+  DIR* dir = opendir("/run/netns");
+  if (dir == nullptr) return 0;
+  std::vector<std::string> names;
+  while (dirent* e = readdir(dir)) names.emplace_back(e->d_name);
+  closedir(dir);
+  for (const auto& n : names) {
+    long pid = 0;
+    char side[8] = {};
+    if (std::sscanf(n.c_str(), "linkem-%ld-%5s", &pid, side) != 2 || pid <= 0) continue;
+    if (n != fmt::format("linkem-{}-{}", pid, side) || (std::string(side) != "near" && std::string(side) != "far"))
+      continue;
+    if (kill(static_cast<pid_t>(pid), 0) == 0 || errno != ESRCH) continue;  // still running
+    if (std::string err = run_ip({"netns", "del", n}); !err.empty()) {
+      spdlog::error("{}", err);
+      continue;
+    }
+    spdlog::info("deleted stale namespace {}", n);
+    ++removed;
+  }
+  spdlog::info("{} stale namespace(s) deleted", removed);
+  return removed;
 }
 
 // ------------------------------------------------------------- the run --
@@ -497,15 +528,17 @@ void Linkem::report(int status) {
   for (const Direction* d : {&up_, &down_}) {
     const LinkStats& s = d->model->stats();
     const LinkParams& p = d->model->params();
-    fmt::print(stderr,
-               "linkem: {:<4} ({}): in {} pkts {} B, delivered {} pkts {} B, lost {} (random {}, GE {}), "
-               "duplicated {}, reordered {} (delivered out of order {}), queue drops {} ({} B), "
-               "max queue {} pkts {} B, in flight at exit {}, write errors {}{}\n",
+    fmt::print(stderr, "linkem: {:<4} ({}): in {} pkts ({} B), delivered {} pkts ({} B), in flight at exit {}\n",
                d->name, d->route, s.packets_in, s.bytes_in, s.delivered, s.bytes_delivered,
-               s.lost_random + s.lost_ge, s.lost_random, s.lost_ge, s.duplicated, s.reordered,
-               s.out_of_order, s.queue_drops, s.queue_drop_bytes, s.max_queue_packets, s.max_queue_bytes,
-               d->model->in_flight(), d->write_errors,
-               d->write_errors ? fmt::format(" (last: {})", std::strerror(d->last_write_errno)) : "");
+               d->model->in_flight());
+    fmt::print(stderr,
+               "linkem:      lost {} (random {}, GE {}), duplicated {}, reordered {} (delivered out of "
+               "order {}), queue drops {} ({} B), max queue {} pkts / {} B{}\n",
+               s.lost_random + s.lost_ge, s.lost_random, s.lost_ge, s.duplicated, s.reordered, s.out_of_order,
+               s.queue_drops, s.queue_drop_bytes, s.max_queue_packets, s.max_queue_bytes,
+               d->write_errors ? fmt::format(", TUN write errors {} (last: {})", d->write_errors,
+                                             std::strerror(d->last_write_errno))
+                               : "");
     json += fmt::format(
         ",\n  \"{}\": {{\"params\": {{\"delay_ms\": {}, \"jitter_ms\": {}, \"loss\": {}, \"ge_p\": {}, "
         "\"ge_r\": {}, \"ge_loss_bad\": {}, \"ge_loss_good\": {}, \"dup\": {}, \"reorder\": {}, "
@@ -543,6 +576,10 @@ int main(int argc, char** argv) {
   if (geteuid() != 0) {
     spdlog::error("linkem needs root (it creates network namespaces and TUN devices)");
     return 1;
+  }
+  if (o.cleanup_stale) {
+    cleanup_stale();
+    return 0;
   }
   if (std::string err; !tun_available(&err)) {
     spdlog::error("{}", err);

@@ -177,6 +177,8 @@ bool Netns::create(const std::string& name, std::string* err) {
   name_ = name;
   if (std::string e = run_ip({"netns", "add", name}); !e.empty()) {
     *err = e;
+    if (access(("/run/netns/" + name).c_str(), F_OK) == 0)
+      *err += fmt::format(" ({} exists: left by a killed run? linkem --cleanup-stale)", name);
     return false;
   }
   created_ = true;
