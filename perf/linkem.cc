@@ -88,6 +88,7 @@ struct Direction {
   std::unique_ptr<LinkModel> model;
   int64_t write_errors = 0;
   int last_write_errno = 0;
+  int64_t tun_drops = -1;  // read at exit, see report()
 };
 
 // A child command (the far CMD or the --near command).
@@ -525,12 +526,18 @@ void Linkem::report(int status) {
       "  \"seed\": {}, \"mtu\": {}, \"seconds\": {:.3f}, \"exit_status\": {}",
       near_ns_.name(), far_ns_.name(), o_.subnet.near_addr(), o_.subnet.far_addr(), o_.seed, o_.mtu, secs,
       status);
+  // The kernel's drops at each TUN's queue towards linkem (the input of
+  // the direction that reads it): linkem fell behind the sender.
+  up_.tun_drops = tun_drops(near_ns_.name(), "linkem0");
+  down_.tun_drops = tun_drops(far_ns_.name(), "linkem0");
   for (const Direction* d : {&up_, &down_}) {
     const LinkStats& s = d->model->stats();
     const LinkParams& p = d->model->params();
-    fmt::print(stderr, "linkem: {:<4} ({}): in {} pkts ({} B), delivered {} pkts ({} B), in flight at exit {}\n",
+    fmt::print(stderr,
+               "linkem: {:<4} ({}): in {} pkts ({} B), delivered {} pkts ({} B), in flight at exit {}, "
+               "dropped by the kernel before linkem read them {}\n",
                d->name, d->route, s.packets_in, s.bytes_in, s.delivered, s.bytes_delivered,
-               d->model->in_flight());
+               d->model->in_flight(), d->tun_drops);
     fmt::print(stderr,
                "linkem:      lost {} (random {}, GE {}), duplicated {}, reordered {} (delivered out of "
                "order {}), queue drops {} ({} B), max queue {} pkts / {} B{}\n",
@@ -547,12 +554,12 @@ void Linkem::report(int status) {
         "\"lost_random\": {}, \"lost_ge\": {}, \"duplicated\": {}, \"reordered\": {}, "
         "\"out_of_order\": {}, \"queue_drops\": {}, \"queue_drop_bytes\": {}, "
         "\"max_queue_packets\": {}, \"max_queue_bytes\": {}, \"in_flight_at_exit\": {}, "
-        "\"write_errors\": {}}}",
+        "\"write_errors\": {}, \"tun_drops\": {}}}",
         d->name, p.delay_ns / 1e6, p.jitter_ns / 1e6, p.loss, p.ge_p, p.ge_r, p.ge_loss_bad, p.ge_loss_good,
         p.dup, p.reorder, p.reorder_ns / 1e6, p.rate_bps, p.queue_packets, p.queue_bytes, s.packets_in,
         s.bytes_in, s.delivered, s.bytes_delivered, s.lost_random, s.lost_ge, s.duplicated, s.reordered,
         s.out_of_order, s.queue_drops, s.queue_drop_bytes, s.max_queue_packets, s.max_queue_bytes,
-        d->model->in_flight(), d->write_errors);
+        d->model->in_flight(), d->write_errors, d->tun_drops);
   }
   json += "\n}\n";
   if (!o_.json_path.empty()) {

@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 #include <thread>
 
@@ -192,26 +193,66 @@ void Netns::remove() {
     fmt::print(stderr, "linkem: could not delete namespace {}: {}\n", name_, e);
 }
 
-int open_tun_in(const std::string& ns, const TunConfig& cfg, std::string* err) {
+namespace {
+
+// Runs fn() on a thread that has joined namespace `ns`; false (and *err)
+// if it could not join. The thread ends, still inside, when fn returns.
+template <typename F>
+bool run_in_ns(const std::string& ns, std::string* err, F fn) {
   const std::string path = "/run/netns/" + ns;
   const int nsfd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (nsfd < 0) {
     const int e = errno;
     *err = fmt::format("open {}: {}", path, errstr(e));
-    return -1;
+    return false;
   }
-  int fd = -1;
+  bool joined = false;
   std::thread t([&] {
     if (setns(nsfd, CLONE_NEWNET) < 0) {
       const int e = errno;
       *err = fmt::format("setns {}: {}", path, errstr(e));
       return;
     }
-    fd = open_tun_here(cfg, err);
+    joined = true;
+    fn();
   });
-  t.join();  // the thread, still in the namespace, ends here
+  t.join();
   close(nsfd);
+  return joined;
+}
+
+}  // namespace
+
+int open_tun_in(const std::string& ns, const TunConfig& cfg, std::string* err) {
+  int fd = -1;
+  run_in_ns(ns, err, [&] { fd = open_tun_here(cfg, err); });
   return fd;
+}
+
+int64_t tun_drops(const std::string& ns, const std::string& dev) {
+  int64_t drops = -1;
+  std::string err;
+  run_in_ns(ns, &err, [&] {
+    // /proc/thread-self/net is this thread's namespace (/proc/self/net
+    // would be the main thread's).
+    FILE* f = std::fopen("/proc/thread-self/net/dev", "r");
+    if (f == nullptr) return;
+    char line[512];
+    const std::string key = dev + ":";
+    while (std::fgets(line, sizeof line, f) != nullptr) {
+      const char* p = line;
+      while (*p == ' ') ++p;
+      if (std::strncmp(p, key.c_str(), key.size()) != 0) continue;
+      long long v[16] = {};
+      // rx: bytes packets errs drop fifo frame compressed multicast,
+      // tx: bytes packets errs drop ...
+      if (std::sscanf(p + key.size(), "%lld %lld %lld %lld %lld %lld %lld %lld %lld %lld %lld %lld", &v[0],
+                      &v[1], &v[2], &v[3], &v[4], &v[5], &v[6], &v[7], &v[8], &v[9], &v[10], &v[11]) == 12)
+        drops = v[11];
+    }
+    std::fclose(f);
+  });
+  return drops;
 }
 
 pid_t spawn_in(const std::string& ns, const std::vector<std::string>& argv,

@@ -14,6 +14,7 @@
 #include <sys/types.h>
 
 #include <csignal>
+#include <cstdint>
 #include <string>
 #include <utility>
 #include <vector>
@@ -51,6 +52,11 @@ struct TunConfig {
 // brings it and `lo` up. Returns a nonblocking, close-on-exec fd, or -1
 // and sets *err.
 int open_tun_in(const std::string& ns, const TunConfig& cfg, std::string* err);
+
+// Packets the kernel dropped on the TUN device `dev` in namespace `ns`
+// because its queue towards linkem was full (tx_dropped in
+// /proc/net/dev: linkem did not read fast enough). -1 if unknown.
+int64_t tun_drops(const std::string& ns, const std::string& dev);
 
 // Starts argv inside namespace `ns` (through `ip netns exec`) in a process
 // group of its own (so the whole group can be signalled), with `env` added
