@@ -248,6 +248,8 @@ class Linkem {
   int64_t start_ns_ = 0, end_ns_ = 0;
   int64_t stop_deadline_ = -1;  // SIGKILL everything left at this time
   bool stopping_ = false, done_ = false;
+  bool child_exited_ = false;  // a SIGCHLD came: reap() (one waitpid per exit, not per wake-up)
+  std::vector<uint8_t> buf_ = std::vector<uint8_t>(65536);  // one read; larger than any MTU
   std::optional<int> status_;
   sigset_t sigs_{};
 };
@@ -342,16 +344,15 @@ bool Linkem::setup() {
 
 void Linkem::read_packets(Direction& d, int64_t now) {
   // Bounded per wake-up so the other direction and the timers get a turn.
-  static thread_local std::vector<uint8_t> buf(65536);
   for (int i = 0; i < 256; ++i) {
-    const ssize_t n = read(d.in, buf.data(), buf.size());
+    const ssize_t n = read(d.in, buf_.data(), buf_.size());
     if (n < 0) {
       const int e = errno;
       if (e == EINTR) continue;
       if (e != EAGAIN) spdlog::warn("{}: read: {}", d.name, std::strerror(e));
       return;
     }
-    d.model->offer(now, Bytes(buf.begin(), buf.begin() + n));
+    d.model->offer(now, Bytes(buf_.begin(), buf_.begin() + n));
   }
 }
 
@@ -382,8 +383,11 @@ void Linkem::arm_timer(int64_t deadline) {
 }
 
 void Linkem::kill_all(int sig) {
+  // The whole group of each command. A group's id cannot be reused while
+  // any member lives; once it is empty this gives ESRCH (pids are handed
+  // out cyclically, so reuse within a run's grace period is not a concern).
   for (Child* c : {&far_, &near_})
-    if (c->pid > 0) kill(-c->pid, sig);  // the whole group; ESRCH if empty
+    if (c->pid > 0) kill(-c->pid, sig);
   // Orphans that left their group (setsid daemons) were reparented to us
   // (PR_SET_CHILD_SUBREAPER): signal our remaining children directly.
   if (sig == SIGKILL) {
@@ -429,7 +433,10 @@ void Linkem::begin_stop(const char* why, std::optional<int> status) {
 void Linkem::on_signal() {
   signalfd_siginfo si{};
   while (read(sfd_, &si, sizeof si) == sizeof si) {
-    if (si.ssi_signo == SIGCHLD) continue;  // reap() runs every iteration
+    if (si.ssi_signo == SIGCHLD) {
+      child_exited_ = true;
+      continue;
+    }
     const int sig = static_cast<int>(si.ssi_signo);
     if (stopping_) {  // a second Ctrl-C: no more grace
       stop_deadline_ = now_ns();
@@ -465,7 +472,10 @@ void Linkem::loop() {
         on_signal();
       }
     }
-    reap();
+    if (child_exited_) {
+      child_exited_ = false;
+      reap();
+    }
     now = now_ns();
     release_packets(up_, now);
     release_packets(down_, now);
@@ -512,9 +522,9 @@ int Linkem::run() {
     reap();
     if (far_.running || near_.running) usleep(10'000);
   }
-  int status = status_.value_or(0);
-  if (primary_ != nullptr && !primary_->running && status_ && *status_ == exit_code(primary_->status))
-    status = exit_code(primary_->status);
+  // Set by the first reason to stop: the primary command's exit, 124 for
+  // --duration, 128 + N for signal N.
+  const int status = status_.value_or(0);
   report(status);
   return status;
 }
