@@ -39,20 +39,19 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
-#include <dirent.h>
 #include <memory>
 #include <optional>
 #include <string>
 #include <vector>
 
-#include <CLI/CLI.hpp>
 #include <fmt/format.h>
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
-#include "perf/linkem_config.h"
+#include "perf/linkem_cli.h"
 #include "perf/linkem_model.h"
 #include "perf/linkem_netns.h"
+#include "perf/linkem_report.h"
 
 namespace {
 
@@ -64,20 +63,6 @@ int64_t now_ns() {
   return ts.tv_sec * 1'000'000'000LL + ts.tv_nsec;
 }
 
-struct Options {
-  LinkParams up, down;
-  uint64_t seed = 1;
-  int mtu = 1500;
-  Subnet subnet;
-  double duration_s = 600;
-  int grace_ms = 2000;
-  std::string near_cmd;
-  std::vector<std::string> far_cmd;
-  std::string json_path;
-  bool quiet = false;
-  bool cleanup_stale = false;
-};
-
 // One emulated direction: packets read from `in` go through `model` and
 // are written to `out`.
 struct Direction {
@@ -88,7 +73,6 @@ struct Direction {
   std::unique_ptr<LinkModel> model;
   int64_t write_errors = 0;
   int last_write_errno = 0;
-  int64_t tun_drops = -1;  // read at exit, see report()
 };
 
 // A child command (the far CMD or the --near command).
@@ -104,118 +88,6 @@ int exit_code(int wait_status) {
   if (WIFEXITED(wait_status)) return WEXITSTATUS(wait_status);
   if (WIFSIGNALED(wait_status)) return 128 + WTERMSIG(wait_status);
   return 1;
-}
-
-std::string describe(const LinkParams& p) {
-  std::string s = fmt::format("delay {:g} ms", p.delay_ns / 1e6);
-  if (p.jitter_ns) s += fmt::format(" +-{:g} ms", p.jitter_ns / 1e6);
-  if (p.loss > 0) s += fmt::format(", loss {:g}", p.loss);
-  if (p.ge_p > 0)
-    s += fmt::format(", GE p={:g} r={:g} bad={:g} good={:g}", p.ge_p, p.ge_r, p.ge_loss_bad, p.ge_loss_good);
-  if (p.dup > 0) s += fmt::format(", dup {:g}", p.dup);
-  if (p.reorder > 0) s += fmt::format(", reorder {:g} (+{:g} ms)", p.reorder, p.reorder_ns / 1e6);
-  if (p.rate_bps > 0) {
-    s += fmt::format(", rate {:g} Mbit/s, queue", p.rate_bps / 1e6);
-    if (p.queue_packets) s += fmt::format(" {} pkts", p.queue_packets);
-    if (p.queue_bytes) s += fmt::format(" {} B", p.queue_bytes);
-  }
-  return s;
-}
-
-// Returns the exit status to use if parsing ends the run (help, error).
-std::optional<int> parse(int argc, char** argv, Options& o) {
-  CLI::App app{
-      "linkem: a userspace link emulator between two network namespaces (root).\n"
-      "CMD runs in the far namespace; --near runs a shell command in the near one.\n"
-      "Link options: --X sets both directions, --up-X (near->far) and --down-X\n"
-      "(far->near) one each. See docs/LINKEM.md.",
-      "linkem"};
-  const auto& specs = param_specs();
-  std::vector<std::array<std::string, 3>> values(specs.size());
-  std::vector<std::array<CLI::Option*, 3>> opts(specs.size());
-  for (size_t i = 0; i < specs.size(); ++i) {
-    const std::string n = specs[i].name;
-    opts[i][0] = app.add_option("--" + n, values[i][0], specs[i].help)->group("Link (both directions)");
-    opts[i][1] = app.add_option("--up-" + n, values[i][1], "near->far only")->group("Link, one direction");
-    opts[i][2] = app.add_option("--down-" + n, values[i][2], "far->near only")->group("Link, one direction");
-  }
-  std::string subnet = "10.201.0.0";
-  app.add_option("--seed", o.seed, "seed of every random choice (same seed, same choices)")->capture_default_str();
-  app.add_option("--mtu", o.mtu, "MTU of both TUN devices")->check(CLI::Range(576, 65535))->capture_default_str();
-  app.add_option("--subnet", subnet,
-                 "the /30 of the link: near = .1, far = .2 of it (namespaces are private, so "
-                 "concurrent runs may share it)")
-      ->capture_default_str();
-  app.add_option("--duration", o.duration_s, "hard limit of the run, seconds (exit 124 if reached)")
-      ->check(CLI::Range(0.001, 1e7))
-      ->capture_default_str();
-  app.add_option("--grace-ms", o.grace_ms, "SIGTERM -> SIGKILL grace when stopping commands")
-      ->check(CLI::Range(0, 600000))
-      ->capture_default_str();
-  app.add_option("--near", o.near_cmd, "shell command to run in the near namespace (sh -c)");
-  app.add_option("--json", o.json_path, "write the statistics as JSON to this file");
-  app.add_flag("-q,--quiet", o.quiet, "no start-up line (statistics are still printed)");
-  app.add_flag("--cleanup-stale", o.cleanup_stale,
-               "delete namespaces left by linkem runs that were SIGKILLed (linkem-PID-* whose PID is "
-               "gone), then exit");
-  app.add_option("command", o.far_cmd, "CMD [ARGS...] to run in the far namespace (after --)");
-  try {
-    app.parse(argc, argv);
-  } catch (const CLI::ParseError& e) {
-    return app.exit(e);
-  }
-  for (size_t i = 0; i < specs.size(); ++i) {
-    for (int scope = 0; scope < 3; ++scope) {
-      if (opts[i][scope]->count() == 0) continue;
-      for (LinkParams* p : {&o.up, &o.down}) {
-        if ((scope == 1 && p != &o.up) || (scope == 2 && p != &o.down)) continue;
-        // --X first, then --up-X/--down-X override it (scope order).
-        if (std::string err = specs[i].apply(*p, values[i][scope]); !err.empty()) {
-          fmt::print(stderr, "linkem: --{}{}: {}\n", scope == 1 ? "up-" : scope == 2 ? "down-" : "",
-                     specs[i].name, err);
-          return 2;
-        }
-      }
-    }
-  }
-  for (auto [p, n] : {std::pair{&o.up, "up"}, std::pair{&o.down, "down"}}) {
-    if (std::string err = validate(*p); !err.empty()) {
-      fmt::print(stderr, "linkem: {} direction: {}\n", n, err);
-      return 2;
-    }
-  }
-  if (std::string err; !parse_subnet(subnet, &o.subnet, &err)) {
-    fmt::print(stderr, "linkem: {}\n", err);
-    return 2;
-  }
-  return std::nullopt;
-}
-
-// Namespaces named linkem-PID-near/far whose PID no longer runs: what a
-// SIGKILLed linkem leaves behind (nothing else can clean them up).
-int cleanup_stale() {
-  int removed = 0;
-  DIR* dir = opendir("/run/netns");
-  if (dir == nullptr) return 0;
-  std::vector<std::string> names;
-  while (dirent* e = readdir(dir)) names.emplace_back(e->d_name);
-  closedir(dir);
-  for (const auto& n : names) {
-    long pid = 0;
-    char side[8] = {};
-    if (std::sscanf(n.c_str(), "linkem-%ld-%5s", &pid, side) != 2 || pid <= 0) continue;
-    if (n != fmt::format("linkem-{}-{}", pid, side) || (std::string(side) != "near" && std::string(side) != "far"))
-      continue;
-    if (kill(static_cast<pid_t>(pid), 0) == 0 || errno != ESRCH) continue;  // still running
-    if (std::string err = run_ip({"netns", "del", n}); !err.empty()) {
-      spdlog::error("{}", err);
-      continue;
-    }
-    spdlog::info("deleted stale namespace {}", n);
-    ++removed;
-  }
-  spdlog::info("{} stale namespace(s) deleted", removed);
-  return removed;
 }
 
 // ------------------------------------------------------------- the run --
@@ -530,56 +402,37 @@ int Linkem::run() {
 }
 
 void Linkem::report(int status) {
-  const double secs = (now_ns() - start_ns_) / 1e9;
-  std::string json = fmt::format(
-      "{{\n  \"near_ns\": \"{}\", \"far_ns\": \"{}\",\n  \"near_addr\": \"{}\", \"far_addr\": \"{}\",\n"
-      "  \"seed\": {}, \"mtu\": {}, \"seconds\": {:.3f}, \"exit_status\": {}",
-      near_ns_.name(), far_ns_.name(), o_.subnet.near_addr(), o_.subnet.far_addr(), o_.seed, o_.mtu, secs,
-      status);
-  // The kernel's drops at each TUN's queue towards linkem (the input of
-  // the direction that reads it): linkem fell behind the sender.
-  up_.tun_drops = tun_drops(near_ns_.name(), "linkem0");
-  down_.tun_drops = tun_drops(far_ns_.name(), "linkem0");
-  for (const Direction* d : {&up_, &down_}) {
-    const LinkStats& s = d->model->stats();
-    const LinkParams& p = d->model->params();
-    fmt::print(stderr,
-               "linkem: {:<4} ({}): in {} pkts ({} B), delivered {} pkts ({} B), in flight at exit {}, "
-               "dropped by the kernel before linkem read them {}\n",
-               d->name, d->route, s.packets_in, s.bytes_in, s.delivered, s.bytes_delivered,
-               d->model->in_flight(), d->tun_drops);
-    fmt::print(stderr,
-               "linkem:      lost {} (random {}, GE {}), duplicated {}, reordered {} (delivered out of "
-               "order {}), queue drops {} ({} B), max queue {} pkts / {} B{}\n",
-               s.lost_random + s.lost_ge, s.lost_random, s.lost_ge, s.duplicated, s.reordered, s.out_of_order,
-               s.queue_drops, s.queue_drop_bytes, s.max_queue_packets, s.max_queue_bytes,
-               d->write_errors ? fmt::format(", TUN write errors {} (last: {})", d->write_errors,
-                                             std::strerror(d->last_write_errno))
-                               : "");
-    json += fmt::format(
-        ",\n  \"{}\": {{\"params\": {{\"delay_ms\": {}, \"jitter_ms\": {}, \"loss\": {}, \"ge_p\": {}, "
-        "\"ge_r\": {}, \"ge_loss_bad\": {}, \"ge_loss_good\": {}, \"dup\": {}, \"reorder\": {}, "
-        "\"reorder_ms\": {}, \"rate_bps\": {}, \"queue_packets\": {}, \"queue_bytes\": {}}},\n"
-        "    \"packets_in\": {}, \"bytes_in\": {}, \"delivered\": {}, \"bytes_delivered\": {}, "
-        "\"lost_random\": {}, \"lost_ge\": {}, \"duplicated\": {}, \"reordered\": {}, "
-        "\"out_of_order\": {}, \"queue_drops\": {}, \"queue_drop_bytes\": {}, "
-        "\"max_queue_packets\": {}, \"max_queue_bytes\": {}, \"in_flight_at_exit\": {}, "
-        "\"write_errors\": {}, \"tun_drops\": {}}}",
-        d->name, p.delay_ns / 1e6, p.jitter_ns / 1e6, p.loss, p.ge_p, p.ge_r, p.ge_loss_bad, p.ge_loss_good,
-        p.dup, p.reorder, p.reorder_ns / 1e6, p.rate_bps, p.queue_packets, p.queue_bytes, s.packets_in,
-        s.bytes_in, s.delivered, s.bytes_delivered, s.lost_random, s.lost_ge, s.duplicated, s.reordered,
-        s.out_of_order, s.queue_drops, s.queue_drop_bytes, s.max_queue_packets, s.max_queue_bytes,
-        d->model->in_flight(), d->write_errors, d->tun_drops);
+  RunReport r;
+  r.near_ns = near_ns_.name();
+  r.far_ns = far_ns_.name();
+  r.near_addr = o_.subnet.near_addr();
+  r.far_addr = o_.subnet.far_addr();
+  r.seed = o_.seed;
+  r.mtu = o_.mtu;
+  r.seconds = (now_ns() - start_ns_) / 1e9;
+  r.exit_status = status;
+  // The kernel's drops at each TUN's queue towards linkem count against
+  // the direction that reads that TUN: linkem fell behind the sender.
+  const std::pair<Direction*, std::string> inputs[] = {{&up_, near_ns_.name()}, {&down_, far_ns_.name()}};
+  for (const auto& [d, ns] : inputs) {
+    DirectionReport& dr = d == &up_ ? r.up : r.down;
+    dr.name = d->name;
+    dr.route = d->route;
+    dr.params = d->model->params();
+    dr.stats = d->model->stats();
+    dr.in_flight = d->model->in_flight();
+    dr.write_errors = d->write_errors;
+    dr.last_write_errno = d->last_write_errno;
+    dr.tun_drops = tun_drops(ns, "linkem0");
   }
-  json += "\n}\n";
-  if (!o_.json_path.empty()) {
-    if (FILE* f = std::fopen(o_.json_path.c_str(), "w")) {
-      std::fputs(json.c_str(), f);
-      std::fclose(f);
-    } else {
-      const int e = errno;
-      spdlog::error("cannot write {}: {}", o_.json_path, std::strerror(e));
-    }
+  print_report(r);
+  if (o_.json_path.empty()) return;
+  if (FILE* f = std::fopen(o_.json_path.c_str(), "w")) {
+    std::fputs(report_json(r).c_str(), f);
+    std::fclose(f);
+  } else {
+    const int e = errno;
+    spdlog::error("cannot write {}: {}", o_.json_path, std::strerror(e));
   }
 }
 
@@ -589,13 +442,13 @@ int main(int argc, char** argv) {
   spdlog::set_default_logger(spdlog::stderr_color_st("linkem"));
   spdlog::set_pattern("linkem: %^%l%$: %v");
   Options o;
-  if (auto rc = parse(argc, argv, o)) return *rc;
+  if (auto rc = parse_options(argc, argv, o)) return *rc;
   if (geteuid() != 0) {
     spdlog::error("linkem needs root (it creates network namespaces and TUN devices)");
     return 1;
   }
   if (o.cleanup_stale) {
-    cleanup_stale();
+    fmt::print(stderr, "linkem: {} stale namespace(s) deleted\n", delete_stale_namespaces());
     return 0;
   }
   if (std::string err; !tun_available(&err)) {

@@ -1,6 +1,7 @@
 #include "perf/linkem_netns.h"
 
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <fcntl.h>
 #include <linux/if.h>
 #include <linux/if_tun.h>
@@ -275,6 +276,30 @@ pid_t spawn_in(const std::string& ns, const std::vector<std::string>& argv,
   std::vector<std::string> full{"ip", "netns", "exec", ns};
   full.insert(full.end(), argv.begin(), argv.end());
   return spawn(ip, full, envp.data(), true, err);
+}
+
+int delete_stale_namespaces() {
+  int removed = 0;
+  DIR* dir = opendir("/run/netns");
+  if (dir == nullptr) return 0;
+  std::vector<std::string> names;
+  while (dirent* e = readdir(dir)) names.emplace_back(e->d_name);
+  closedir(dir);
+  for (const auto& n : names) {
+    long pid = 0;
+    char side[8] = {};
+    if (std::sscanf(n.c_str(), "linkem-%ld-%5s", &pid, side) != 2 || pid <= 0) continue;
+    if (n != fmt::format("linkem-{}-{}", pid, side) || (std::string(side) != "near" && std::string(side) != "far"))
+      continue;
+    if (kill(static_cast<pid_t>(pid), 0) == 0 || errno != ESRCH) continue;  // still running
+    if (std::string err = run_ip({"netns", "del", n}); !err.empty()) {
+      fmt::print(stderr, "linkem: {}\n", err);
+      continue;
+    }
+    fmt::print(stderr, "linkem: deleted stale namespace {}\n", n);
+    ++removed;
+  }
+  return removed;
 }
 
 bool tun_available(std::string* err) {

@@ -68,6 +68,11 @@ pid_t spawn_in(const std::string& ns, const std::vector<std::string>& argv,
 // Runs `ip args...` and waits; returns "" or a description of the failure.
 std::string run_ip(const std::vector<std::string>& args);
 
+// Deletes the namespaces a SIGKILLed linkem left: linkem-PID-near/far
+// whose PID no longer runs (nothing else can clean them up). Returns how
+// many it deleted.
+int delete_stale_namespaces();
+
 // Whether a TUN device can be opened at all (checked before anything is
 // created, for a clear message).
 bool tun_available(std::string* err);

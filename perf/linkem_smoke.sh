@@ -20,6 +20,9 @@ skip() { echo "linkem_smoke: SKIPPED: $*"; exit 0; }
 [ -c /dev/net/tun ] || skip "no /dev/net/tun"
 command -v ip >/dev/null || [ -x /usr/sbin/ip ] || [ -x /sbin/ip ] || skip "no iproute2 (ip)"
 command -v python3 >/dev/null || skip "no python3"
+probe_ns="linkem-smokeprobe-$$"  # root in an unprivileged container may not create namespaces
+ip netns add "$probe_ns" 2>/dev/null || skip "cannot create network namespaces here"
+ip netns del "$probe_ns"
 
 LINKEM=$(find_file perf/linkem)
 PROBE=$(find_file perf/linkem_probe.py)
