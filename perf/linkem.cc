@@ -224,7 +224,8 @@ void Linkem::read_packets(Direction& d, int64_t now) {
       if (e != EAGAIN) spdlog::warn("{}: read: {}", d.name, std::strerror(e));
       return;
     }
-    d.model->offer(now, Bytes(buf_.begin(), buf_.begin() + n));
+    const uint64_t flow = d.model->params().order_per_flow ? flow_key(buf_.data(), static_cast<size_t>(n)) : 0;
+    d.model->offer(now, Bytes(buf_.begin(), buf_.begin() + n), flow);
   }
 }
 

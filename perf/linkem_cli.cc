@@ -11,7 +11,7 @@ namespace sluice::perf::linkem {
 
 std::string describe(const LinkParams& p) {
   std::string s = fmt::format("delay {:g} ms", p.delay_ns / 1e6);
-  if (p.jitter_ns) s += fmt::format(" +-{:g} ms", p.jitter_ns / 1e6);
+  if (p.jitter_ns) s += fmt::format(" +-{:g} ms{}", p.jitter_ns / 1e6, p.order_per_flow ? " (in order per flow)" : "");
   if (p.loss > 0) s += fmt::format(", loss {:g}", p.loss);
   if (p.ge_p > 0)
     s += fmt::format(", GE p={:g} r={:g} bad={:g} good={:g}", p.ge_p, p.ge_r, p.ge_loss_bad, p.ge_loss_good);

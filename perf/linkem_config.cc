@@ -110,6 +110,13 @@ const std::vector<ParamSpec>& param_specs() {
        [](LinkParams& p, const std::string& v) { return prob(v, &p.reorder, "reorder"); }},
       {"reorder-ms", "how long a reordered packet is held back, ms (default 10)",
        [](LinkParams& p, const std::string& v) { return ms_to_ns(v, &p.reorder_ns, "reorder-ms"); }},
+      {"order", "what jitter keeps in order: link (every packet of the direction; default) or flow "
+                "(per IP 5-tuple: flows may pass each other)",
+       [](LinkParams& p, const std::string& v) {
+         if (v != "link" && v != "flow") return fmt::format("order must be link or flow, got '{}'", v);
+         p.order_per_flow = v == "flow";
+         return std::string();
+       }},
       {"rate", "bottleneck rate, e.g. 100mbit, 1gbit, 12.5mbps (bytes/s); 0 = unlimited",
        [](LinkParams& p, const std::string& v) {
          std::string err;

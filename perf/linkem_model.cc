@@ -94,18 +94,54 @@ bool LinkModel::lose() {
   return false;
 }
 
-void LinkModel::offer(int64_t now_ns, Bytes packet) {
+uint64_t flow_key(const uint8_t* pkt, size_t len) {
+  if (len < 1) return 0;
+  const int version = pkt[0] >> 4;
+  size_t l4 = 0, addr_off = 0, addr_len = 0;
+  uint8_t proto = 0;
+  bool ports = false;
+  if (version == 4 && len >= 20) {
+    l4 = static_cast<size_t>(pkt[0] & 0x0f) * 4;
+    proto = pkt[9];
+    addr_off = 12;
+    addr_len = 8;
+    const unsigned frag_offset = ((pkt[6] & 0x1f) << 8) | pkt[7];
+    ports = frag_offset == 0;
+  } else if (version == 6 && len >= 40) {
+    l4 = 40;  // extension headers are not followed: their flow is the addresses
+    proto = pkt[6];
+    addr_off = 8;
+    addr_len = 32;
+    ports = true;
+  } else {
+    return 0;
+  }
+  uint64_t h = 0x9e3779b97f4a7c15ULL * static_cast<uint64_t>(version * 256 + proto + 1);
+  auto mix = [&h](uint64_t v) {
+    uint64_t x = h ^ v;
+    h = splitmix64(x);
+  };
+  for (size_t i = 0; i < addr_len; i += 4)
+    mix((uint64_t{pkt[addr_off + i]} << 24) | (uint64_t{pkt[addr_off + i + 1]} << 16) |
+        (uint64_t{pkt[addr_off + i + 2]} << 8) | pkt[addr_off + i + 3]);
+  const bool has_ports = proto == 6 || proto == 17 || proto == 132 || proto == 136;
+  if (has_ports && ports && l4 + 4 <= len)
+    mix((uint64_t{pkt[l4]} << 24) | (uint64_t{pkt[l4 + 1]} << 16) | (uint64_t{pkt[l4 + 2]} << 8) | pkt[l4 + 3]);
+  return h;
+}
+
+void LinkModel::offer(int64_t now_ns, Bytes packet, uint64_t flow) {
   ++stats_.packets_in;
   stats_.bytes_in += static_cast<int64_t>(packet.size());
   if (lose()) return;
   if (rng_dup_.chance(p_.dup)) {
     ++stats_.duplicated;
     Bytes copy = packet;
-    admit(now_ns, std::move(packet));
-    admit(now_ns, std::move(copy));
+    admit(now_ns, std::move(packet), flow);
+    admit(now_ns, std::move(copy), flow);
     return;
   }
-  admit(now_ns, std::move(packet));
+  admit(now_ns, std::move(packet), flow);
 }
 
 void LinkModel::drain_backlog(int64_t now_ns) {
@@ -115,7 +151,17 @@ void LinkModel::drain_backlog(int64_t now_ns) {
   }
 }
 
-void LinkModel::admit(int64_t now_ns, Bytes packet) {
+// The release time the next in-order packet must not precede: the link's,
+// or its flow's. Flows whose last release has passed constrain nothing
+// (every release is >= now), so they are forgotten when the table grows.
+int64_t& LinkModel::last_release(int64_t now_ns, uint64_t flow) {
+  if (!p_.order_per_flow) return last_release_ns_;
+  if (flow_last_release_.size() >= 4096 && !flow_last_release_.count(flow))
+    std::erase_if(flow_last_release_, [now_ns](const auto& kv) { return kv.second <= now_ns; });
+  return flow_last_release_[flow];
+}
+
+void LinkModel::admit(int64_t now_ns, Bytes packet, uint64_t flow) {
   const auto size = static_cast<int64_t>(packet.size());
   int64_t done_ns = now_ns;
   if (p_.rate_bps > 0) {
@@ -152,8 +198,9 @@ void LinkModel::admit(int64_t now_ns, Bytes packet) {
     ++stats_.reordered;
     release += p_.reorder_ns;  // held back; does not hold the others back
   } else {
-    release = std::max(release, last_release_ns_);
-    last_release_ns_ = release;
+    int64_t& last = last_release(now_ns, flow);
+    release = std::max(release, last);
+    last = release;
   }
   heap_.push_back({release, next_seq_++, std::move(packet)});
   std::push_heap(heap_.begin(), heap_.end(), Later{});

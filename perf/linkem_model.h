@@ -18,6 +18,10 @@
 //                below finish). Without reordering, releases are kept
 //                monotonic per direction: a packet never overtakes the one
 //                before it (release = max(sampled, previous release)).
+//                With order_per_flow, only per flow (the caller's key, in
+//                linkem the IP 5-tuple): packets of different flows may
+//                pass each other, and a busy link does not push every
+//                flow's delay towards delay + jitter.
 //   5. reorder   with probability reorder a packet is held back an extra
 //                reorder_ns and is exempt from the monotonic rule, so the
 //                packets behind it overtake it.
@@ -31,6 +35,7 @@
 #include <cstdint>
 #include <deque>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 namespace sluice::perf::linkem {
@@ -52,6 +57,7 @@ struct LinkParams {
   int64_t rate_bps = 0;           // bit/s; 0 = unlimited (no queue)
   int64_t queue_packets = 1000;   // drop-tail limits of the queue (rate only);
   int64_t queue_bytes = 0;        // 0 = no limit of that kind
+  bool order_per_flow = false;    // jitter keeps order per flow, not per link
 };
 
 // Returns "" if `p` is valid, else what is wrong with it (for the CLI).
@@ -67,6 +73,11 @@ struct LinkStats {
   int64_t queue_drops = 0, queue_drop_bytes = 0;
   int64_t max_queue_packets = 0, max_queue_bytes = 0;
 };
+
+// A flow key for order_per_flow: a hash of the IP version, addresses,
+// protocol and (TCP, UDP, SCTP, UDP-Lite; first fragment or unfragmented)
+// ports of an IPv4 or IPv6 packet. Anything unparseable is flow 0.
+uint64_t flow_key(const uint8_t* pkt, size_t len);
 
 // splitmix64 / xoshiro256** : small, fast, and the same on every platform
 // and standard library (std::uniform_real_distribution is not specified
@@ -88,8 +99,9 @@ class LinkModel {
   // different streams make independent choices.
   LinkModel(const LinkParams& params, uint64_t seed, uint64_t stream);
 
-  // Offers a packet at `now_ns` (must not go backwards between calls).
-  void offer(int64_t now_ns, Bytes packet);
+  // Offers a packet at `now_ns` (must not go backwards between calls);
+  // `flow` matters only with order_per_flow.
+  void offer(int64_t now_ns, Bytes packet, uint64_t flow = 0);
   // The earliest release time pending, or -1 if nothing is in flight.
   int64_t next_release_ns() const;
   // Moves one packet whose release time is <= now_ns into `out`; false if
@@ -120,7 +132,8 @@ class LinkModel {
   };
 
   bool lose();
-  void admit(int64_t now_ns, Bytes packet);
+  void admit(int64_t now_ns, Bytes packet, uint64_t flow);
+  int64_t& last_release(int64_t now_ns, uint64_t flow);
   void drain_backlog(int64_t now_ns);
 
   LinkParams p_;
@@ -131,6 +144,7 @@ class LinkModel {
   bool released_any_ = false;
   int64_t tx_free_ns_ = 0;        // the serializer is busy until then
   int64_t last_release_ns_ = 0;   // monotonic release for in-order packets
+  std::unordered_map<uint64_t, int64_t> flow_last_release_;  // order_per_flow
   std::deque<Backlog> backlog_;   // packets queued or serializing
   int64_t backlog_bytes_ = 0;
   std::vector<Pending> heap_;    // a heap under Later (moveable, unlike priority_queue)

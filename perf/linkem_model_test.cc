@@ -122,6 +122,74 @@ TEST(LinkemModel, JitterSparseTrafficIsUniform) {
   EXPECT_LE(hi, 62 * kMs);
 }
 
+TEST(LinkemModel, JitterOrderPerFlow) {
+  // 50 flows taking turns 0.5 ms apart (each flow: one packet per 25 ms),
+  // jitter +-16 ms: each flow stays in order, the flows pass each other,
+  // and the delay keeps its uniform mean, where one order for the whole
+  // link pushes it towards delay + jitter.
+  LinkParams p;
+  p.delay_ns = 46 * kMs;
+  p.jitter_ns = 16 * kMs;
+  p.order_per_flow = true;
+  LinkModel m(p, 21, 0);
+  const int n = 20000, flows = 50;
+  const int64_t gap = kMs / 2;
+  for (int i = 0; i < n; ++i) m.offer(i * gap, packet(static_cast<uint32_t>(i)), /*flow=*/i % flows + 100);
+  std::vector<Delivery> d;
+  Bytes b;
+  for (int64_t t = m.next_release_ns(); t >= 0; t = m.next_release_ns())
+    while (m.pop_due(t, b)) d.push_back({id_of(b), t});
+  ASSERT_EQ(d.size(), static_cast<size_t>(n));
+  std::vector<int64_t> last_id(flows, -1);
+  double sum = 0;
+  for (const auto& x : d) {
+    EXPECT_GT(static_cast<int64_t>(x.id), last_id[x.id % flows]) << "a flow was reordered";
+    last_id[x.id % flows] = x.id;
+    sum += static_cast<double>(x.at_ns - x.id * gap);
+  }
+  EXPECT_GT(m.stats().out_of_order, 0);  // across flows
+  const double per_flow_mean = sum / n / kMs;
+  EXPECT_NEAR(per_flow_mean, 46.0, 0.5);
+
+  p.order_per_flow = false;
+  LinkModel link(p, 21, 0);
+  double link_sum = 0;
+  for (const auto& x : run(link, n, gap)) link_sum += static_cast<double>(x.at_ns - x.id * gap);
+  EXPECT_GT(link_sum / n / kMs, 55.0);  // the price of one order for the link
+}
+
+TEST(LinkemModel, FlowKey) {
+  // IPv4 TCP 10.0.0.1:1000 -> 10.0.0.2:80.
+  Bytes v4(40, 0);
+  v4[0] = 0x45;
+  v4[9] = 6;
+  const uint8_t src[] = {10, 0, 0, 1}, dst[] = {10, 0, 0, 2};
+  std::copy(src, src + 4, v4.begin() + 12);
+  std::copy(dst, dst + 4, v4.begin() + 16);
+  v4[20] = 1000 >> 8;
+  v4[21] = 1000 & 0xff;
+  v4[23] = 80;
+  const uint64_t k = flow_key(v4.data(), v4.size());
+  EXPECT_NE(k, 0u);
+  Bytes same = v4;
+  same[30] = 0x55;  // payload bytes do not matter
+  EXPECT_EQ(flow_key(same.data(), same.size()), k);
+  Bytes other_port = v4;
+  other_port[21] = 1001 & 0xff;
+  EXPECT_NE(flow_key(other_port.data(), other_port.size()), k);
+  Bytes other_proto = v4;
+  other_proto[9] = 17;
+  EXPECT_NE(flow_key(other_proto.data(), other_proto.size()), k);
+  EXPECT_EQ(flow_key(v4.data(), 10), 0u);  // truncated
+  Bytes v6(60, 0);
+  v6[0] = 0x60;
+  v6[6] = 17;
+  v6[40] = 0x12;
+  const uint64_t k6 = flow_key(v6.data(), v6.size());
+  v6[41] = 0x34;
+  EXPECT_NE(flow_key(v6.data(), v6.size()), k6);
+}
+
 TEST(LinkemModel, RandomLossRate) {
   LinkParams p;
   p.loss = 0.05;
@@ -386,6 +454,9 @@ TEST(LinkemConfig, ParamSpecs) {
   EXPECT_EQ(apply("queue-bytes", "65536", p), "");
   EXPECT_EQ(p.queue_bytes, 65536);
   EXPECT_NE(apply("queue-packets", "1.5", p), "");
+  EXPECT_EQ(apply("order", "flow", p), "");
+  EXPECT_TRUE(p.order_per_flow);
+  EXPECT_NE(apply("order", "stream", p), "");
 }
 
 TEST(LinkemConfig, Subnet) {

@@ -37,14 +37,14 @@ std::string report_json(const RunReport& r) {
     json += fmt::format(
         ",\n  \"{}\": {{\"params\": {{\"delay_ms\": {}, \"jitter_ms\": {}, \"loss\": {}, \"ge_p\": {}, "
         "\"ge_r\": {}, \"ge_loss_bad\": {}, \"ge_loss_good\": {}, \"dup\": {}, \"reorder\": {}, "
-        "\"reorder_ms\": {}, \"rate_bps\": {}, \"queue_packets\": {}, \"queue_bytes\": {}}},\n"
+        "\"reorder_ms\": {}, \"order\": \"{}\", \"rate_bps\": {}, \"queue_packets\": {}, \"queue_bytes\": {}}},\n"
         "    \"packets_in\": {}, \"bytes_in\": {}, \"delivered\": {}, \"bytes_delivered\": {}, "
         "\"lost_random\": {}, \"lost_ge\": {}, \"duplicated\": {}, \"reordered\": {}, "
         "\"out_of_order\": {}, \"queue_drops\": {}, \"queue_drop_bytes\": {}, "
         "\"max_queue_packets\": {}, \"max_queue_bytes\": {}, \"in_flight_at_exit\": {}, "
         "\"write_errors\": {}, \"tun_drops\": {}}}",
         d->name, p.delay_ns / 1e6, p.jitter_ns / 1e6, p.loss, p.ge_p, p.ge_r, p.ge_loss_bad, p.ge_loss_good,
-        p.dup, p.reorder, p.reorder_ns / 1e6, p.rate_bps, p.queue_packets, p.queue_bytes, s.packets_in,
+        p.dup, p.reorder, p.reorder_ns / 1e6, p.order_per_flow ? "flow" : "link", p.rate_bps, p.queue_packets, p.queue_bytes, s.packets_in,
         s.bytes_in, s.delivered, s.bytes_delivered, s.lost_random, s.lost_ge, s.duplicated, s.reordered,
         s.out_of_order, s.queue_drops, s.queue_drop_bytes, s.max_queue_packets, s.max_queue_bytes,
         d->in_flight, d->write_errors, d->tun_drops);
