@@ -51,6 +51,7 @@ void EventLoop::run(const Task& first) {
   // Buffers this thread's connections release are reused by the next one
   // (base/buffer.h): hot in cache, and already grown.
   BlockCache::Scope block_cache;
+  looping_ = true;
   if (first) first();
   while (!quit_.load(std::memory_order_acquire)) {
     // Read the clock BEFORE the wait: its sweep covers everything queued
@@ -72,6 +73,7 @@ void EventLoop::run(const Task& first) {
   run_posted();
   run_deferred();
   graveyard_.clear();
+  looping_ = false;
 }
 
 void EventLoop::quit() {

@@ -92,6 +92,10 @@ class EventLoop {
   // post).
   void run_in_loop(Task task);
   bool in_loop_thread() const;
+  // Loop thread: whether run() is on the stack (false before it starts and
+  // once it returned): a component torn down while the loop still runs
+  // must let its deferred work finish first; after, it may go at once.
+  bool looping() const { return looping_; }
 
   // Timers (loop thread). See core/timer_queue.h: 1 ms resolution, never
   // early. reset_timer*() re-arm a pending timer (or a one-shot one from
@@ -133,6 +137,7 @@ class EventLoop {
   std::unique_ptr<io::Backend> backend_;
   TimerQueue timers_;
   std::atomic<bool> quit_{false};
+  bool looping_ = false;
   std::atomic<std::thread::id> thread_id_;
 
   std::mutex mu_;

@@ -21,6 +21,10 @@ void DatagramPeer::send_to(uint16_t port, std::string_view data) {
 // endpoints of the core, e.g. both ends of an rudp test, can talk), else
 // to a DatagramPeer, else lost (nobody bound: an ICMP unreachable).
 void World::route_datagram(uint16_t from, uint16_t to, std::string_view data) {
+  if (!blackholed_.empty() && (blackholed_.count(from) || blackholed_.count(to))) {
+    ++stats_.datagrams_lost;
+    return;
+  }
   if (rng_.chance(faults_.loss)) {
     ++stats_.datagrams_lost;
     return;

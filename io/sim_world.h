@@ -64,6 +64,7 @@
 #include <memory>
 #include <mutex>
 #include <queue>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -165,6 +166,16 @@ class World {
     return it == by_fd_.end() ? nullptr : it->second;
   }
 
+  // Datagrams from or to `port` vanish (a peer whose host died, a cut
+  // cable), until lifted. Loop thread (or before the loop starts).
+  void blackhole(uint16_t port, bool on = true) {
+    if (on) {
+      blackholed_.insert(port);
+    } else {
+      blackholed_.erase(port);
+    }
+  }
+
   // After the loop has stopped for good (its thread joined; the caller now
   // owns the world): runs what is still in flight, up to `limit` of
   // virtual time from now, so a scenario can check what its peers finally
@@ -236,6 +247,7 @@ class World {
   uint64_t seed_;
   SimFaults faults_;
   Rng rng_;
+  std::set<uint16_t> blackholed_;
   SimClock::time_point now_ = kEpoch;
   SimStats stats_;
   bool paused_ = true;

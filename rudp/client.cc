@@ -46,9 +46,18 @@ Client::Client(EventLoop& loop, Handler& handler, ClientOptions options)
       shared_{handler_, *this, codec_.get(), options_.limits} {}
 
 Client::~Client() {
-  // Connections go first: their channels point into the endpoint.
+  // Connections go first: their channels point into the endpoint. While
+  // the loop runs they are aborted (released at once: rudp detaches
+  // synchronously) and destroyed by the loop, after their queued tasks.
+  if (loop_.looping()) {
+    std::vector<Connection*> open;
+    for (auto& c : conns_) open.push_back(c.get());
+    for (Connection* c : open) {
+      if (c->alive()) c->abort();
+    }
+  }
   conns_.clear();
-  endpoint_.reset();
+  Endpoint::retire(std::move(endpoint_));
 }
 
 uint16_t Client::local_port() const { return endpoint_ ? endpoint_->local_port() : 0; }
@@ -106,7 +115,7 @@ void Client::abort() {
   if (connecting_) {
     // Forget the attempt: a fresh endpoint (socket) next time.
     connecting_ = false;
-    endpoint_.reset();
+    Endpoint::retire(std::move(endpoint_));
     shared_.ops = nullptr;
   }
   if (current_ && current_->alive()) current_->abort();

@@ -65,6 +65,18 @@ Endpoint::~Endpoint() {
 
 int Endpoint::start() { return udp_ ? udp_->start() : -EBADF; }
 
+void Endpoint::retire(std::unique_ptr<Endpoint> ep) {
+  if (!ep) return;
+  EventLoop& loop = ep->loop_;
+  if (!loop.looping() || !ep->udp_ || ep->released_) return;  // destroyed here
+  Endpoint* e = ep.release();
+  std::vector<Session*> left;
+  for (auto& [id, s] : e->sessions_) left.push_back(s.get());
+  for (Session* s : left) s->abort_now(-ECONNABORTED);
+  e->stopping_ = false;  // stop() below runs in full
+  e->stop({}, [e, &loop] { loop.defer([e] { delete e; }); });
+}
+
 Params Endpoint::local_params() const {
   Params p;
   p.max_message = opts_.max_message;
@@ -252,6 +264,10 @@ void Endpoint::connect(const sockaddr* addr, socklen_t len, ConnectFn done) {
   std::memcpy(&server_, addr, std::min<size_t>(len, sizeof(server_)));
   server_len_ = len;
   client_id_ = fresh_id();
+  // Each connect is a handshake of its own (a cookie is bound to the id).
+  cookie_.clear();
+  retries_seen_ = 0;
+  connect_backoff_ = std::chrono::milliseconds(250);
   connect_deadline_ = loop_.clock() + opts_.connect_timeout;
   send_initial();
 }
@@ -339,7 +355,8 @@ void Endpoint::finished(Session& s) {
   if (!burying_) {
     burying_ = true;
     // After the tasks already deferred (a session's own flush among them).
-    loop_.defer([this] {
+    loop_.defer([this, alive = std::weak_ptr<char>(alive_)] {
+      if (alive.expired()) return;
       burying_ = false;
       graveyard_.clear();
       maybe_release();

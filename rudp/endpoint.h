@@ -77,6 +77,12 @@ class Endpoint final : public io::ChannelOps,
 
   // Attaches the socket to the loop's back end. 0 or -errno.
   int start();
+  // Destroys an endpoint whose owner is going away. While the loop runs:
+  // its sessions are reset (their connections must be gone already), the
+  // socket closes through the back end, and the object deletes itself
+  // after (nothing of it is touched by tasks still queued). Once the loop
+  // has stopped: at once.
+  static void retire(std::unique_ptr<Endpoint> ep);
   void set_accept(AcceptFn fn) { accept_ = std::move(fn); }
   // Client: starts the handshake with addr. Once only.
   void connect(const sockaddr* addr, socklen_t len, ConnectFn done);
@@ -157,6 +163,7 @@ class Endpoint final : public io::ChannelOps,
   bool released_ = false;
   std::function<void()> on_released_;
   TimerId stop_timer_ = 0;
+  std::shared_ptr<char> alive_ = std::make_shared<char>();  // see Session
 };
 
 }  // namespace sluice::rudp

@@ -64,6 +64,9 @@ Stats Session::stats() const {
   s.min_rtt = rtt_.min();
   s.cwnd = cc_->cwnd();
   s.bytes_in_flight = bytes_in_flight_;
+  s.recv_buffered = rready_.readable();
+  for (const auto& [off, bytes] : rooo_) s.recv_buffered += bytes.size();
+  s.send_buffered = send_end_ - sbase_;
   return s;
 }
 
@@ -198,9 +201,11 @@ void Session::abort_now(int err) {
 void Session::schedule_flush() {
   if (flush_scheduled_ || state_ == State::kDone) return;
   flush_scheduled_ = true;
-  // `this` stays valid: the endpoint destroys a finished session from a
-  // task it defers after this one.
-  loop().defer([this] {
+  // The endpoint destroys a finished session from a task it defers after
+  // this one; an endpoint torn down mid-loop takes its sessions with it,
+  // hence the token.
+  loop().defer([this, alive = std::weak_ptr<char>(alive_)] {
+    if (alive.expired()) return;
     flush_scheduled_ = false;
     if (state_ == State::kDone) return;
     deliver();

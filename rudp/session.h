@@ -236,6 +236,9 @@ class Session {
   std::string packet_;                 // the datagram being built
 
   Stats stats_;
+  // Deferred tasks hold a weak reference: a session destroyed with its
+  // endpoint (a Client torn down mid-loop) must not be touched after.
+  std::shared_ptr<char> alive_ = std::make_shared<char>();
 };
 
 }  // namespace sluice::rudp

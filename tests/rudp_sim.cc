@@ -52,6 +52,7 @@ std::vector<std::string> run(const SimRun& r, Scenario& s) {
   so.stop_deadline = 5000ms;
   Server server(so, driver);
   driver.server = &server;
+  s.server = &server;
   std::promise<void> finished;
   s.done_fn_ = [&world, &finished] { world.pause([&finished] { finished.set_value(); }); };
   std::string error;

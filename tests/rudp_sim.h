@@ -64,6 +64,7 @@ class Scenario {
   }
   std::vector<std::string> violations;
   sim::World* world = nullptr;
+  Server* server = nullptr;  // set before start()
 
  private:
   friend std::vector<std::string> run(const SimRun& r, Scenario& s);
