@@ -18,6 +18,7 @@ namespace sluice::rudp {
 
 // For EXPECT_EQ on range vectors (found by ADL from std::vector's ==).
 bool operator==(const AckRange& a, const AckRange& b) { return a.low == b.low && a.high == b.high; }
+std::ostream& operator<<(std::ostream& os, WireError e) { return os << to_string(e); }
 std::ostream& operator<<(std::ostream& os, const AckRange& r) {
   return os << '[' << r.low << ", " << r.high << ']';
 }
@@ -376,6 +377,30 @@ TEST(RudpInitial, MaxDatagramParamBounds) {
     const std::string d = initial_datagram({.src_id = 3, .cookie = {}, .params = p});
     EXPECT_EQ(parse_initial(std::string_view(d).substr(kHeaderSize), &out), WireError::kBadFrame)
         << md;
+  }
+}
+
+// RFC 9000 §18.2: max_ack_delay values of 2^14 or greater are invalid.
+// Unbounded, a peer's 2^62 - 1 ms overflows every Duration built from it
+// (the PTO, the ACK delay cap): signed overflow, undefined behaviour.
+TEST(RudpParams, MaxAckDelayOf2To14OrMoreIsRejected) {
+  for (uint64_t mad : {uint64_t{0}, uint64_t{5}, uint64_t{16383}, uint64_t{16384},
+                       uint64_t{1} << 30, kVarintMax}) {
+    const bool ok = mad < kMaxAckDelayLimitMs;
+    Params p;
+    p.max_ack_delay_ms = mad;
+    const std::string d = initial_datagram({.src_id = 3, .cookie = {}, .params = p});
+    Initial in;
+    EXPECT_EQ(parse_initial(std::string_view(d).substr(kHeaderSize), &in),
+              ok ? WireError::kNone : WireError::kBadFrame)
+        << mad;
+    std::string body;
+    write_accept(body, {.src_id = 4, .params = p});
+    Accept a;
+    EXPECT_EQ(parse_accept(body, &a), ok ? WireError::kNone : WireError::kBadFrame) << mad;
+    if (ok) {
+      EXPECT_EQ(a.params.max_ack_delay_ms, mad);
+    }
   }
 }
 

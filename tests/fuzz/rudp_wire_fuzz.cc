@@ -178,6 +178,7 @@ void check_handshake(std::string_view body) {
     FUZZ_CHECK(in.src_id != 0);
     FUZZ_CHECK(in.cookie.empty() || in.cookie.size() == kCookieSize);
     FUZZ_CHECK(in.params.max_datagram >= 256 && in.params.max_datagram <= 65507);
+    FUZZ_CHECK(in.params.max_ack_delay_ms < kMaxAckDelayLimitMs);
     FUZZ_CHECK(body.size() + kHeaderSize >= kInitialSize);
     std::string d;
     begin_datagram(d, PacketType::kInitial, 0);
@@ -201,6 +202,7 @@ void check_handshake(std::string_view body) {
   Accept a;
   if (parse_accept(body, &a) == WireError::kNone) {
     FUZZ_CHECK(a.src_id != 0);
+    FUZZ_CHECK(a.params.max_ack_delay_ms < kMaxAckDelayLimitMs);
     std::string b;
     write_accept(b, a);
     FUZZ_CHECK(b.size() <= body.size());
