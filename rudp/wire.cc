@@ -124,7 +124,8 @@ void write_params(Writer& w, const Params& p) {
 bool read_params(Reader& r, Params* p) {
   return r.varint(&p->max_message) && r.varint(&p->initial_window) &&
          r.varint(&p->idle_timeout_ms) && r.varint(&p->max_ack_delay_ms) &&
-         r.varint(&p->max_datagram) && p->max_datagram >= 256 && p->max_datagram <= 65507;
+         r.varint(&p->max_datagram) && p->max_ack_delay_ms < kMaxAckDelayLimitMs &&
+         p->max_datagram >= 256 && p->max_datagram <= 65507;
 }
 
 }  // namespace

@@ -65,12 +65,16 @@ enum class WireError : uint8_t {
 };
 const char* to_string(WireError e);
 
+// RFC 9000 §18.2: a max_ack_delay of 2^14 ms or more is invalid. A
+// received one is rejected: it sizes Durations (the PTO) in nanoseconds.
+constexpr uint64_t kMaxAckDelayLimitMs = uint64_t{1} << 14;
+
 // Transport parameters, carried by INITIAL and ACCEPT.
 struct Params {
   uint64_t max_message = 1 << 20;     // largest reliable message it accepts
   uint64_t initial_window = 4 << 20;  // first MAX_DATA (stream bytes)
   uint64_t idle_timeout_ms = 30000;
-  uint64_t max_ack_delay_ms = 5;
+  uint64_t max_ack_delay_ms = 5;      // below kMaxAckDelayLimitMs
   uint64_t max_datagram = 1400;       // largest datagram it will send or take
   bool operator==(const Params&) const = default;
 };

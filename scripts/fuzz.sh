@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Builds the codec fuzz targets (tests/fuzz, libFuzzer + ASan + UBSan with
+# Builds the fuzz targets (tests/fuzz, libFuzzer + ASan + UBSan with
 # clang) and runs each for a bounded time on a writable copy of its seed
 # corpus. Prints one summary line per fuzzer and exits non-zero if any
 # found a crash (a property violation, a sanitizer report, a timeout or
@@ -30,7 +30,7 @@ cd "$(dirname "$0")/.."
 
 secs=${1:-60}
 shift || true
-all=(length_field fixed_length delimiter line heartbeat)
+all=(length_field fixed_length delimiter line heartbeat rudp_wire)
 targets=("$@")
 [ ${#targets[@]} -eq 0 ] && targets=("${all[@]}")
 jobs=${FUZZ_JOBS:-2}
@@ -48,6 +48,7 @@ direct_srcs() {
     fixed_length) echo "$common codec/fixed_length.cc" ;;
     delimiter | line) echo "$common codec/delimiter.cc" ;;
     heartbeat) echo "$common codec/length_field.cc codec/heartbeat.cc" ;;
+    rudp_wire) echo "rudp/wire.cc" ;;
   esac
 }
 
@@ -58,7 +59,7 @@ if [ "${FUZZ_BUILD:-bazel}" = direct ]; then
     # shellcheck disable=SC2046
     clang++ -std=c++20 -O2 -g -I. -Wall -Wextra -Werror \
       -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
-      -fno-omit-frame-pointer "tests/fuzz/${t}_fuzz.cc" $(direct_srcs "$t") \
+      -fno-omit-frame-pointer "tests/fuzz/${t}_fuzz.cc" $(direct_srcs "$t") -lz \
       -o "$bin/${t}_fuzzer" || { echo "fuzz: build of $t failed" >&2; exit 1; }
   done
 else

@@ -211,3 +211,76 @@ write(H, "single-ping-payload", hb_seed(stream=probe(1, 1, 2)))
 write(H, "payload-pieces", hb_seed(
     mode=3, stream=b"\x11" + probe(1, 5, 6) + b"\x03\x02ab\x00\x05\x07zzzz"))
 write(H, "empty", hb_seed())
+
+# ---------------------------------------------------------------- rudp_wire
+# Layout: [packet type for the sealed check] + body (see rudp_wire_fuzz.cc).
+import zlib  # noqa: E402
+
+W = "rudp_wire"
+VARINT_MAX = (1 << 62) - 1
+
+
+def vi(v):
+    """A minimal QUIC varint (RFC 9000 §16)."""
+    if v < 1 << 6:
+        return bytes([v])
+    if v < 1 << 14:
+        return be(2, v | 0x4000)
+    if v < 1 << 30:
+        return be(4, v | 0x80000000)
+    return be(8, v | 0xC000000000000000)
+
+
+def ack(ranges, delay=0):
+    """ranges: inclusive (low, high), descending, non-adjacent."""
+    out = b"\x02" + vi(ranges[0][1]) + vi(delay) + vi(len(ranges) - 1)
+    out += vi(ranges[0][1] - ranges[0][0])
+    for (plo, _), (lo, hi) in zip(ranges, ranges[1:]):
+        out += vi(plo - hi - 2) + vi(hi - lo)
+    return out
+
+
+def stream(off, data, fin=False):
+    return (b"\x04" if fin else b"\x03") + vi(off) + vi(len(data)) + data
+
+
+def params(mm=1 << 20, win=4 << 20, idle=30000, mad=5, md=1400):
+    return vi(mm) + vi(win) + vi(idle) + vi(mad) + vi(md)
+
+
+def datagram(ptype, dst, body):
+    d = bytes([1, ptype, 0, 0, 0, 0, 0, 0]) + be(4, dst) + body
+    return d[:4] + be(4, zlib.crc32(d)) + d[8:]
+
+
+all_frames = (b"\x01" + ack([(40, 50), (0, 0)], 1234) + stream(0, b"first")
+              + stream(77, b"the end", fin=True) + b"\x05" + vi(VARINT_MAX)
+              + b"\x06" + vi(9) + vi(3) + b"zzz" + b"\x08" + vi(0xBAD) + b"\x07")
+write(W, "frames-every-type", b"\x04" + all_frames)
+write(W, "data-body-every-type", b"\x04" + be(8, 42) + all_frames)
+write(W, "ack-32-ranges", b"\x04" + ack([(p, p) for p in range(62, -1, -2)], 7))
+write(W, "ack-first-past-zero", b"\x04" + b"\x02" + vi(5) + vi(0) + vi(0) + vi(6))
+write(W, "ack-absurd-count", b"\x04" + b"\x02" + vi(1000) + vi(0) + vi(VARINT_MAX)
+      + vi(0) + b"\x01\x01\x01\x01")
+write(W, "ack-below-zero", b"\x04" + b"\x02" + vi(5) + vi(0) + vi(1) + vi(3) + vi(1)
+      + vi(0))
+write(W, "stream-at-2-62", b"\x04" + stream(VARINT_MAX - 3, b"abc")
+      + stream(VARINT_MAX, b"a"))
+write(W, "stream-length-past-end", b"\x04" + b"\x03" + vi(0) + vi(VARINT_MAX) + b"abc")
+write(W, "frames-truncated", b"\x04" + all_frames[:-9])
+write(W, "unknown-frame", b"\x04" + b"\x01\x09\x07")
+init = be(4, 0x11223344) + b"\x00" + params()
+write(W, "initial-no-cookie", b"\x01" + init + bytes(1188 - len(init)))
+init = be(4, 7) + b"\x14" + bytes(range(20)) + params(md=65507, mad=0)
+write(W, "initial-cookie", b"\x01" + init + bytes(1188 - len(init)))
+write(W, "initial-short", b"\x01" + init + bytes(100))
+write(W, "retry", b"\x02" + b"\x14" + bytes(range(100, 120)))
+write(W, "retry-bad-length", b"\x02" + b"\x13" + bytes(range(100, 120)))
+write(W, "accept", b"\x03" + be(4, 0xFEEDFACE) + params(mm=VARINT_MAX, md=256))
+write(W, "varints-rfc9000-a1", b"\x04" + bytes.fromhex(
+    "c2197c5eff14e88c" "9d7f3e7d" "7bbd" "25" "4025"))
+# Whole datagrams (byte 0 is also the version, so the sealed check sees 1).
+write(W, "datagram-data", datagram(4, 0xDEADBEEF, be(8, 3) + all_frames))
+write(W, "datagram-accept", datagram(3, 9, be(4, 5) + params()))
+write(W, "datagram-bad-crc", datagram(4, 1, be(8, 0) + b"\x01")[:-1] + b"\x02")
+write(W, "empty", b"")
