@@ -38,6 +38,7 @@
 #include "rudp/range_set.h"
 #include "rudp/rtt.h"
 #include "rudp/stats.h"
+#include "rudp/stream_buffer.h"
 #include "rudp/wire.h"
 
 namespace sluice {
@@ -164,7 +165,7 @@ class Session {
   Clock::time_point last_send_;
 
   // --- sending (the stream we write) ---
-  Buffer sbuf_;            // bytes [sbase_, send_end_) taken from the connection
+  StreamBuffer sbuf_;      // bytes [sbase_, send_end_) taken from the connection
   uint64_t sbase_ = 0;     // everything below is acknowledged
   uint64_t send_end_ = 0;  // end of what was taken
   uint64_t next_new_ = 0;  // first byte never sent

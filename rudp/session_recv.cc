@@ -163,9 +163,10 @@ void Session::on_ack(const std::vector<AckRange>& ranges, uint64_t delay_us) {
   if (largest_newly) {
     // RFC 9002 §5.1: a sample from the largest newly acknowledged packet,
     // the peer's ACK delay capped at the max_ack_delay it announced.
-    const Duration ack_delay = std::min<Duration>(
-        std::chrono::microseconds(delay_us),
-        std::chrono::milliseconds(peer_params_.max_ack_delay_ms));
+    // Capped in integers first: a hostile delay field must not overflow
+    // the conversion to nanoseconds.
+    const uint64_t cap_us = peer_params_.max_ack_delay_ms * 1000;
+    const Duration ack_delay = std::chrono::microseconds(std::min(delay_us, cap_us));
     rtt_.on_sample(now - largest_sent, ack_delay);
   }
   // Acknowledged bytes at the front free the send buffer.
@@ -173,12 +174,11 @@ void Session::on_ack(const std::vector<AckRange>& ranges, uint64_t delay_us) {
     const uint64_t hi = acked_.front().high;
     acked_.pop_front();
     if (hi > sbase_) {
-      sbuf_.retrieve(hi - sbase_);
+      sbuf_.drop_front(hi - sbase_);
       sbase_ = hi;
     }
   }
   retx_.remove(0, sbase_);
-  if (sbuf_.empty()) sbuf_.release();
   pto_count_ = 0;  // RFC 9002 §6.2.1
   probes_ = 0;
   detect_lost();

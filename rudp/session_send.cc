@@ -29,7 +29,7 @@ void Session::take_output() {
   const size_t room = held >= opts_.send_buffer ? 0 : opts_.send_buffer - held;
   const size_t n = std::min(out.readable(), room);
   if (n == 0) return;
-  sbuf_.append(out.peek(), n);
+  sbuf_.append(std::string_view(out.peek(), n));
   out.retrieve(n);
   if (out.empty()) out.release();
   send_end_ += n;
@@ -178,9 +178,11 @@ bool Session::add_stream(std::string& d, size_t room, SentPacket& p) {
       retx_.remove(lo, r.high);
       continue;
     }
-    const uint64_t len = std::min<uint64_t>(hi - lo, max_len);
+    const std::string_view piece =
+        sbuf_.peek(lo - sbase_, std::min<uint64_t>(hi - lo, max_len));
+    const uint64_t len = piece.size();
     const bool fin = fin_at_ && lo + len == *fin_at_;
-    write_stream(d, lo, sbuf_.view().substr(lo - sbase_, len), fin);
+    write_stream(d, lo, piece, fin);
     retx_.remove(lo, lo + len);
     stats_.retransmitted += len;
     p.offset = lo;
@@ -195,9 +197,11 @@ bool Session::add_stream(std::string& d, size_t room, SentPacket& p) {
   }
   const uint64_t limit = std::min(send_end_, peer_max_data_);
   if (next_new_ < limit) {
-    const uint64_t len = std::min<uint64_t>(limit - next_new_, max_len);
+    const std::string_view piece =
+        sbuf_.peek(next_new_ - sbase_, std::min<uint64_t>(limit - next_new_, max_len));
+    const uint64_t len = piece.size();
     const bool fin = fin_at_ && next_new_ + len == *fin_at_;
-    write_stream(d, next_new_, sbuf_.view().substr(next_new_ - sbase_, len), fin);
+    write_stream(d, next_new_, piece, fin);
     p.offset = next_new_;
     p.len = static_cast<uint32_t>(len);
     p.fin = fin;

@@ -221,6 +221,7 @@ WireError parse_accept(std::string_view body, Accept* a) {
 // in the first range), then per further range: gap (unacknowledged
 // packets minus one) and range length (acknowledged packets minus one).
 size_t ack_frame_size(const std::vector<AckRange>& ranges, uint64_t delay_us) {
+  if (ranges.empty()) return 0;
   size_t n = 1 + varint_size(ranges[0].high) + varint_size(delay_us) +
              varint_size(ranges.size() - 1) + varint_size(ranges[0].high - ranges[0].low);
   for (size_t i = 1; i < ranges.size(); ++i) {
@@ -231,6 +232,7 @@ size_t ack_frame_size(const std::vector<AckRange>& ranges, uint64_t delay_us) {
 }
 
 void write_ack(std::string& out, const std::vector<AckRange>& ranges, uint64_t delay_us) {
+  if (ranges.empty()) return;  // callers never ask; nothing to acknowledge
   Writer w(out);
   w.u8(static_cast<uint8_t>(FrameType::kAck));
   w.varint(ranges[0].high);

@@ -42,7 +42,7 @@ mkdir -p "$out"
 
 # Sources per target for the direct build (the Bazel deps, flattened).
 direct_srcs() {
-  local common="codec/codec.cc core/buffer.cc"
+  local common="codec/codec.cc base/buffer.cc"
   case $1 in
     length_field) echo "$common codec/length_field.cc" ;;
     fixed_length) echo "$common codec/fixed_length.cc" ;;
