@@ -245,7 +245,7 @@ void Endpoint::on_initial(const io::Datagram& d, std::string_view body) {
   pending_ = nullptr;
   if (!taken) {
     ++stats_.refused;
-    s.abort_now(-ECONNREFUSED);
+    s.abort_now(-ECONNREFUSED, ResetCode::kRefused);
   }
 }
 

@@ -142,8 +142,9 @@ void Session::maybe_finish_close() {
   if (fin_acked_ && peer_done) start_draining(true, false);
 }
 
-void Session::start_draining(bool send_close, bool send_reset) {
+void Session::start_draining(bool send_close, bool send_reset, ResetCode code) {
   if (state_ == State::kDraining || state_ == State::kDone) return;
+  reset_code_ = code;
   close_wanted_ = send_close;
   reset_wanted_ = send_reset;
   // Nothing more is retransmitted: the close is final.
@@ -177,21 +178,21 @@ void Session::protocol_error(const char* what) {
   if (io::Channel* c = conn_) {
     conn_ = nullptr;
     if (auto* l = dynamic_cast<Link*>(c->io.get())) l->session = nullptr;
-    start_draining(false, true);
+    start_draining(false, true, ResetCode::kProtocol);
     c->on_error(-EPROTO);
     return;
   }
-  start_draining(false, true);
+  start_draining(false, true, ResetCode::kProtocol);
 }
 
-void Session::abort_now(int err) {
+void Session::abort_now(int err, ResetCode code) {
   if (state_ == State::kDone) return;
   if (io::Channel* c = conn_) {
     conn_ = nullptr;
     if (auto* l = dynamic_cast<Link*>(c->io.get())) l->session = nullptr;
     c->on_error(err);
   }
-  if (state_ != State::kDraining) start_draining(false, true);
+  if (state_ != State::kDraining) start_draining(false, true, code);
   state_ = State::kDone;
   host_.finished(*this);
 }
@@ -274,7 +275,7 @@ void Session::on_timer() {
   }
   if (state_ == State::kClosing && fin_acked_ && now - fin_acked_at_ >= opts_.close_timeout) {
     // The peer took everything we sent but never finished its side.
-    start_draining(false, true);
+    start_draining(false, true, ResetCode::kCloseTimeout);
     return;
   }
   if (loss_time_ && now >= *loss_time_) {

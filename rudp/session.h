@@ -99,7 +99,7 @@ class Session {
   bool attached() const { return conn_ != nullptr; }
   // The endpoint is going away (server stop past its deadline): the
   // connection, if any, fails with `err`; a RESET goes out; done at once.
-  void abort_now(int err);
+  void abort_now(int err, ResetCode code = ResetCode::kAborted);
 
  private:
   enum class State : uint8_t {
@@ -142,7 +142,8 @@ class Session {
   void schedule_flush();
   void protocol_error(const char* what);
   void fail(int err);  // tell the connection, then drain silently
-  void start_draining(bool send_close, bool send_reset);
+  void start_draining(bool send_close, bool send_reset,
+                      ResetCode code = ResetCode::kAborted);
   void maybe_finish_close();
   Duration pto_base() const;
   EventLoop& loop();
@@ -207,6 +208,7 @@ class Session {
   bool queue_full_ = false;  // the socket's queue was full (retry in 1 ms)
   bool close_wanted_ = false;
   bool reset_wanted_ = false;
+  ResetCode reset_code_ = ResetCode::kAborted;
   bool sent_close_ = false;
   bool sent_reset_ = false;
   Clock::time_point drain_until_;

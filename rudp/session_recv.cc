@@ -74,7 +74,8 @@ void Session::on_packet(std::string_view body) {
         break;
       case FrameType::kReset:
         spdlog::debug("rudp {:08x}: reset by peer (code {})", local_id_, f.offset);
-        fail(-ECONNRESET);
+        fail(f.offset == static_cast<uint64_t>(ResetCode::kRefused) ? -ECONNREFUSED
+                                                                     : -ECONNRESET);
         break;
     }
   });

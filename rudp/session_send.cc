@@ -76,7 +76,7 @@ bool Session::build_packet(std::string& d, bool probe) {
   p.sent = now;
   if (want_ack) add_ack(d, max_dgram - d.size());
   if (reset_wanted_) {
-    write_reset(d, 0);
+    write_reset(d, static_cast<uint64_t>(reset_code_));
     reset_wanted_ = false;
     sent_reset_ = true;
     last_close_sent_ = now;

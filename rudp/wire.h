@@ -54,6 +54,14 @@ enum class FrameType : uint8_t {
   kReset = 0x08,       // error code: the connection is aborted
 };
 
+// RESET's error code.
+enum class ResetCode : uint64_t {
+  kAborted = 0,       // the endpoint went away (server stop past its deadline, client torn down)
+  kProtocol = 1,      // the peer broke the protocol (flow control, a moved stream end ...)
+  kCloseTimeout = 2,  // the peer never finished its side after ours was acknowledged
+  kRefused = 3,       // the server would not take the connection (limit, stopping)
+};
+
 enum class WireError : uint8_t {
   kNone,
   kTooShort,
