@@ -208,11 +208,11 @@ TEST_P(RudpSim, DeliversEveryMessageWholeAndInOrder) {
 
 INSTANTIATE_TEST_SUITE_P(
     Links, RudpSim,
-    ::testing::Values(Setting{"clean", 0, 0, 0, 60}, Setting{"loss1", 0.01, 0, 0, 60},
-                      Setting{"loss5_dup_corrupt", 0.05, 0.05, 0.05, 80},
-                      Setting{"loss10", 0.10, 0.02, 0.02, 80},
-                      Setting{"loss20", 0.20, 0.02, 0.02, 60},
-                      Setting{"loss30_dup_corrupt", 0.30, 0.05, 0.05, 60}),
+    ::testing::Values(Setting{"clean", 0, 0, 0, 200}, Setting{"loss1", 0.01, 0, 0, 200},
+                      Setting{"loss5_dup_corrupt", 0.05, 0.05, 0.05, 400},
+                      Setting{"loss10", 0.10, 0.02, 0.02, 400},
+                      Setting{"loss20", 0.20, 0.02, 0.02, 300},
+                      Setting{"loss30_dup_corrupt", 0.30, 0.05, 0.05, 300}),
     [](const ::testing::TestParamInfo<Setting>& p) { return std::string(p.param.name); });
 
 }  // namespace
