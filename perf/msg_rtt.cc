@@ -17,7 +17,11 @@
 #include <chrono>
 #include <cstdio>
 #include <cstring>
+#include <arpa/inet.h>
+#include <unistd.h>
+
 #include <deque>
+#include <map>
 #include <memory>
 #include <random>
 #include <string>
@@ -32,6 +36,8 @@
 #include "core/event_loop.h"
 #include "core/server.h"
 #include "core/signals.h"
+#include "core/udp_endpoint.h"
+#include "core/udp_server.h"
 #include "perf/histogram.h"
 #include "rudp/rudp.h"
 
@@ -109,6 +115,74 @@ class Pinger final : public Handler {
   uint32_t seq_ = 0;
 };
 
+// --proto udp: the link's own round trip for the same traffic (one
+// datagram each way per interval per socket), the yardstick the reliable
+// transports are judged against. A lost datagram is counted, not timed.
+class UdpEcho final : public DatagramHandler {
+ public:
+  void on_datagram(UdpEndpoint& ep, const io::Datagram& d) override {
+    ep.send_to(d.addr, d.addr_len, d.data);
+  }
+};
+
+class UdpPinger final : public DatagramHandler, public UdpEndpoint::Owner {
+ public:
+  UdpPinger(EventLoop& loop, const sockaddr_in& to, std::mt19937_64& rng, size_t min_size,
+            size_t max_size)
+      : loop_(loop), to_(to), rng_(rng), min_(min_size), max_(max_size) {}
+  int start() {
+    const int fd = bind_udp("0.0.0.0", 0, {});
+    if (fd < 0) return fd;
+    ep_ = std::make_unique<UdpEndpoint>(loop_, fd, *this, *this);
+    return ep_->start();
+  }
+  void on_datagram(UdpEndpoint&, const io::Datagram& d) override {
+    uint32_t seq = 0;
+    if (d.data.size() < 4) return;
+    std::memcpy(&seq, d.data.data(), 4);
+    auto it = sent_.find(seq);
+    if (it == sent_.end()) return;
+    if (measuring) {
+      hist.record(static_cast<uint64_t>(
+          std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - it->second)
+              .count()));
+    }
+    sent_.erase(it);
+  }
+  void release(UdpEndpoint& ep) override { (void)ep; }
+  void tick() {
+    if (stopped || !ep_) return;
+    std::uniform_int_distribution<size_t> size(min_, max_);
+    std::string m(size(rng_), '\0');
+    const uint32_t seq = seq_++;
+    std::memcpy(m.data(), &seq, std::min<size_t>(4, m.size()));
+    if (measuring) sent_[seq] = Clock::now();
+    ++sent;
+    ep_->send_to(reinterpret_cast<const sockaddr*>(&to_), sizeof to_, m);
+  }
+  void close() {
+    if (ep_) {
+      const int fd = ep_->abandon();
+      if (fd >= 0) ::close(fd);
+      ep_.reset();
+    }
+  }
+  size_t unanswered() const { return sent_.size(); }
+
+  Histogram hist{3};
+  uint64_t sent = 0;
+  bool measuring = false, stopped = false;
+
+ private:
+  EventLoop& loop_;
+  sockaddr_in to_;
+  std::mt19937_64& rng_;
+  size_t min_, max_;
+  std::unique_ptr<UdpEndpoint> ep_;
+  std::map<uint32_t, Clock::time_point> sent_;
+  uint32_t seq_ = 0;
+};
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -120,7 +194,8 @@ int main(int argc, char** argv) {
   double seconds = 30, warmup = 3, interval_ms = 20;
   uint64_t seed = 1;
   app.add_flag("--server", server_mode, "Run the echo server");
-  app.add_option("--proto", proto, "rudp|tcp")->check(CLI::IsMember({"rudp", "tcp"}));
+  app.add_option("--proto", proto, "rudp|tcp|udp (udp: the link's own RTT, lost datagrams counted)")
+      ->check(CLI::IsMember({"rudp", "tcp", "udp"}));
   app.add_option("--host", host, "Server address (client) or bind address (server)");
   app.add_option("--port", port, "Port");
   app.add_option("--io", io, "IO back end");
@@ -138,6 +213,22 @@ int main(int argc, char** argv) {
   if (min_size > max_size) {
     std::fprintf(stderr, "msg_rtt: --min-size above --max-size\n");
     return 2;
+  }
+  if (server_mode && proto == "udp") {
+    block_stop_signals();
+    UdpEcho echo;
+    UdpServerOptions uo;
+    uo.host = host;
+    uo.port = port;
+    uo.io = io;
+    UdpServer server(uo, echo);
+    std::string error;
+    if (server.start(&error) != 0) {
+      std::fprintf(stderr, "msg_rtt: %s\n", error.c_str());
+      return 1;
+    }
+    wait_for_stop_signal();
+    return 0;
   }
   if (server_mode) {
     block_stop_signals();
@@ -170,6 +261,14 @@ int main(int argc, char** argv) {
   }
   std::mt19937_64 rng(seed);
   std::vector<std::unique_ptr<Pinger>> pingers;
+  std::vector<std::unique_ptr<UdpPinger>> udp;
+  sockaddr_in to{};
+  to.sin_family = AF_INET;
+  to.sin_port = htons(port);
+  if (proto == "udp" && ::inet_pton(AF_INET, host.c_str(), &to.sin_addr) != 1) {
+    std::fprintf(stderr, "msg_rtt: --proto udp needs a numeric IPv4 --host\n");
+    return 2;
+  }
   std::vector<std::unique_ptr<rudp::Client>> rclients;
   std::vector<std::unique_ptr<Client>> tclients;
   Connector connector;
@@ -177,6 +276,28 @@ int main(int argc, char** argv) {
   size_t failed = 0;
   const auto interval = std::chrono::microseconds(static_cast<int64_t>(interval_ms * 1000));
   loop->run([&] {
+    if (proto == "udp") {
+      for (size_t i = 0; i < conns; ++i) {
+        udp.push_back(std::make_unique<UdpPinger>(*loop, to, rng, min_size, max_size));
+        UdpPinger* p = udp.back().get();
+        if (p->start() < 0) ++failed;
+        loop->run_after(interval * i / conns, [&loop, p, interval] {
+          loop->run_every(interval, [p] { p->tick(); });
+        });
+      }
+      loop->run_after(std::chrono::milliseconds(static_cast<int64_t>(warmup * 1000)), [&] {
+        for (auto& p : udp) p->measuring = true;
+      });
+      loop->run_after(std::chrono::milliseconds(static_cast<int64_t>((warmup + seconds) * 1000)),
+                      [&] {
+        for (auto& p : udp) p->stopped = true;
+        loop->run_after(std::chrono::seconds(2), [&] {
+          for (auto& p : udp) p->close();
+          loop->quit();
+        });
+      });
+      return;
+    }
     for (size_t i = 0; i < conns; ++i) {
       pingers.push_back(std::make_unique<Pinger>(rng, min_size, max_size, tcp_cc));
       Pinger* p = pingers.back().get();
@@ -229,6 +350,10 @@ int main(int argc, char** argv) {
       lost += p->final_stats->packets_lost;
       spurious += p->final_stats->spurious;
     }
+  }
+  for (auto& p : udp) {
+    all.merge(p->hist);
+    missing += p->unanswered();
   }
   rclients.clear();
   tclients.clear();

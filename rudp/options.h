@@ -25,8 +25,20 @@ struct Options {
   // Largest datagram sent (headers of IP and UDP not counted): 1400 fits
   // a 1500-byte Ethernet MTU over IPv4 or IPv6.
   size_t max_datagram = 1400;
-  // How long an ACK may wait for more packets to cover (RFC 9000 §13.2.1).
-  std::chrono::milliseconds max_ack_delay{5};
+  // How long an ACK may wait for more packets to cover (RFC 9000
+  // §13.2.1; QUIC's default). Long enough for a reply or the next message
+  // to carry it: a pure ACK is a packet of its own, and on a jittery link
+  // that keeps each flow in order, every extra packet delays the others.
+  std::chrono::milliseconds max_ack_delay{25};
+  // While at most this many stream bytes are unacknowledged, a packet
+  // that carries new data carries them again ahead of it (as game
+  // protocols since Quake 3 resend unacknowledged commands in every
+  // packet). A lost small message is then recovered by the next packet
+  // (one message interval later) instead of by loss detection and a
+  // retransmission (more than a round trip later), and the messages behind
+  // it are not held up. Costs bandwidth only while little is in flight:
+  // never on a bulk transfer. 0: off.
+  size_t redundant_bytes = 1024;
   // Nothing received for this long: the connection is dead (-ETIMEDOUT).
   std::chrono::milliseconds idle_timeout{30000};
   // Nothing sent or received for this long: send a PING, so a live but

@@ -19,9 +19,9 @@ std::string Stats::str() const {
   auto ms = [](std::chrono::nanoseconds d) { return duration<double, std::milli>(d).count(); };
   return fmt::format(
       "srtt {:.2f} ms rttvar {:.2f} ms min_rtt {:.2f} ms cwnd {} in_flight {} sent {} pkts "
-      "{} B retransmitted {} B lost {} spurious {} dup {} pto {}",
+      "{} B retransmitted {} B redundant {} B lost {} spurious {} dup {} pto {}",
       ms(srtt), ms(rttvar), ms(min_rtt), cwnd, bytes_in_flight, packets_sent, bytes_sent,
-      retransmitted, packets_lost, spurious, duplicates, pto_count);
+      retransmitted, redundant, packets_lost, spurious, duplicates, pto_count);
 }
 
 Session::Session(SessionHost& host, const Options& opts, uint32_t local_id, uint32_t peer_id,

@@ -197,17 +197,29 @@ bool Session::add_stream(std::string& d, size_t room, SentPacket& p) {
   }
   const uint64_t limit = std::min(send_end_, peer_max_data_);
   if (next_new_ < limit) {
-    const std::string_view piece =
-        sbuf_.peek(next_new_ - sbase_, std::min<uint64_t>(limit - next_new_, max_len));
+    // Small unacknowledged data rides again with the new (see
+    // Options::redundant_bytes): a lost small message is then recovered
+    // by the next packet, not by a retransmission a round trip later.
+    uint64_t start = next_new_;
+    if (next_new_ > sbase_ && next_new_ - sbase_ <= opts_.redundant_bytes &&
+        next_new_ - sbase_ < max_len) {
+      start = sbase_;
+    }
+    std::string_view piece = sbuf_.peek(start - sbase_, std::min<uint64_t>(limit - start, max_len));
+    if (start + piece.size() <= next_new_) {  // a chunk boundary cut the new part off
+      start = next_new_;
+      piece = sbuf_.peek(start - sbase_, std::min<uint64_t>(limit - start, max_len));
+    }
     const uint64_t len = piece.size();
-    const bool fin = fin_at_ && next_new_ + len == *fin_at_;
-    write_stream(d, next_new_, piece, fin);
-    p.offset = next_new_;
+    const bool fin = fin_at_ && start + len == *fin_at_;
+    write_stream(d, start, piece, fin);
+    p.offset = start;
     p.len = static_cast<uint32_t>(len);
     p.fin = fin;
     p.eliciting = true;
-    next_new_ += len;
-    stats_.stream_bytes_sent += len;
+    stats_.redundant += next_new_ - start;
+    stats_.stream_bytes_sent += start + len - next_new_;
+    next_new_ = start + len;
     if (fin) {
       fin_sent_ = true;
       fin_resend_ = false;

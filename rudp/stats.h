@@ -17,7 +17,8 @@ struct Stats {
   uint64_t bytes_sent = 0;        // datagram bytes, headers included
   uint64_t packets_received = 0;
   uint64_t stream_bytes_sent = 0;  // first transmissions
-  uint64_t retransmitted = 0;      // stream bytes sent again
+  uint64_t retransmitted = 0;      // stream bytes sent again (after a loss or a probe)
+  uint64_t redundant = 0;          // unacknowledged small data sent again with new (Options::redundant_bytes)
   uint64_t packets_lost = 0;       // declared lost
   uint64_t spurious = 0;           // declared lost, then acknowledged after all
   uint64_t duplicates = 0;         // packets received twice (dropped)

@@ -82,7 +82,7 @@ struct Params {
   uint64_t max_message = 1 << 20;     // largest reliable message it accepts
   uint64_t initial_window = 4 << 20;  // first MAX_DATA (stream bytes)
   uint64_t idle_timeout_ms = 30000;
-  uint64_t max_ack_delay_ms = 5;      // below kMaxAckDelayLimitMs
+  uint64_t max_ack_delay_ms = 25;     // below kMaxAckDelayLimitMs
   uint64_t max_datagram = 1400;       // largest datagram it will send or take
   bool operator==(const Params&) const = default;
 };

@@ -4,7 +4,10 @@
 # one-way delay uniform in 30-62 ms (mean 46: the link's mean RTT is
 # 92 ms). rudp and kernel TCP (cubic, bbr) run side by side through the
 # same perf/linkem link, each connection its own flow (--order flow: jitter
-# never reorders a flow, and flows do not delay each other). Needs root.
+# never reorders a flow, and flows do not delay each other), and plain UDP
+# datagrams at the same rate measure the link's own round trip for this
+# traffic (the yardstick: keeping each flow in order under jitter adds to
+# the configured mean of 92 ms). Needs root.
 #
 #   scripts/rudp_small.sh [--seconds 60] [--conns 20] [--out FILE]
 set -euo pipefail
@@ -32,6 +35,6 @@ client() {  # proto port [tcp-cc]
   echo "$B/msg_rtt --proto $1 --host \$LINKEM_FAR_ADDR --port $2 --conns $conns --seconds $seconds --warmup 5 --label small $cc --json $out"
 }
 "$B/linkem" "${link[@]}" --duration $((seconds + 120)) --json "${out%.jsonl}-link.json" \
-  --near "sleep 1; $(client rudp 9000) & $(client tcp 9001 cubic) & $(client tcp 9002 bbr) & wait" \
-  -- sh -c "$B/msg_rtt --server --proto rudp --host 0.0.0.0 --port 9000 & $B/msg_rtt --server --proto tcp --host 0.0.0.0 --port 9001 & $B/msg_rtt --server --proto tcp --host 0.0.0.0 --port 9002 & wait"
+  --near "sleep 1; $(client rudp 9000) & $(client tcp 9001 cubic) & $(client tcp 9002 bbr) & $(client udp 9003) & wait" \
+  -- sh -c "$B/msg_rtt --server --proto rudp --host 0.0.0.0 --port 9000 & $B/msg_rtt --server --proto tcp --host 0.0.0.0 --port 9001 & $B/msg_rtt --server --proto tcp --host 0.0.0.0 --port 9002 & $B/msg_rtt --server --proto udp --host 0.0.0.0 --port 9003 & wait"
 cat "$out"
