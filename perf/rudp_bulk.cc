@@ -283,10 +283,11 @@ int main(int argc, char** argv) {
     if (FILE* f = std::fopen(json.c_str(), "a")) {
       const auto& s = src.stats();
       std::fprintf(f,
-                   "{\"proto\":\"%s\",\"bytes\":%llu,\"seconds\":%.3f,\"mbit_s\":%.2f,"
+                   "{\"proto\":\"%s\",\"cc\":\"%s\",\"bytes\":%llu,\"seconds\":%.3f,\"mbit_s\":%.2f,"
                    "\"verified\":%s,\"retransmitted\":%llu,\"lost\":%llu,\"spurious\":%llu,"
                    "\"srtt_ms\":%.3f}\n",
-                   proto.c_str(), static_cast<unsigned long long>(src.sent()), secs, mbit,
+                   proto.c_str(), proto == "tcp" ? tcp_cc.c_str() : cc.c_str(),
+                   static_cast<unsigned long long>(src.sent()), secs, mbit,
                    src.ok() ? "true" : "false",
                    static_cast<unsigned long long>(s ? s->retransmitted : 0),
                    static_cast<unsigned long long>(s ? s->packets_lost : 0),
