@@ -62,6 +62,17 @@ Client::~Client() {
 
 uint16_t Client::local_port() const { return endpoint_ ? endpoint_->local_port() : 0; }
 
+void Client::release_socket(std::function<void()> released) {
+  if (!endpoint_ || endpoint_->released()) {
+    if (released) released();
+    return;
+  }
+  // A pending attempt ends with done(-ECANCELED).
+  endpoint_->close_when_done(std::move(released));
+}
+
+bool Client::socket_released() const { return !endpoint_ || endpoint_->released(); }
+
 bool Client::connect(ConnectDone done) {
   if (connecting_ || (current_ && current_->is_open())) return false;
   sockaddr_storage addr;
@@ -69,6 +80,10 @@ bool Client::connect(ConnectDone done) {
   if (!resolve(options_.host, options_.port, &addr, &len)) {
     done(-EINVAL);
     return true;
+  }
+  if (endpoint_ && endpoint_->released()) {  // after release_socket(): a new one
+    endpoint_.reset();
+    shared_.ops = nullptr;
   }
   if (!endpoint_) {
     const int fd = bind_udp(addr.ss_family == AF_INET6 ? "::" : "0.0.0.0", 0, {});

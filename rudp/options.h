@@ -60,6 +60,12 @@ struct Options {
   std::chrono::milliseconds connect_timeout{10000};
   // Server: datagrams queued for the socket at most (UdpEndpoint).
   size_t max_queued = 16384;
+  // Server: bind with SO_REUSEPORT even with one loop, so that several
+  // processes share the port (servers' --workers). With more loops it is
+  // always set. The kernel keeps a peer on one socket only while the set of
+  // sockets stays the same: a process that leaves or joins moves peers to
+  // sockets that do not know them (their connections then time out).
+  bool reuse_port = false;
 };
 
 }  // namespace sluice::rudp

@@ -82,6 +82,15 @@ class Client final : public Connection::Owner {
   size_t live() const { return conns_.size(); }
   // The socket's local port (0 before the first connect).
   uint16_t local_port() const;
+  // Lets go of the socket while the loop runs: sessions still closing are
+  // cut short (reset), then the back end releases the socket and
+  // `released` runs (loop thread; at once when there is no socket). Close
+  // or abort the connection first. Without it, a client destroyed after
+  // its loop stopped leaves a completion back end (uring, blocking)
+  // holding the socket. A later connect() opens a new socket.
+  void release_socket(std::function<void()> released);
+  // No socket held (none yet, or release_socket() finished).
+  bool socket_released() const;
   const ClientOptions& options() const { return options_; }
 
  private:

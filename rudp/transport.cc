@@ -54,7 +54,7 @@ class Factory final : public TransportFactory {
   std::unique_ptr<Transport> make(EventLoop& loop, size_t, size_t loops, const std::string& host,
                                   uint16_t* port, std::string* error) override {
     UdpSocketOptions so;
-    so.reuse_port = loops > 1;
+    so.reuse_port = loops > 1 || opts_.reuse_port;
     // A burst of many connections' packets must not overflow the socket.
     so.rcvbuf = 4 << 20;
     so.sndbuf = 4 << 20;
