@@ -1,10 +1,14 @@
 // echo_server: echoes what each client sends, on any IO back end, raw or
 // through a framing codec (each decoded frame is re-encoded and sent back,
 // so the client gets exactly what it sent, frame by frame). With
-// --proto udp it echoes each datagram to its sender instead.
+// --proto udp it echoes each datagram to its sender instead. With
+// --proto rudp (reliable messages over UDP, rudp/rudp.h) the same handler
+// serves rudp connections: each message comes back whole and in order,
+// and rudp frames the messages itself (no --codec).
 //
 //   echo_server --io epoll --port 7000 --codec length --threads 2
 //   echo_server --proto udp --port 7001
+//   echo_server --proto rudp --port 7002 --rudp-window 8388608
 //   echo_server --list-io
 #include <signal.h>
 #include <sys/socket.h>
@@ -23,7 +27,10 @@
 #include "io/registry.h"
 #include "core/log.h"
 #include "core/signals.h"
+#include "rudp/rudp.h"
 #include "servers/common.h"
+#include "servers/rudp_flags.h"
+#include "servers/rudp_stats_log.h"
 
 namespace {
 
@@ -82,8 +89,10 @@ int main(int argc, char** argv) {
 
   app.add_flag("--list-io", list_io, "List IO back ends and whether they are available here, then exit");
   app.add_option("--io", opts.io, "IO back end (default: best available; see --list-io)");
-  app.add_option("--proto", proto, "Transport: tcp|udp (udp: one echo per datagram, --codec raw only)")
-      ->check(CLI::IsMember({"tcp", "udp"}))
+  app.add_option("--proto", proto,
+                 "Transport: tcp|udp|rudp (udp: one echo per datagram; rudp: reliable messages "
+                 "over UDP, one echo per message; both --codec raw only)")
+      ->check(CLI::IsMember({"tcp", "udp", "rudp"}))
       ->capture_default_str();
   app.add_option("--host", opts.host, "Address to listen on")->capture_default_str();
   app.add_option("--port", opts.port, "Port (0: pick a free one)")->capture_default_str();
@@ -124,6 +133,8 @@ int main(int argc, char** argv) {
   app.add_option("--linger-bytes", opts.limits.linger_max_bytes,
                  "Lingering close: most input bytes discarded per phase before cutting a client off")
       ->capture_default_str();
+  sluice::servers::RudpFlags rudp_flags;
+  sluice::servers::add_rudp_flags(app, rudp_flags);
   sluice::servers::add_worker_flags(app, workers);
   app.add_option("--log-level", log_level, "trace|debug|info|warn|error")->capture_default_str();
   CLI11_PARSE(app, argc, argv);
@@ -156,6 +167,19 @@ int main(int argc, char** argv) {
   if (proto == "udp" && copts.name != "raw") {
     std::fprintf(stderr, "echo_server: --proto udp takes --codec raw only (a datagram is a message)\n");
     return 2;
+  }
+  sluice::rudp::Options rudp_opts;
+  if (proto == "rudp") {
+    if (copts.name != "raw") {
+      std::fprintf(stderr, "%s\n", sluice::servers::rudp_codec_error("echo_server", copts.name).c_str());
+      return 2;
+    }
+    codec.reset();  // raw: no codec; the transport's own framing applies
+    std::string err;
+    if (!sluice::servers::rudp_options(rudp_flags, &rudp_opts, &err)) {
+      std::fprintf(stderr, "echo_server: %s\n", err.c_str());
+      return 2;
+    }
   }
   auto line = [&](uint16_t port, const std::string& io_name) {
     std::string s = "listening on " + opts.host + ":" + std::to_string(port) + " io=" + io_name +
@@ -196,7 +220,16 @@ int main(int argc, char** argv) {
     EchoHandler handler;
     sluice::ServerOptions sopts = opts;
     sopts.listen.reuse_port = sopts.listen.reuse_port || ctx != nullptr;
-    sluice::Server server(sopts, handler, std::move(codec));  // once per process
+    // rudp: the same handler, wrapped only to log each connection's rudp
+    // figures at close.
+    sluice::servers::RudpStatsLog rudp_log(handler);
+    if (proto == "rudp") {
+      sluice::rudp::Options ro = rudp_opts;
+      ro.reuse_port = ctx != nullptr;  // workers share the port
+      sopts.transport = sluice::rudp::transport(ro);
+    }
+    sluice::Handler& served = proto == "rudp" ? static_cast<sluice::Handler&>(rudp_log) : handler;
+    sluice::Server server(sopts, served, std::move(codec));  // once per process
     if (server.start(&error) < 0) {
       std::fprintf(stderr, "echo_server: %s\n", error.c_str());
       return 1;
@@ -216,6 +249,7 @@ int main(int argc, char** argv) {
     spdlog::info("signal {}: stopping ({} connections open, {} ms to drain)", sig,
                  server.connection_count(), drain_ms);
     server.stop(std::chrono::milliseconds(drain_ms));
+    if (proto == "rudp") spdlog::info("{}", rudp_log.summary());
     return 0;
   };
 
@@ -225,7 +259,7 @@ int main(int argc, char** argv) {
   }
   return sluice::servers::run_workers(
       workers, std::chrono::milliseconds(drain_ms), opts.host, opts.port,
-      proto == "udp" ? SOCK_DGRAM : SOCK_STREAM,
+      proto == "tcp" ? SOCK_STREAM : SOCK_DGRAM,
       [&](sluice::WorkerContext& ctx) { return serve(&ctx); },
       [&](uint16_t port) { return line(port, opts.io); });
 }

@@ -1,10 +1,17 @@
-// heartbeat_server: the heartbeat protocol (docs/PROTOCOL.md) over TCP or
-// UDP, on any IO back end. Answers every PING with a PONG, echoes DATA, and
+// heartbeat_server: the heartbeat protocol (docs/PROTOCOL.md) over TCP,
+// UDP or rudp (reliable messages over UDP), on any IO back end. Answers every PING with a PONG, echoes DATA, and
 // drops a peer that has sent nothing for interval x misses. One log line
 // (stderr) per join and per drop; the "listening on" line goes to stdout.
 //
 //   heartbeat_server --proto tcp --port 7100 --interval-ms 1000 --misses 3
 //   heartbeat_server --proto udp --io epoll --threads 2
+//   heartbeat_server --proto rudp --port 7101
+//
+// rudp runs the TCP handler unchanged: it relies on its length-prefix codec
+// for framing only, and rudp delivers each message whole (the message is
+// the frame), so the server gets no codec; --rudp-max-message defaults to
+// the protocol's largest payload, so a larger DATA is still a protocol
+// error (a frame error on the connection).
 #include <sys/socket.h>
 
 #include <cstdio>
@@ -19,8 +26,11 @@
 #include "core/udp_server.h"
 #include "core/log.h"
 #include "core/signals.h"
+#include "rudp/rudp.h"
 #include "servers/common.h"
 #include "servers/heartbeat_service.h"
+#include "servers/rudp_flags.h"
+#include "servers/rudp_stats_log.h"
 
 int main(int argc, char** argv) {
   CLI::App app{"sluice heartbeat server"};
@@ -39,8 +49,8 @@ int main(int argc, char** argv) {
 
   app.add_flag("--list-io", list_io, "List IO back ends and whether they are available here, then exit");
   app.add_option("--io", io, "IO back end (default: best available; see --list-io)");
-  app.add_option("--proto", proto, "Transport: tcp|udp")
-      ->check(CLI::IsMember({"tcp", "udp"}))
+  app.add_option("--proto", proto, "Transport: tcp|udp|rudp (rudp: reliable messages over UDP)")
+      ->check(CLI::IsMember({"tcp", "udp", "rudp"}))
       ->capture_default_str();
   app.add_option("--host", host, "Address to listen on")->capture_default_str();
   app.add_option("--port", port, "Port (0: pick a free one)")->capture_default_str();
@@ -52,7 +62,7 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--threads", threads, "Event loops (threads)")->check(CLI::Range(1, 256))->capture_default_str();
   app.add_option("--max-conns", max_conns,
-                 "Most concurrent TCP connections (0: unlimited); more are accepted and closed at once. "
+                 "Most concurrent TCP or rudp connections (0: unlimited); more are accepted and closed at once. "
                  "Also the blocking back end's thread cap")
       ->capture_default_str();
   app.add_option("--drain-ms", drain_ms,
@@ -74,6 +84,9 @@ int main(int argc, char** argv) {
                  "Join/drop log lines per second per loop; the rest are counted and summarised "
                  "(0: every one)")
       ->capture_default_str();
+  sluice::servers::RudpFlags rudp_flags;
+  rudp_flags.options.max_message = sluice::codec::heartbeat::kMaxPayload;  // the protocol's limit
+  sluice::servers::add_rudp_flags(app, rudp_flags);
   sluice::servers::add_worker_flags(app, workers);
   app.add_option("--log-level", log_level, "trace|debug|info|warn|error")->capture_default_str();
   CLI11_PARSE(app, argc, argv);
@@ -85,6 +98,11 @@ int main(int argc, char** argv) {
   sluice::raise_fd_limit();
   if (list_io) return sluice::servers::print_backends();
   if (!sluice::servers::resolve_io(io)) return 2;
+  sluice::rudp::Options rudp_opts;
+  if (std::string err; proto == "rudp" && !sluice::servers::rudp_options(rudp_flags, &rudp_opts, &err)) {
+    std::fprintf(stderr, "heartbeat_server: %s\n", err.c_str());
+    return 2;
+  }
 
   sluice::servers::HeartbeatOptions hopts;
   hopts.interval = std::chrono::milliseconds(interval_ms);
@@ -101,11 +119,12 @@ int main(int argc, char** argv) {
   auto serve = [&](sluice::WorkerContext* ctx) -> int {
     std::string error;
     std::unique_ptr<sluice::servers::HeartbeatTcpHandler> tcp_handler;
+    std::unique_ptr<sluice::servers::RudpStatsLog> rudp_log;
     std::unique_ptr<sluice::servers::HeartbeatUdpHandler> udp_handler;
-    std::unique_ptr<sluice::Server> tcp;
+    std::unique_ptr<sluice::Server> tcp;  // TCP or rudp: a Server either way
     std::unique_ptr<sluice::UdpServer> udp;
     const sluice::servers::HeartbeatCounters* counters = nullptr;
-    if (proto == "tcp") {
+    if (proto == "tcp" || proto == "rudp") {
       tcp_handler = std::make_unique<sluice::servers::HeartbeatTcpHandler>(hopts);
       counters = &tcp_handler->counters();
       sluice::ServerOptions opts;
@@ -119,8 +138,18 @@ int main(int argc, char** argv) {
       if (max_conns != 0) opts.io_options.max_conns = max_conns;
       limits.linger_timeout = std::chrono::milliseconds(linger_ms);
       opts.limits = limits;
-      tcp = std::make_unique<sluice::Server>(opts, *tcp_handler,
-                                             sluice::codec::heartbeat::make_tcp_codec());
+      if (proto == "rudp") {
+        // The same handler, no codec (each rudp message is one payload);
+        // wrapped only to log each connection's rudp figures at close.
+        sluice::rudp::Options ro = rudp_opts;
+        ro.reuse_port = ctx != nullptr;  // workers share the port
+        opts.transport = sluice::rudp::transport(ro);
+        rudp_log = std::make_unique<sluice::servers::RudpStatsLog>(*tcp_handler);
+        tcp = std::make_unique<sluice::Server>(opts, *rudp_log);
+      } else {
+        tcp = std::make_unique<sluice::Server>(opts, *tcp_handler,
+                                               sluice::codec::heartbeat::make_tcp_codec());
+      }
       if (tcp->start(&error) < 0) {
         std::fprintf(stderr, "heartbeat_server: %s\n", error.c_str());
         return 1;
@@ -158,6 +187,7 @@ int main(int argc, char** argv) {
     }
     spdlog::info("signal {}: stopping", sig);
     if (tcp) tcp->stop(std::chrono::milliseconds(drain_ms));
+    if (rudp_log) spdlog::info("{}", rudp_log->summary());
     if (udp) udp->stop();
     return 0;
   };
@@ -168,7 +198,7 @@ int main(int argc, char** argv) {
   }
   return sluice::servers::run_workers(
       workers, std::chrono::milliseconds(drain_ms), host, port,
-      proto == "udp" ? SOCK_DGRAM : SOCK_STREAM,
+      proto == "tcp" ? SOCK_STREAM : SOCK_DGRAM,
       [&](sluice::WorkerContext& ctx) { return serve(&ctx); },
       [&](uint16_t bound) { return line(bound, io); });
 }
