@@ -1,5 +1,6 @@
 // heartbeat_client: N heartbeat sessions (docs/PROTOCOL.md) against a
-// heartbeat_server, over TCP or UDP, on any IO back end. Each session
+// heartbeat_server, over TCP, UDP or rudp (reliable messages over UDP), on
+// any IO back end. Each session
 // PINGs every interval, matches PONGs by sequence, measures the RTT and
 // reconnects with capped exponential backoff + jitter when the server goes
 // away (the delay grows with each failure, including connections the
@@ -13,6 +14,7 @@
 //
 //   heartbeat_client --port 7100 --conns 10 --interval-ms 100 --duration-s 5
 //   heartbeat_client --port 7100 --stop-pings-after-s 2   # session 0 goes silent
+//   heartbeat_client --proto rudp --port 7101 --conns 10
 #include <signal.h>
 
 #include <atomic>
@@ -30,6 +32,7 @@
 #include "core/signals.h"
 #include "servers/common.h"
 #include "servers/heartbeat_pinger.h"
+#include "servers/rudp_flags.h"
 
 namespace {
 
@@ -53,8 +56,8 @@ int main(int argc, char** argv) {
 
   app.add_flag("--list-io", list_io, "List IO back ends and whether they are available here, then exit");
   app.add_option("--io", o.io, "IO back end (default: best available; see --list-io)");
-  app.add_option("--proto", o.proto, "Transport: tcp|udp")
-      ->check(CLI::IsMember({"tcp", "udp"}))
+  app.add_option("--proto", o.proto, "Transport: tcp|udp|rudp (rudp: reliable messages over UDP)")
+      ->check(CLI::IsMember({"tcp", "udp", "rudp"}))
       ->capture_default_str();
   app.add_option("--host", o.host, "Server address (numeric)")->capture_default_str();
   app.add_option("--port", o.port, "Server port")->required();
@@ -80,10 +83,12 @@ int main(int argc, char** argv) {
   app.add_option("--backoff-max-ms", backoff_max_ms, "Reconnect delay cap")
       ->check(CLI::Range(1, 3600000))
       ->capture_default_str();
-  app.add_option("--connect-timeout-ms", connect_timeout_ms, "TCP connect timeout")
+  app.add_option("--connect-timeout-ms", connect_timeout_ms, "TCP connect / rudp handshake timeout")
       ->check(CLI::Range(1, 600000))
       ->capture_default_str();
   app.add_option("--seed", o.seed, "Backoff jitter seed")->capture_default_str();
+  sluice::servers::RudpFlags rudp_flags;
+  sluice::servers::add_rudp_flags(app, rudp_flags);
   app.add_option("--log-level", log_level, "trace|debug|info|warn|error")->capture_default_str();
   CLI11_PARSE(app, argc, argv);
 
@@ -94,6 +99,10 @@ int main(int argc, char** argv) {
   sluice::raise_fd_limit();
   if (list_io) return sluice::servers::print_backends();
   if (!sluice::servers::resolve_io(o.io)) return 2;
+  if (std::string err; o.proto == "rudp" && !sluice::servers::rudp_options(rudp_flags, &o.rudp, &err)) {
+    std::fprintf(stderr, "heartbeat_client: %s\n", err.c_str());
+    return 2;
+  }
   ::signal(SIGPIPE, SIG_IGN);
 
   o.interval = std::chrono::milliseconds(interval_ms);

@@ -74,7 +74,8 @@ int Pinger::run(PingerReport* report, std::string* error) {
     return -EALREADY;
   }
   const bool udp = options_.proto == "udp";
-  if (!udp && options_.proto != "tcp") {
+  const bool rudp = options_.proto == "rudp";
+  if (!udp && !rudp && options_.proto != "tcp") {
     if (error) *error = "unknown protocol " + options_.proto;
     return -EINVAL;
   }
@@ -86,7 +87,7 @@ int Pinger::run(PingerReport* report, std::string* error) {
   if (options_.host != "127.0.0.1" && options_.host != "localhost" && options_.host != "::1") {
     im.local_host = im.server.ss_family == AF_INET6 ? "::" : "0.0.0.0";
   }
-  if (!udp) im.connector = std::make_unique<Connector>();
+  if (options_.proto == "tcp") im.connector = std::make_unique<Connector>();
   std::string err;
   im.loop = EventLoop::create(options_.io, {}, &err);
   if (!im.loop) {
@@ -97,6 +98,8 @@ int Pinger::run(PingerReport* report, std::string* error) {
   for (size_t i = 0; i < options_.conns && !im.stop_requested.load(); ++i) {
     if (udp) {
       im.sessions.push_back(pinger_detail::make_udp_session(im, i));
+    } else if (rudp) {
+      im.sessions.push_back(pinger_detail::make_rudp_session(im, i));
     } else {
       im.sessions.push_back(pinger_detail::make_tcp_session(im, i));
     }

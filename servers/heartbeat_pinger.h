@@ -1,7 +1,7 @@
 // Pinger: the heartbeat protocol's client side (docs/PROTOCOL.md), behind
 // heartbeat_client and the tests. N sessions on one event loop (any back
-// end), each sending a PING every interval over its own TCP connection or
-// UDP socket, matching PONGs by sequence number and measuring the RTT.
+// end), each sending a PING every interval over its own TCP connection, UDP
+// socket or rudp connection (reliable messages over UDP, one socket each), matching PONGs by sequence number and measuring the RTT.
 //
 // Liveness and reconnects: a session whose server has sent nothing for
 // interval x misses (reader-idle; UDP: no PONG for one of its PINGs), or
@@ -43,11 +43,13 @@
 #include <string>
 #include <vector>
 
+#include "rudp/options.h"
+
 namespace sluice::servers {
 
 struct PingerOptions {
   std::string io;  // back end; empty: the best available
-  std::string proto = "tcp";
+  std::string proto = "tcp";  // tcp|udp|rudp
   std::string host = "127.0.0.1";
   uint16_t port = 0;
   size_t conns = 1;
@@ -58,6 +60,9 @@ struct PingerOptions {
   std::chrono::milliseconds backoff_initial{100};
   std::chrono::milliseconds backoff_max{5000};
   std::chrono::milliseconds connect_timeout{2000};
+  // proto rudp: the connections' options (connect_timeout above overrides
+  // theirs). rudp handles a silent server like TCP: reader-idle, reconnect.
+  rudp::Options rudp;
   uint64_t seed = 1;
   // At the end, how long run() waits for the back end to release every
   // socket (cancelled io_uring operations, helper threads). If it gives up,

@@ -1,5 +1,5 @@
 // Internal to //servers:heartbeat_pinger: Pinger::Impl and the Session
-// base that the TCP and UDP sessions (heartbeat_pinger_tcp.cc,
+// base that the TCP, rudp and UDP sessions (heartbeat_pinger_stream.h,
 // heartbeat_pinger_udp.cc) build on.
 //
 // Thread rules: everything here runs on the pinger's loop thread, except
@@ -158,6 +158,7 @@ class Session {
 
 std::unique_ptr<Session> make_tcp_session(Pinger::Impl& p, size_t index);
 std::unique_ptr<Session> make_udp_session(Pinger::Impl& p, size_t index);
+std::unique_ptr<Session> make_rudp_session(Pinger::Impl& p, size_t index);
 
 }  // namespace pinger_detail
 }  // namespace sluice::servers

@@ -1,161 +1,20 @@
-// The heartbeat client's TCP session: a Client that reconnects with
-// backoff, PINGs on a timer, and counts PONGs (see heartbeat_pinger.h).
-#include <spdlog/spdlog.h>
-
-#include "codec/heartbeat.h"
+// The heartbeat client's TCP session: a sluice::Client (through the
+// pinger's Connector, with heartbeat's length-prefix codec) under the
+// session logic shared with rudp (heartbeat_pinger_stream.h).
 #include "core/client.h"
-#include "servers/heartbeat_pinger_session.h"
+#include "servers/heartbeat_pinger_stream.h"
 
 namespace sluice::servers::pinger_detail {
-namespace {
-
-namespace hb = codec::heartbeat;
-
-const char* reason_text(CloseReason r) { return to_string(r); }
-
-class TcpSession final : public Session, public Handler {
- public:
-  TcpSession(Pinger::Impl& p, size_t index)
-      : Session(p, index), client_(*p.loop, *p.connector, *this, p.codec.get(), options(p.opts)) {}
-
-  void start() override { connect(); }
-
-  void go_silent() override {
-    silent_ = true;
-    cancel_timers();
-    // Stop watching the server too: what we want to see is the server
-    // dropping us, not us giving up first.
-    if (Connection* c = client_.connection()) c->set_idle({});
-    spdlog::info("session {}: stops sending pings", index_);
-  }
-
-  void finish(Clock::time_point end) override {
-    finished_ = true;
-    cancel_timers();
-    account_end(end);
-    client_.abort();
-  }
-
-  bool released() const override { return client_.live() == 0 && !client_.connecting(); }
-
-  // Handler (loop thread).
-  void on_open(Connection& conn) override {
-    if (ever_up_) {
-      ++p_.stats.reconnects;
-      spdlog::info("session {}: reconnected to {} after {} attempts", index_, conn.peer(),
-                   backoff_.attempts());
-    } else {
-      spdlog::debug("session {}: connected to {}", index_, conn.peer());
-    }
-    ever_up_ = true;
-    // Not backoff_.reset() here: a server that accepts and then closes,
-    // resets or answers garbage must see the delays grow. See on_message.
-    healthy_ = false;
-    first_seq_ = next_seq_;
-    if (silent_) {
-      conn.set_idle({});
-      return;
-    }
-    ping(conn);
-    // `this` outlives its timers: cancel_timers() runs before a session
-    // is destroyed (finish) and whenever the connection goes.
-    ping_timer_ = p_.loop->run_every(p_.opts.interval, [this] {
-      Connection* c = client_.connection();
-      if (c && c->is_open() && !silent_) ping(*c);
-    });
-  }
-
-  void on_message(Connection& conn, std::string_view payload) override {
-    hb::Message m;
-    const hb::ParseError err = hb::parse(payload, &m);
-    if (err != hb::ParseError::kNone) {
-      spdlog::warn("session {}: protocol error from {}: {}", index_, conn.peer(),
-                   hb::describe(err, payload));
-      conn.abort();
-      return;
-    }
-    if (m.type != hb::Type::kPong || !answered(m.seq, Clock::now())) return;
-    // Healthy: the server answered a PING sent one interval after the
-    // connect, so it served this connection for an interval. Only then do
-    // failures start from the minimum delay again, which bounds reconnects
-    // to one per interval even against a server that answers once and
-    // then drops every connection.
-    if (!healthy_ && m.seq > first_seq_) {
-      healthy_ = true;
-      backoff_.reset();
-    }
-  }
-
-  void on_idle(Connection& conn, IdleKind kind) override {
-    if (kind != IdleKind::kReader) return;
-    spdlog::info("session {}: nothing from {} for {} ms", index_, conn.peer(),
-                 std::chrono::duration_cast<std::chrono::milliseconds>(silence_limit()).count());
-    conn.abort();
-  }
-
-  void on_close(Connection& conn, CloseReason reason, int err) override {
-    if (ping_timer_) p_.loop->cancel(ping_timer_);
-    ping_timer_ = 0;
-    if (finished_) return;
-    give_up();
-    const std::string why = reason == CloseReason::kPeerReset
-                                ? fmt::format("{}: {}", reason_text(reason), std::strerror(-err))
-                                : reason_text(reason);
-    if (silent_) {
-      spdlog::info("session {}: dropped by {} after going silent ({})", index_, conn.peer(), why);
-      return;  // a "dead" peer stays dead
-    }
-    spdlog::info("session {}: connection to {} lost ({}); reconnecting", index_, conn.peer(), why);
-    schedule_retry();
-  }
-
- private:
-  static ClientOptions options(const PingerOptions& o) {
-    ClientOptions c;
-    c.host = o.host;
-    c.port = o.port;
-    c.connect_timeout = o.connect_timeout;
-    c.idle.reader = o.interval * o.misses;
-    return c;
-  }
-
-  void connect() {
-    if (finished_ || silent_) return;
-    client_.connect([this](int rc) {
-      if (rc >= 0) return;  // on_open has run
-      ++p_.stats.connect_failures;
-      spdlog::debug("session {}: connect: {}", index_, std::strerror(-rc));
-      if (rc == -EINVAL) {
-        p_.fail(rc, "bad server address " + p_.opts.host);
-        return;
-      }
-      schedule_retry();
-    });
-  }
-
-  void schedule_retry() {
-    if (finished_ || silent_ || retry_timer_) return;
-    retry_timer_ = p_.loop->run_after(next_delay(), [this] {
-      retry_timer_ = 0;
-      connect();
-    });
-  }
-
-  void ping(Connection& conn) {
-    const Clock::time_point now = Clock::now();
-    const uint64_t seq = next_seq_++;
-    if (conn.send(hb::view(hb::encode_ping(seq, ns_of(now))))) sent(seq, now);
-  }
-
-  Client client_;
-  bool healthy_ = false;  // see on_message
-  uint64_t first_seq_ = 0;  // the current connection's first PING
-};
-
-}  // namespace
 
 std::unique_ptr<Session> make_tcp_session(Pinger::Impl& p, size_t index) {
-  return std::make_unique<TcpSession>(p, index);
+  ClientOptions c;
+  c.host = p.opts.host;
+  c.port = p.opts.port;
+  c.connect_timeout = p.opts.connect_timeout;
+  c.idle.reader = p.opts.interval * p.opts.misses;
+  return std::make_unique<StreamSession<Client>>(p, index, [&p, c](Handler& h) {
+    return std::make_unique<Client>(*p.loop, *p.connector, h, p.codec.get(), c);
+  });
 }
 
 }  // namespace sluice::servers::pinger_detail
