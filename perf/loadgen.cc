@@ -12,7 +12,9 @@
 // send timestamp, followed by a pattern that depends on the sequence
 // number, so a reordered, duplicated, truncated or corrupted echo is a
 // verify error. TCP is verified as a byte stream per connection (the echo
-// may split or coalesce messages); UDP per datagram (one message each).
+// may split or coalesce messages); UDP per datagram (one message each);
+// rudp per message (each must be the oldest outstanding, whole: see
+// loadgen_rudp.h, the one mode that runs on sluice's own code).
 //
 // Timeline: connect everything, then `warmup_s` of load that is not
 // counted, then `duration_s` measured (completions whose receive time falls
@@ -22,11 +24,12 @@
 // announced on stderr ("loadgen: phase measure" / "loadgen: phase done")
 // so a harness can sample the server exactly over the measured window.
 //
-// Output: one JSON line on stdout. Exit status 1 if errors > 0, 2 on bad
-// options.//
+// Output: one JSON line on stdout (rudp adds its summed figures: rudp_*).
+// Exit status 1 if errors > 0, 2 on bad options.
+//
 // Layout: options, target checks and main here; the shared types and the
 // Worker in loadgen_internal.h / loadgen_worker.cc; the TCP and UDP client
-// paths in loadgen_tcp.cc / loadgen_udp.cc.
+// paths in loadgen_tcp.cc / loadgen_udp.cc; rudp in loadgen_rudp.{h,cc}.
 #include <arpa/inet.h>
 #include <netdb.h>
 #include <netinet/in.h>
@@ -49,6 +52,7 @@
 
 #include "perf/histogram.h"
 #include "perf/loadgen_internal.h"
+#include "perf/loadgen_rudp.h"
 
 namespace {
 
@@ -57,7 +61,7 @@ using namespace sluice::perf::loadgen;  // NOLINT: one binary's internals
 bool resolve(const Options& o, sockaddr_storage* out, socklen_t* len, std::string* err) {
   addrinfo hints{};
   hints.ai_family = AF_UNSPEC;
-  hints.ai_socktype = o.proto == "udp" ? SOCK_DGRAM : SOCK_STREAM;
+  hints.ai_socktype = o.proto == "tcp" ? SOCK_STREAM : SOCK_DGRAM;
   hints.ai_flags = AI_NUMERICHOST | AI_NUMERICSERV;
   addrinfo* res = nullptr;
   std::string port = std::to_string(o.port);
@@ -106,10 +110,12 @@ void sleep_until(uint64_t t) {
 
 int main(int argc, char** argv) {
   Options o;
-  CLI::App app{"sluice perf load generator: closed-loop echo client (TCP or UDP), verifies every byte"};
+  CLI::App app{"sluice perf load generator: closed-loop echo client (TCP, UDP or rudp), verifies every byte"};
   app.add_option("--host", o.host, "Server address (loopback only: 127.0.0.0/8 or ::1)")->capture_default_str();
   app.add_option("--port", o.port, "Server port")->required();
-  app.add_option("--proto", o.proto, "tcp|udp")->check(CLI::IsMember({"tcp", "udp"}))->capture_default_str();
+  app.add_option("--proto", o.proto, "tcp|udp|rudp (rudp: reliable messages over UDP, one message per echo)")
+      ->check(CLI::IsMember({"tcp", "udp", "rudp"}))
+      ->capture_default_str();
   app.add_option("--conns", o.conns, "Connections (UDP: sockets)")->check(CLI::Range(1, 100000))->capture_default_str();
   app.add_option("--idle-conns", o.idle_conns,
                  "Extra connections that are opened and then never send (idle descriptors on the server)")
@@ -131,11 +137,13 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--connect-timeout-s", o.connect_timeout_s, "Give up on a connect after this long")
       ->capture_default_str();
-  app.add_option("--drain-s", o.drain_s, "TCP: after the window, how long in-flight messages may take to come back")
+  app.add_option("--drain-s", o.drain_s, "TCP, rudp: after the window, how long in-flight messages may take to come back")
       ->capture_default_str();
   app.add_option("--udp-timeout-ms", o.udp_timeout_ms, "UDP: a datagram not echoed within this is lost")
       ->capture_default_str();
   app.add_flag("--quiet", o.quiet, "Do not print phase lines on stderr");
+  RudpMode rudp_mode;
+  rudp_mode.add_flags(app);
   CLI11_PARSE(app, argc, argv);
 
   if (o.proto == "udp" && o.size < 8) {
@@ -149,6 +157,11 @@ int main(int argc, char** argv) {
   sockaddr_storage addr{};
   socklen_t addrlen = 0;
   std::string err;
+  const bool rudp = o.proto == "rudp";
+  if (rudp && !rudp_mode.prepare(o, &err)) {
+    std::fprintf(stderr, "loadgen: %s\n", err.c_str());
+    return 2;
+  }
   if (!resolve(o, &addr, &addrlen, &err)) {
     std::fprintf(stderr, "loadgen: %s\n", err.c_str());
     return 2;
@@ -164,13 +177,19 @@ int main(int argc, char** argv) {
   wire.init(o.codec == "length" ? 4 : 0, o.size);
 
   std::vector<std::unique_ptr<Worker>> workers;
+  std::vector<std::unique_ptr<RudpWorker>> rudp_workers;
   for (size_t t = 0; t < o.threads; ++t) {
     std::vector<uint32_t> ids;
     for (size_t i = t; i < o.conns + o.idle_conns; i += o.threads) ids.push_back(static_cast<uint32_t>(i));
-    workers.push_back(std::make_unique<Worker>(o, wire, addr, addrlen, std::move(ids)));
+    if (rudp) {
+      rudp_workers.push_back(rudp_mode.worker(o, wire, std::move(ids)));
+    } else {
+      workers.push_back(std::make_unique<Worker>(o, wire, addr, addrlen, std::move(ids)));
+    }
   }
   std::vector<std::thread> threads;
   for (auto& w : workers) threads.emplace_back([&w] { w->run(); });
+  for (auto& w : rudp_workers) threads.emplace_back([&w] { w->run(); });
 
   // Everyone connected (or failed): publish the timeline and go.
   while (g_ready.load() < static_cast<int>(o.threads)) std::this_thread::sleep_for(std::chrono::microseconds(200));
@@ -190,9 +209,9 @@ int main(int argc, char** argv) {
 
   Histogram h(2);
   Totals t;
-  for (auto& w : workers) {
-    h.merge(w->hist());
-    const Totals& x = w->totals();
+  RudpTotals rt;
+  auto merge = [&](const Histogram& wh, const Totals& x) {
+    h.merge(wh);
     t.msgs += x.msgs;
     t.errors += x.errors;
     t.connect_errors += x.connect_errors;
@@ -201,10 +220,37 @@ int main(int argc, char** argv) {
     t.stalled += x.stalled;
     t.lost += x.lost;
     t.late += x.late;
+  };
+  for (auto& w : workers) merge(w->hist(), w->totals());
+  for (auto& w : rudp_workers) {
+    merge(w->hist(), w->totals());
+    rt.add(w->rudp());
   }
   const double secs = static_cast<double>(end - warm_end) / 1e9;
   const double mps = t.msgs / secs;
   auto us = [](uint64_t ns) { return static_cast<double>(ns) / 1000.0; };
+  std::string rudp_json;
+  if (rudp) {
+    const double mean_srtt_us = rt.conns ? static_cast<double>(rt.srtt_ns) / 1000.0 / rt.conns : 0;
+    char buf[512];
+    std::snprintf(buf, sizeof buf,
+                  ",\"io\":\"%s\",\"rudp_conns\":%" PRIu64 ",\"rudp_packets_sent\":%" PRIu64
+                  ",\"rudp_packets_received\":%" PRIu64 ",\"rudp_retransmitted_bytes\":%" PRIu64
+                  ",\"rudp_lost\":%" PRIu64 ",\"rudp_spurious\":%" PRIu64 ",\"rudp_pto\":%" PRIu64
+                  ",\"rudp_srtt_us\":%.2f,\"rudp_min_rtt_us\":%.2f",
+                  rudp_mode.io().c_str(), rt.conns, rt.packets_sent, rt.packets_received,
+                  rt.retransmitted, rt.lost, rt.spurious, rt.pto, mean_srtt_us,
+                  static_cast<double>(rt.min_rtt_ns) / 1000.0);
+    rudp_json = buf;
+    if (!o.quiet) {
+      std::fprintf(stderr,
+                   "loadgen: rudp (client side, %" PRIu64 " connections): %" PRIu64
+                   " packets sent, %" PRIu64 " B retransmitted, %" PRIu64 " lost, %" PRIu64
+                   " spurious, %" PRIu64 " pto, mean srtt %.1f us\n",
+                   rt.conns, rt.packets_sent, rt.retransmitted, rt.lost, rt.spurious, rt.pto,
+                   mean_srtt_us);
+    }
+  }
   std::printf(
       "{\"proto\":\"%s\",\"conns\":%zu,\"size\":%zu,\"pipeline\":%zu,\"duration_s\":%.3f,"
       "\"msgs\":%" PRIu64 ",\"msgs_per_s\":%.1f,\"mb_per_s\":%.3f,"
@@ -212,11 +258,11 @@ int main(int argc, char** argv) {
       "\"errors\":%" PRIu64 ",\"lost\":%" PRIu64 ","
       "\"codec\":\"%s\",\"threads\":%zu,\"idle_conns\":%zu,\"mean_us\":%.2f,"
       "\"connect_errors\":%" PRIu64 ",\"verify_errors\":%" PRIu64 ",\"reset_errors\":%" PRIu64
-      ",\"stalled\":%" PRIu64 ",\"late\":%" PRIu64 "}\n",
+      ",\"stalled\":%" PRIu64 ",\"late\":%" PRIu64 "%s}\n",
       o.proto.c_str(), o.conns, o.size, o.pipeline, secs, t.msgs, mps,
       mps * static_cast<double>(o.size) / 1e6, us(h.percentile(50)), us(h.percentile(99)),
       us(h.percentile(99.9)), us(h.max()), t.errors, t.lost, o.codec.c_str(), o.threads, o.idle_conns, h.mean() / 1000.0,
-      t.connect_errors, t.verify_errors, t.reset_errors, t.stalled, t.late);
+      t.connect_errors, t.verify_errors, t.reset_errors, t.stalled, t.late, rudp_json.c_str());
   std::fflush(stdout);
   return t.errors > 0 ? 1 : 0;
 }
