@@ -33,9 +33,15 @@ inline const char* reason_text(CloseReason r) { return to_string(r); }
 
 // rudp::Client holds a UDP socket of its own for its life: let the back
 // end release it while the loop still runs (a TCP Client has none).
-inline void release_socket(Client&) {}
+// (rudp::Client::abort() during a handshake hands the socket to a retired
+// endpoint that closes in the background, which the pinger cannot wait
+// for: release it instead, which cancels the handshake.)
+inline void finish_client(Client& c) { c.abort(); }
 inline bool socket_released(const Client&) { return true; }
-inline void release_socket(rudp::Client& c) { c.release_socket(nullptr); }
+inline void finish_client(rudp::Client& c) {
+  if (!c.connecting()) c.abort();
+  c.release_socket(nullptr);
+}
 inline bool socket_released(const rudp::Client& c) { return c.socket_released(); }
 
 template <class C>
@@ -62,8 +68,7 @@ class StreamSession final : public Session, public Handler {
     finished_ = true;
     cancel_timers();
     account_end(end);
-    client_->abort();
-    release_socket(*client_);
+    finish_client(*client_);
   }
 
   bool released() const override {
