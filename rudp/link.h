@@ -4,8 +4,11 @@
 // makes the session forget the channel.
 #pragma once
 
+#include <optional>
+
 #include "io/backend.h"
 #include "rudp/session.h"
+#include "rudp/stats.h"
 
 namespace sluice::rudp {
 
@@ -15,6 +18,9 @@ struct Link final : io::ChannelState {
     if (session) session->forget_channel();
   }
   Session* session;
+  // The session's figures when it let go first (failed, reset, cut off by
+  // a stop), so rudp::stats() still answers in the on_close that follows.
+  std::optional<Stats> last;
 };
 
 }  // namespace sluice::rudp

@@ -41,8 +41,9 @@ std::shared_ptr<TransportFactory> transport(Options options = {});
 // the message (what every rudp connection's codec is).
 std::unique_ptr<codec::Codec> message_codec(const Options& options);
 
-// The connection's rudp figures; nullopt if it is not a rudp connection
-// (or its session is gone). Loop thread.
+// The connection's rudp figures; nullopt if it is not a rudp connection.
+// Once the session let go of it (failed, reset, cut off by a stop), its
+// last figures, so on_close can still log them. Loop thread.
 std::optional<Stats> stats(const Connection& conn);
 
 struct ClientOptions {

@@ -53,6 +53,11 @@ Session::~Session() {
 
 EventLoop& Session::loop() { return host_.loop(); }
 
+void Session::cut(Link& l) const {
+  l.last = stats();
+  l.session = nullptr;
+}
+
 bool Session::same_peer(const sockaddr* a, socklen_t len) const {
   return len == peer_len_ && std::memcmp(a, &peer_, len) == 0;
 }
@@ -167,7 +172,7 @@ void Session::fail(int err) {
   start_draining(false, false);
   if (io::Channel* c = conn_) {
     conn_ = nullptr;
-    if (auto* l = dynamic_cast<Link*>(c->io.get())) l->session = nullptr;
+    if (auto* l = dynamic_cast<Link*>(c->io.get())) cut(*l);
     c->on_error(err);  // the connection detaches; the link is cut already
   }
 }
@@ -177,7 +182,7 @@ void Session::protocol_error(const char* what) {
   ++stats_.protocol_errors;
   if (io::Channel* c = conn_) {
     conn_ = nullptr;
-    if (auto* l = dynamic_cast<Link*>(c->io.get())) l->session = nullptr;
+    if (auto* l = dynamic_cast<Link*>(c->io.get())) cut(*l);
     start_draining(false, true, ResetCode::kProtocol);
     c->on_error(-EPROTO);
     return;
@@ -189,7 +194,7 @@ void Session::abort_now(int err, ResetCode code) {
   if (state_ == State::kDone) return;
   if (io::Channel* c = conn_) {
     conn_ = nullptr;
-    if (auto* l = dynamic_cast<Link*>(c->io.get())) l->session = nullptr;
+    if (auto* l = dynamic_cast<Link*>(c->io.get())) cut(*l);
     c->on_error(err);
   }
   if (state_ != State::kDraining) start_draining(false, true, code);

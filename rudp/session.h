@@ -48,6 +48,7 @@ class EventLoop;
 namespace sluice::rudp {
 
 class Session;
+struct Link;
 
 // What a session needs from the endpoint that owns it.
 class SessionHost {
@@ -147,6 +148,8 @@ class Session {
   void maybe_finish_close();
   Duration pto_base() const;
   EventLoop& loop();
+  // Lets go of the connection's link first, leaving it our figures.
+  void cut(Link& l) const;
 
   SessionHost& host_;
   const Options& opts_;

@@ -88,8 +88,8 @@ std::unique_ptr<codec::Codec> message_codec(const Options& options) {
 
 std::optional<Stats> stats(const Connection& conn) {
   const auto* l = dynamic_cast<const Link*>(conn.io.get());
-  if (!l || !l->session) return std::nullopt;
-  return l->session->stats();
+  if (!l) return std::nullopt;
+  return l->session ? l->session->stats() : l->last;
 }
 
 }  // namespace sluice::rudp
