@@ -253,6 +253,7 @@ int main(int argc, char** argv) {
     return 0;
   };
 
+  if (proto == "rudp") sluice::servers::warn_rudp_workers(workers);
   if (workers <= 1) {
     sluice::block_stop_signals();  // before start: loop threads inherit it
     return serve(nullptr);

@@ -2,6 +2,8 @@
 
 #include <chrono>
 
+#include <spdlog/spdlog.h>
+
 #include "rudp/cc/registry.h"
 
 namespace sluice::servers {
@@ -57,6 +59,14 @@ bool rudp_options(RudpFlags& f, rudp::Options* out, std::string* error) {
   }
   *out = o;
   return true;
+}
+
+void warn_rudp_workers(size_t workers) {
+  if (workers <= 1) return;
+  spdlog::warn("rudp with {} workers: a worker that exits or restarts changes which socket the "
+               "kernel gives each peer, so rudp connections on every worker may stall until "
+               "their idle timeout (--rudp-idle-timeout-ms)",
+               workers);
 }
 
 std::string rudp_codec_error(const std::string& tool, const std::string& codec) {

@@ -33,6 +33,15 @@ void add_rudp_flags(CLI::App& app, RudpFlags& flags);
 // 30000 ...") for a combination that cannot work.
 bool rudp_options(RudpFlags& flags, rudp::Options* out, std::string* error);
 
+// With --workers N > 1: logs (warn) what a worker restart does to rudp
+// connections. The kernel picks a peer's socket by a hash over the
+// SO_REUSEPORT group, so a worker that exits or comes back moves most
+// peers to a socket whose process does not know them: their connections
+// (on every worker, not only the one that went) stall until their idle
+// timeout. TCP keeps established connections on their socket; UDP has
+// none to lose.
+void warn_rudp_workers(size_t workers);
+
 // The error for a codec flag given with --proto rudp (rudp frames messages
 // itself: a codec on top would frame each message twice, or split one).
 std::string rudp_codec_error(const std::string& tool, const std::string& codec);
