@@ -24,13 +24,13 @@ struct Stats {
   uint64_t duplicates = 0;         // packets received twice (dropped)
   uint64_t pto_count = 0;          // probe timeouts
   uint64_t unreliable_sent = 0;
-  uint64_t unreliable_dropped = 0;
-  uint64_t protocol_errors = 0;
-  uint64_t malformed = 0;
-  uint64_t local_drops = 0;         // the socket's queue was full: sent as lost           // packets that failed to parse (dropped)
-  uint64_t persistent_congestion = 0;
+  uint64_t unreliable_dropped = 0;  // queue overflow here, or stale/paused on receipt
+  uint64_t protocol_errors = 0;     // the peer broke the protocol: reset
+  uint64_t malformed = 0;           // packets that failed to parse (dropped)
+  uint64_t local_drops = 0;         // the socket's queue was full: sent as lost
+  uint64_t persistent_congestion = 0;  // persistent congestion declared (RFC 9002 §7.6)
   uint64_t recv_buffered = 0;       // peer's bytes held here: not yet taken, or out of order
-  uint64_t send_buffered = 0;       // bytes taken from the connection, not yet acknowledged     // the peer broke the protocol: reset  // queue overflow here, or stale/paused on receipt
+  uint64_t send_buffered = 0;       // bytes taken from the connection, not yet acknowledged
   std::string str() const;  // one line, for logs and tools
 };
 
