@@ -263,26 +263,29 @@ void Load::finish() {
     c->close();  // orderly: the server sees the peer close
   }
   // Once every connection is released, let go of the sockets; then stop.
-  // Bounded: whatever is left after 2 s is cut short.
-  const uint64_t give_up = now_ns() + 2000000000ull;
+  // Bounded: connections still closing after 2 s are aborted, sockets
+  // still held 1 s later are left to the loop's end.
+  const uint64_t conns_deadline = now_ns() + 2000000000ull;
+  const uint64_t sockets_deadline = conns_deadline + 1000000000ull;
   bool releasing = false;
   loop_->cancel(check_timer_);
-  check_timer_ = loop_->run_every(1ms, [this, give_up, releasing]() mutable {
-    const bool late = now_ns() >= give_up;
-    bool conns_done = true;
-    for (auto& p : peers_) conns_done = conns_done && (!p->client || p->client->live() == 0);
-    if (!conns_done && !late) return;
+  check_timer_ = loop_->run_every(1ms, [this, conns_deadline, sockets_deadline,
+                                        releasing]() mutable {
+    const uint64_t now = now_ns();
     if (!releasing) {
+      bool conns_done = true;
+      for (auto& p : peers_) conns_done = conns_done && (!p->client || p->client->live() == 0);
+      if (!conns_done && now < conns_deadline) return;
       releasing = true;
       for (auto& p : peers_) {
         if (!p->client) continue;
-        p->client->abort();
-        p->client->release_socket(nullptr);
+        if (!p->client->connecting()) p->client->abort();
+        p->client->release_socket(nullptr);  // ends a pending handshake too
       }
     }
     bool sockets_done = true;
     for (auto& p : peers_) sockets_done = sockets_done && (!p->client || p->client->socket_released());
-    if (sockets_done || late) loop_->quit();
+    if (sockets_done || now >= sockets_deadline) loop_->quit();
   });
 }
 
