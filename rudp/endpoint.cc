@@ -37,6 +37,8 @@ Endpoint::Endpoint(EventLoop& loop, int fd, const Options& opts, Role role)
       role_(role),
       udp_(std::make_unique<UdpEndpoint>(loop, fd, *this, *this, opts.max_queued)) {
   port_ = udp_->local_port();
+  // The controllers size their windows in datagrams of this size.
+  opts_.cc_config.max_datagram = opts_.max_datagram;
   uint64_t seed = 0;
   if (::getrandom(secret_.data(), secret_.size(), 0) != static_cast<ssize_t>(secret_.size()) ||
       ::getrandom(&seed, sizeof(seed), 0) != sizeof(seed)) {

@@ -58,9 +58,13 @@ struct ClientOptions {
 // UDP socket (bound at the first connect) for the client's life; each
 // connect() is a new handshake and a new connection.
 //
-// Lifetime: destroy it on its loop thread (or after the loop stopped).
-// A session still finishing its close (draining) when the client is
-// destroyed is cut short: the peer sees its CLOSE, or times out.
+// Lifetime: destroy it on its loop thread, or after its loop stopped.
+// Destroyed while the loop runs, it aborts its connection and lets go of
+// its socket in the background, through the back end: keep the loop
+// running until that is done (release_socket() and its callback say when;
+// a loop that quits at once leaks the socket and what the session held).
+// A session still finishing its close (draining) is cut short: the peer
+// has had its CLOSE, or times out.
 //
 // Thread rules: loop thread only (the loop passed in).
 class Client final : public Connection::Owner {

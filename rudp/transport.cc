@@ -7,6 +7,7 @@
 
 #include "codec/length_field.h"
 #include "core/event_loop.h"
+#include "rudp/cc/registry.h"
 #include "rudp/endpoint.h"
 #include "rudp/link.h"
 #include "rudp/rudp.h"
@@ -53,6 +54,12 @@ class Factory final : public TransportFactory {
 
   std::unique_ptr<Transport> make(EventLoop& loop, size_t, size_t loops, const std::string& host,
                                   uint16_t* port, std::string* error) override {
+    // Bad options fail start(), not every handshake later.
+    std::string why;
+    if (!cc::create(opts_.cc, opts_.cc_config, &why)) {
+      if (error) *error = "rudp: " + why;
+      return nullptr;
+    }
     UdpSocketOptions so;
     so.reuse_port = loops > 1 || opts_.reuse_port;
     // A burst of many connections' packets must not overflow the socket.

@@ -104,9 +104,14 @@ void run_client(const std::string& io, uint16_t port, Handler& handler, std::fut
   if (done.wait_for(60s) != std::future_status::ready) ADD_FAILURE() << "client timed out";
   // Let the close finish (FIN both ways, CLOSE), then stop.
   std::this_thread::sleep_for(100ms);
+  // The client lets go of its socket through the back end (a proactor
+  // releases it from a later wait), then goes.
   loop->post([&] {
-    client.reset();
-    loop->quit();
+    client->abort();
+    client->release_socket([&] {
+      client.reset();
+      loop->quit();
+    });
   });
   t.join();
 }

@@ -67,9 +67,11 @@ class Script final : public Scenario {
     script(*this, l, port);
   }
   void stopping() override {
+    stopped = true;  // scripts' timers check it: the clients go now
     for (auto& c : clients) c->abort();
     clients.clear();
   }
+  bool stopped = false;
 
   rudp::Client& client(uint16_t port, Hooks** hooks) {
     client_hooks.push_back(std::make_unique<Hooks>());
@@ -207,6 +209,7 @@ TEST(RudpLifecycle, PausedReaderHoldsSenderBackWithBoundedMemory) {
       }
     });
     loop.run_after(std::chrono::seconds(20), [&] {
+      if (s.stopped) return;
       if (got != 0) s.fail("{} messages delivered while paused", got);
       Connection* cc = c.connection();
       if (!cc || cc->pending_output() == 0) s.fail("sender not held back");
@@ -367,6 +370,7 @@ std::vector<uint32_t> unreliable_run(uint64_t seed, std::chrono::milliseconds ji
     });
     auto n = std::make_shared<uint32_t>(0);
     loop.run_every(std::chrono::milliseconds(5), [&, n] {
+      if (s.stopped) return;
       Connection* conn = c.connection();
       if (!conn || *n >= 1000) return;
       std::string m(64, 'u');
@@ -416,6 +420,7 @@ TEST(RudpLifecycle, ReconnectsOnOneSocketNeverMeetTheOldConnection) {
     rudp::Client& c = s.client(port, &h);
     auto go = std::make_shared<std::function<void()>>();
     *go = [&, go] {
+      if (s.stopped) return;
       c.connect([&](int rc) {
         if (rc < 0) s.fail("connect {}: {}", rounds, rc);
       });
