@@ -1,12 +1,40 @@
 #include "rudp/range_set.h"
 
+#include "rudp/node_pool.h"
+
 #include <algorithm>
 #include <iterator>
+#include <vector>
 
 namespace sluice::rudp {
 
+namespace {
+
+using Pool = NodePool<std::map<uint64_t, uint64_t>>;
+
+void emplace(std::map<uint64_t, uint64_t>& m, uint64_t low, uint64_t high) {
+  Pool::emplace(m, low, high);
+}
+
+std::map<uint64_t, uint64_t>::iterator erase(std::map<uint64_t, uint64_t>& m,
+                                            std::map<uint64_t, uint64_t>::iterator it) {
+  return Pool::erase(m, it);
+}
+
+}  // namespace
+
 uint64_t RangeSet::add(uint64_t low, uint64_t high) {
   if (low >= high) return 0;
+  // The common case, in place: extending the range that ends at `low` (the
+  // next packet number, the next acknowledged bytes) without touching the
+  // one after it.
+  if (!map_.empty()) {
+    auto last = std::prev(map_.end());
+    if (last->second == low) {
+      last->second = high;
+      return high - low;
+    }
+  }
   uint64_t fresh = high - low;
   // The first range that could touch [low, high): the one starting at or
   // before low (if it reaches low), else the first starting after it.
@@ -22,9 +50,9 @@ uint64_t RangeSet::add(uint64_t low, uint64_t high) {
     if (oh > ol) fresh -= oh - ol;
     low = std::min(low, it->first);
     high = std::max(high, it->second);
-    it = map_.erase(it);
+    it = erase(map_, it);
   }
-  map_.emplace(low, high);
+  emplace(map_, low, high);
   return fresh;
 }
 
@@ -37,14 +65,16 @@ void RangeSet::remove(uint64_t low, uint64_t high) {
   }
   while (it != map_.end() && it->first < high) {
     const uint64_t a = it->first, b = it->second;
-    it = map_.erase(it);
-    if (a < low) map_.emplace(a, low);
+    it = erase(map_, it);
+    if (a < low) emplace(map_, a, low);
     if (b > high) {
-      map_.emplace(high, b);
+      emplace(map_, high, b);
       break;
     }
   }
 }
+
+void RangeSet::pop_front() { erase(map_, map_.begin()); }
 
 bool RangeSet::contains(uint64_t v) const {
   auto it = map_.upper_bound(v);

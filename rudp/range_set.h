@@ -34,7 +34,7 @@ class RangeSet {
   const Range* next_above(uint64_t v, Range* out) const;
   void clear() { map_.clear(); }
   // Drops the lowest range.
-  void pop_front() { map_.erase(map_.begin()); }
+  void pop_front();
   // Calls fn(low, high) from the highest range down; fn returns false to stop.
   template <class Fn>
   void for_each_desc(Fn&& fn) const {

@@ -53,6 +53,19 @@ Session::~Session() {
 
 EventLoop& Session::loop() { return host_.loop(); }
 
+Clock::time_point Session::time() { return in_op_ ? op_now_ : loop().clock(); }
+
+Session::OpScope::OpScope(Session& session) : s(session), outer(session.in_op_) {
+  if (!outer) {
+    s.op_now_ = s.loop().clock();
+    s.in_op_ = true;
+  }
+}
+
+Session::OpScope::~OpScope() {
+  if (!outer) s.in_op_ = false;
+}
+
 void Session::cut(Link& l) const {
   l.last = stats();
   l.session = nullptr;
@@ -162,7 +175,7 @@ void Session::start_draining(bool send_close, bool send_reset, ResetCode code) {
   state_ = State::kDraining;
   // RFC 9000 §10.2: three probe timeouts, long enough for the peer's
   // retransmissions to die out, so no late packet meets a new connection.
-  drain_until_ = loop().clock() + 3 * pto_base();
+  drain_until_ = time() + 3 * pto_base();
   if (send_close || send_reset) send_packets();
   arm_timer();
 }
@@ -214,6 +227,7 @@ void Session::schedule_flush() {
     if (alive.expired()) return;
     flush_scheduled_ = false;
     if (state_ == State::kDone) return;
+    OpScope op(*this);
     deliver();
     send_packets();
     arm_timer();
@@ -222,7 +236,7 @@ void Session::schedule_flush() {
 
 void Session::arm_timer() {
   if (state_ == State::kDone) return;
-  const Clock::time_point now = loop().clock();
+  const Clock::time_point now = time();
   Clock::time_point at = Clock::time_point::max();
   auto consider = [&at](Clock::time_point t) { at = std::min(at, t); };
   if (state_ == State::kDraining) {
@@ -255,7 +269,8 @@ void Session::arm_timer() {
 }
 
 void Session::on_timer() {
-  const Clock::time_point now = loop().clock();
+  OpScope op(*this);
+  const Clock::time_point now = time();
   if (state_ == State::kDraining) {
     if (now >= drain_until_) {
       state_ = State::kDone;

@@ -148,6 +148,16 @@ class Session {
   void maybe_finish_close();
   Duration pto_base() const;
   EventLoop& loop();
+  // The time for this operation: read once per packet received, flush or
+  // timer run (OpScope), not per use; clock reads were 6% of an echo
+  // server's CPU at 64-byte messages.
+  Clock::time_point time();
+  struct OpScope {
+    explicit OpScope(Session& s);
+    ~OpScope();
+    Session& s;
+    bool outer;
+  };
   // Lets go of the connection's link first, leaving it our figures.
   void cut(Link& l) const;
 
@@ -242,6 +252,8 @@ class Session {
   std::string packet_;                 // the datagram being built
 
   Stats stats_;
+  Clock::time_point op_now_{};
+  bool in_op_ = false;
   // Deferred tasks hold a weak reference: a session destroyed with its
   // endpoint (a Client torn down mid-loop) must not be touched after.
   std::shared_ptr<char> alive_ = std::make_shared<char>();

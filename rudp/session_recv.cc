@@ -7,6 +7,7 @@
 #include <spdlog/spdlog.h>
 
 #include "core/event_loop.h"
+#include "rudp/node_pool.h"
 #include "rudp/session.h"
 
 namespace sluice::rudp {
@@ -30,7 +31,8 @@ void Session::on_packet(std::string_view body) {
   Reader r(body);
   uint64_t pn = 0;
   if (!r.u64(&pn)) return;
-  const Clock::time_point now = loop().clock();
+  OpScope op(*this);
+  const Clock::time_point now = time();
   if (state_ == State::kDraining) {
     // RFC 9000 §10.2.1: a closing endpoint answers late packets with its
     // CLOSE (or RESET) again, at most once per probe timeout.
@@ -115,7 +117,7 @@ void Session::on_ack(const std::vector<AckRange>& ranges, uint64_t delay_us) {
     protocol_error("ACK of a packet never sent");
     return;
   }
-  const Clock::time_point now = loop().clock();
+  const Clock::time_point now = time();
   uint64_t bytes_acked = 0;
   bool largest_newly = false;
   Clock::time_point largest_sent{};
@@ -152,7 +154,7 @@ void Session::on_ack(const std::vector<AckRange>& ranges, uint64_t delay_us) {
         fin_acked_ = true;
         fin_acked_at_ = now;
       }
-      it = sent_.erase(it);
+      it = NodePool<std::map<uint64_t, SentPacket>>::erase(sent_, it);
     }
   }
   if (acked_pns_.count() > 256) acked_pns_.pop_front();
@@ -203,7 +205,7 @@ void Session::detect_lost() {
   // RFC 9002 §6.1 (Appendix A.10's DetectAndRemoveLostPackets).
   loss_time_.reset();
   if (!largest_acked_) return;
-  const Clock::time_point now = loop().clock();
+  const Clock::time_point now = time();
   const Duration loss_delay =
       std::max<Duration>(std::max(rtt_.latest(), rtt_.smoothed()) * time_threshold_eighths_ / 8,
                          RttEstimator::kGranularity);
@@ -263,7 +265,7 @@ void Session::declare_lost(std::map<uint64_t, SentPacket>::iterator it, bool by_
   if (p.max_data) max_data_dirty_ = true;
   lost_pns_.emplace(it->first, LostInfo{*largest_acked_, by_time});
   if (lost_pns_.size() > kMaxLostKept) lost_pns_.erase(lost_pns_.begin());
-  sent_.erase(it);
+  NodePool<std::map<uint64_t, SentPacket>>::erase(sent_, it);
 }
 
 void Session::on_stream(uint64_t offset, std::string_view data, bool fin) {

@@ -4,6 +4,7 @@
 #include <algorithm>
 
 #include "core/event_loop.h"
+#include "rudp/node_pool.h"
 #include "rudp/session.h"
 
 namespace sluice::rudp {
@@ -53,7 +54,7 @@ void Session::send_packets() {
 }
 
 bool Session::build_packet(std::string& d, bool probe) {
-  const Clock::time_point now = loop().clock();
+  const Clock::time_point now = time();
   const size_t max_dgram = std::min<uint64_t>(opts_.max_datagram, peer_params_.max_datagram);
   const bool draining = state_ == State::kDraining;
   const uint64_t rate = cc_->pacing_rate();
@@ -120,7 +121,7 @@ bool Session::build_packet(std::string& d, bool probe) {
   last_send_ = now;
   if (p.eliciting) {
     p.bytes = static_cast<uint32_t>(d.size());
-    sent_.emplace(pn, p);
+    NodePool<std::map<uint64_t, SentPacket>>::emplace(sent_, pn, p);
     bytes_in_flight_ += p.bytes;
     last_eliciting_sent_ = now;
     cc_->on_sent(now, p.bytes, bytes_in_flight_);
@@ -137,7 +138,7 @@ bool Session::build_packet(std::string& d, bool probe) {
 }
 
 void Session::add_ack(std::string& d, size_t room) {
-  const Clock::time_point now = loop().clock();
+  const Clock::time_point now = time();
   ack_scratch_.clear();
   recv_pns_.for_each_desc([this](uint64_t low, uint64_t high) {
     ack_scratch_.push_back({low, high - 1});

@@ -1,7 +1,8 @@
 #include "rudp/wire.h"
 
+#include "rudp/crc32c.h"
+
 #include <arpa/inet.h>
-#include <zlib.h>
 
 #include <cstring>
 
@@ -105,12 +106,10 @@ namespace {
 
 uint32_t checksum(std::string_view d) {
   // The checksum field counts as zero: sum the bytes around it.
-  uLong c = crc32(0L, Z_NULL, 0);
-  c = crc32(c, reinterpret_cast<const Bytef*>(d.data()), 4);
-  static const Bytef zeros[4] = {};
-  c = crc32(c, zeros, 4);
-  c = crc32(c, reinterpret_cast<const Bytef*>(d.data() + 8), static_cast<uInt>(d.size() - 8));
-  return static_cast<uint32_t>(c);
+  static const unsigned char zeros[4] = {};
+  uint32_t c = crc32c(0, d.data(), 4);
+  c = crc32c(c, zeros, 4);
+  return crc32c(c, d.data() + 8, d.size() - 8);
 }
 
 void write_params(Writer& w, const Params& p) {

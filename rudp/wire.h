@@ -5,8 +5,8 @@
 //   0  u8   version (kVersion)
 //   1  u8   packet type (PacketType)
 //   2  u16  reserved, zero
-//   4  u32  checksum: CRC-32 (zlib's, ISO-HDLC) of the whole datagram with
-//           these four bytes taken as zero. UDP's own checksum may be off
+//   4  u32  checksum: CRC-32C (Castagnoli; rudp/crc32c.h) of the whole
+//           datagram with these four bytes taken as zero. UDP's own checksum may be off
 //           (zero over IPv4), and a corrupted datagram must never reach a
 //           handler.
 //   8  u32  destination connection id (0 in an INITIAL)

@@ -48,7 +48,7 @@ direct_srcs() {
     fixed_length) echo "$common codec/fixed_length.cc" ;;
     delimiter | line) echo "$common codec/delimiter.cc" ;;
     heartbeat) echo "$common codec/length_field.cc codec/heartbeat.cc" ;;
-    rudp_wire) echo "rudp/wire.cc" ;;
+    rudp_wire) echo "rudp/wire.cc rudp/crc32c.cc" ;;
   esac
 }
 
@@ -59,7 +59,7 @@ if [ "${FUZZ_BUILD:-bazel}" = direct ]; then
     # shellcheck disable=SC2046
     clang++ -std=c++20 -O2 -g -I. -Wall -Wextra -Werror \
       -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
-      -fno-omit-frame-pointer "tests/fuzz/${t}_fuzz.cc" $(direct_srcs "$t") -lz \
+      -fno-omit-frame-pointer "tests/fuzz/${t}_fuzz.cc" $(direct_srcs "$t") \
       -o "$bin/${t}_fuzzer" || { echo "fuzz: build of $t failed" >&2; exit 1; }
   done
 else
