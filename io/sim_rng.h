@@ -38,10 +38,12 @@ class Rng {
   uint64_t below(uint64_t n) { return n == 0 ? 0 : next() % n; }
   // Uniform in [lo, hi].
   uint64_t range(uint64_t lo, uint64_t hi) { return hi <= lo ? lo : lo + below(hi - lo + 1); }
+  // Uniform in [0, 1).
+  double uniform() { return static_cast<double>(next() >> 11) * 0x1.0p-53; }
   // True with probability p.
   bool chance(double p) {
     if (p <= 0) return false;
-    return static_cast<double>(next() >> 11) * 0x1.0p-53 < p;
+    return uniform() < p;
   }
 
  private:

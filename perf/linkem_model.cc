@@ -15,7 +15,6 @@ uint64_t splitmix64(uint64_t& x) {
   return z ^ (z >> 31);
 }
 
-uint64_t rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
 
 bool prob_ok(double p) { return std::isfinite(p) && p >= 0 && p <= 1; }
 
@@ -48,23 +47,7 @@ std::string validate(const LinkParams& p) {
   return "";
 }
 
-Rng::Rng(uint64_t seed) {
-  for (auto& w : s_) w = splitmix64(seed);
-}
 
-uint64_t Rng::next() {  // xoshiro256**
-  const uint64_t result = rotl(s_[1] * 5, 7) * 9;
-  const uint64_t t = s_[1] << 17;
-  s_[2] ^= s_[0];
-  s_[3] ^= s_[1];
-  s_[1] ^= s_[2];
-  s_[0] ^= s_[3];
-  s_[2] ^= t;
-  s_[3] = rotl(s_[3], 45);
-  return result;
-}
-
-double Rng::uniform() { return static_cast<double>(next() >> 11) * 0x1.0p-53; }
 
 LinkModel::LinkModel(const LinkParams& params, uint64_t seed, uint64_t stream)
     : p_(params),

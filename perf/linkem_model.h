@@ -32,6 +32,8 @@
 // without jitter.
 #pragma once
 
+#include "io/sim_rng.h"
+
 #include <cstdint>
 #include <deque>
 #include <string>
@@ -79,19 +81,8 @@ struct LinkStats {
 // ports of an IPv4 or IPv6 packet. Anything unparseable is flow 0.
 uint64_t flow_key(const uint8_t* pkt, size_t len);
 
-// splitmix64 / xoshiro256** : small, fast, and the same on every platform
-// and standard library (std::uniform_real_distribution is not specified
-// bit for bit, and reproducibility by seed is the point).
-class Rng {
- public:
-  explicit Rng(uint64_t seed);
-  uint64_t next();
-  double uniform();  // [0, 1)
-  bool chance(double p) { return p > 0 && uniform() < p; }
-
- private:
-  uint64_t s_[4];
-};
+// Seeded choices: the simulator's xoshiro256** (the same on every platform).
+using Rng = sim::Rng;
 
 class LinkModel {
  public:

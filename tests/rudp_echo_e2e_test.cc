@@ -30,20 +30,7 @@ using namespace std::chrono_literals;
 using testing::Proc;
 
 // loadgen's JSON line (numbers only).
-std::map<std::string, double> parse_json(const std::string& out) {
-  std::map<std::string, double> r;
-  static const std::regex field("\"([a-z0-9_]+)\":([0-9.]+)");
-  std::string line;
-  std::istringstream in(out);
-  for (std::string l; std::getline(in, l);) {
-    if (!l.empty() && l.front() == '{') line = l;
-  }
-  for (auto it = std::sregex_iterator(line.begin(), line.end(), field); it != std::sregex_iterator();
-       ++it) {
-    r[(*it)[1]] = std::stod((*it)[2]);
-  }
-  return r;
-}
+std::map<std::string, double> parse_json(const std::string& out) { return testing::last_json_numbers(out); }
 
 std::vector<std::string> loadgen_args(uint16_t port, const std::string& io, double seconds) {
   return {testing::server_binary("loadgen", "perf"), "--proto", "rudp", "--port",

@@ -31,18 +31,10 @@ using testing::Proc;
 
 std::string binary(const std::string& name) { return testing::server_binary(name); }
 
+// heartbeat_client's JSON report: its counters.
 std::map<std::string, uint64_t> parse_report(const std::string& out) {
   std::map<std::string, uint64_t> r;
-  static const std::regex field("\"([a-z0-9_]+)\":([0-9]+)");
-  std::string line;
-  std::istringstream in(out);
-  for (std::string l; std::getline(in, l);) {
-    if (!l.empty() && l.front() == '{') line = l;
-  }
-  for (auto it = std::sregex_iterator(line.begin(), line.end(), field); it != std::sregex_iterator();
-       ++it) {
-    r[(*it)[1]] = std::stoull((*it)[2]);
-  }
+  for (const auto& [k, v] : testing::last_json_numbers(out)) r[k] = static_cast<uint64_t>(v);
   return r;
 }
 

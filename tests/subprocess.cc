@@ -99,4 +99,19 @@ uint16_t Proc::port() {
   return 0;
 }
 
+std::map<std::string, double> last_json_numbers(const std::string& text) {
+  std::map<std::string, double> r;
+  static const std::regex field("\"([a-z0-9_]+)\":(-?[0-9.]+)");
+  std::string line;
+  std::istringstream in(text);
+  for (std::string l; std::getline(in, l);) {
+    if (!l.empty() && l.front() == '{') line = l;
+  }
+  for (auto it = std::sregex_iterator(line.begin(), line.end(), field); it != std::sregex_iterator();
+       ++it) {
+    r[(*it)[1]] = std::stod((*it)[2]);
+  }
+  return r;
+}
+
 }  // namespace sluice::testing

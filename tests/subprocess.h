@@ -6,6 +6,7 @@
 #include <sys/types.h>
 
 #include <chrono>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -19,6 +20,10 @@ std::string slurp(const std::string& path);
 
 // Lines of `text` that contain `needle`.
 size_t count_lines(const std::string& text, const std::string& needle);
+
+// The numeric fields of the last line of `text` that starts with '{' (the
+// one-line JSON reports of loadgen and heartbeat_client).
+std::map<std::string, double> last_json_numbers(const std::string& text);
 
 // A child process with stdout and stderr in files under TEST_TMPDIR.
 // Killed (SIGKILL) on destruction if still running.
