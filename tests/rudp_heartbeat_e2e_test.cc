@@ -1,6 +1,7 @@
 // heartbeat_server --proto rudp with heartbeat_client --proto rudp, as
 // shipped (subprocesses): a peer that goes silent is dropped once its idle
-// window (interval x misses = 150 ms here) has passed, with the timeout
+// window (interval x misses = 400 ms here: wide enough for a loaded
+// 2-core CI machine, where 150 ms dropped live peers) has passed, with the timeout
 // reason, while the active ones stay; both as a client session that stops
 // pinging (its rudp connection stays up: only messages count, not rudp's
 // own keepalives and ACKs) and as a whole client process frozen with
@@ -55,7 +56,7 @@ int64_t log_ms(const std::string& log, const std::string& needle) {
 
 Proc start_server(const std::string& tag) {
   return Proc({binary("heartbeat_server"), "--proto", "rudp", "--port", "0", "--interval-ms",
-               "50", "--misses", "3", "--log-level", "debug"},
+               "100", "--misses", "4", "--log-level", "debug"},
               tag);
 }
 
@@ -65,25 +66,25 @@ TEST(HeartbeatRudpE2E, SessionThatStopsPingingIsDroppedWithinItsWindow) {
   ASSERT_NE(port, 0) << server.err();
   EXPECT_NE(server.out().find(" proto=rudp"), std::string::npos) << server.out();
   Proc client({binary("heartbeat_client"), "--proto", "rudp", "--port", std::to_string(port),
-               "--conns", "3", "--interval-ms", "50", "--duration-s", "1.2",
-               "--stop-pings-after-s", "0.3"},
+               "--conns", "3", "--interval-ms", "100", "--duration-s", "2.4",
+               "--stop-pings-after-s", "0.6"},
               "client");
   ASSERT_EQ(client.wait(15s), 0) << client.err();
   // Read now: after the client ended, the others close (orderly) too.
   const std::string log = server.err();
   const std::string clog = client.err();
   EXPECT_EQ(count_lines(log, "join 127.0.0.1:"), 3u) << log;
-  ASSERT_EQ(count_lines(log, "reason=timeout missed=3"), 1u) << log;
+  ASSERT_EQ(count_lines(log, "reason=timeout missed=4"), 1u) << log;
   EXPECT_EQ(count_lines(clog, "after going silent"), 1u) << clog;
-  // Dropped once the window passed: not before 150 ms of silence (less
-  // one interval: the last PING went out up to 50 ms before the stop),
+  // Dropped once the window passed: not before 400 ms of silence (less
+  // one interval: the last PING went out up to 100 ms before the stop),
   // and not much later.
   const int64_t stopped = log_ms(clog, "stops sending pings");
-  const int64_t dropped = log_ms(log, "reason=timeout missed=3");
+  const int64_t dropped = log_ms(log, "reason=timeout missed=4");
   ASSERT_GE(stopped, 0) << clog;
   ASSERT_GE(dropped, 0) << log;
-  EXPECT_GE(dropped - stopped, 100) << log << clog;
-  EXPECT_LE(dropped - stopped, 1000) << log << clog;
+  EXPECT_GE(dropped - stopped, 300) << log << clog;
+  EXPECT_LE(dropped - stopped, 2000) << log << clog;
   // The two active sessions stayed up to the end, every PING answered.
   auto r = parse_report(client.out());
   ASSERT_TRUE(r.count("pings_sent")) << client.out();
@@ -105,21 +106,21 @@ TEST(HeartbeatRudpE2E, FrozenClientIsDroppedWhileTheActiveOneStays) {
   ASSERT_NE(port, 0) << server.err();
   auto client_args = [&](const char* seconds) {
     return std::vector<std::string>{binary("heartbeat_client"), "--proto", "rudp", "--port",
-                                    std::to_string(port), "--conns", "1", "--interval-ms", "50",
+                                    std::to_string(port), "--conns", "1", "--interval-ms", "100",
                                     "--duration-s", seconds, "--backoff-min-ms", "50"};
   };
-  Proc frozen(client_args("2.5"), "frozen");
-  Proc active(client_args("2"), "active");
+  Proc frozen(client_args("4"), "frozen");
+  Proc active(client_args("3.5"), "active");
   for (int i = 0; i < 200 && count_lines(server.err(), "join 127.0.0.1:") < 2; ++i) {
     std::this_thread::sleep_for(10ms);
   }
   ASSERT_EQ(count_lines(server.err(), "join 127.0.0.1:"), 2u) << server.err();
   std::this_thread::sleep_for(200ms);
   frozen.signal(SIGSTOP);
-  // 150 ms window; allow for a loaded machine.
-  std::this_thread::sleep_for(700ms);
+  // 400 ms window; allow for a loaded machine.
+  std::this_thread::sleep_for(1400ms);
   const std::string log = server.err();
-  EXPECT_EQ(count_lines(log, "reason=timeout missed=3"), 1u) << log;
+  EXPECT_EQ(count_lines(log, "reason=timeout missed=4"), 1u) << log;
   EXPECT_EQ(count_lines(log, "drop 127.0.0.1:"), 1u) << log;  // the active one is still there
   frozen.signal(SIGCONT);
   ASSERT_EQ(active.wait(10s), 0) << active.err();
@@ -143,15 +144,15 @@ TEST(HeartbeatRudpE2E, ClientReconnectsAfterServerRestart) {
   const uint16_t port = server1.port();
   ASSERT_NE(port, 0) << server1.err();
   Proc client({binary("heartbeat_client"), "--proto", "rudp", "--port", std::to_string(port),
-               "--conns", "3", "--interval-ms", "50", "--duration-s", "2", "--backoff-min-ms",
+               "--conns", "3", "--interval-ms", "100", "--duration-s", "3", "--backoff-min-ms",
                "50", "--backoff-max-ms", "200"},
               "client_restart");
-  std::this_thread::sleep_for(600ms);
+  std::this_thread::sleep_for(1000ms);
   server1.signal(SIGTERM);
   EXPECT_EQ(server1.wait(5s), 0) << server1.err();
   std::this_thread::sleep_for(200ms);
   Proc server2({binary("heartbeat_server"), "--proto", "rudp", "--port", std::to_string(port),
-                "--interval-ms", "50", "--misses", "3"},
+                "--interval-ms", "100", "--misses", "4"},
                "restart2");
   ASSERT_EQ(server2.port(), port) << server2.err();
   ASSERT_EQ(client.wait(15s), 0) << client.err();
