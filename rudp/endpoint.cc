@@ -371,6 +371,9 @@ void Endpoint::stop(std::chrono::milliseconds deadline, std::function<void()> re
   stopping_ = true;
   on_released_ = std::move(released);
   if (connect_done_) connect_done(-ECANCELED, nullptr);
+  // Draining protects new connections from late packets; there will be
+  // none now.
+  for (auto& [id, s] : sessions_) s->cut_drain();
   if (!sessions_.empty()) {
     stop_timer_ = loop_.run_after(deadline, [this] {
       stop_timer_ = 0;

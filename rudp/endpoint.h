@@ -112,6 +112,7 @@ class Endpoint final : public io::ChannelOps,
   bool send_datagram(Session& s, std::string_view d) override;
   size_t send_room() const override;
   void finished(Session& s) override;
+  bool closing() const override { return stopping_; }
 
  private:
   // DatagramHandler, UdpEndpoint::Owner.

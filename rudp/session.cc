@@ -92,6 +92,21 @@ Duration Session::pto_base() const {
   return rtt_.pto(std::chrono::milliseconds(peer_params_.max_ack_delay_ms));
 }
 
+Duration Session::drain_period() const {
+  // RFC 9000 §10.2: at least three PTOs. Whose PTO: the peer retransmits
+  // its FIN on its own timer, which adds OUR max_ack_delay (not its own),
+  // so take the larger of the two delays. With only ours in it (a peer
+  // announcing a small delay, on loopback) the drain was ~20 ms, shorter
+  // than the peer's first retransmission: a peer whose CLOSE was lost then
+  // met silence and idled out (found by an independent Python peer written
+  // from docs/RUDP.md alone). The floor of a second covers a peer's
+  // backed-off timer and a lost CLOSE or two; TIME_WAIT holds a minute.
+  const auto ack_delay = std::chrono::milliseconds(
+      std::max<uint64_t>(peer_params_.max_ack_delay_ms,
+                         static_cast<uint64_t>(opts_.max_ack_delay.count())));
+  return std::max<Duration>(3 * rtt_.pto(ack_delay), kMinDrain);
+}
+
 // ---- channel calls (from the Connection, through the Endpoint) ----
 
 void Session::attach(io::Channel& ch) {
@@ -175,7 +190,7 @@ void Session::start_draining(bool send_close, bool send_reset, ResetCode code) {
   state_ = State::kDraining;
   // RFC 9000 §10.2: three probe timeouts, long enough for the peer's
   // retransmissions to die out, so no late packet meets a new connection.
-  drain_until_ = time() + 3 * pto_base();
+  drain_until_ = time() + (host_.closing() ? Duration::zero() : drain_period());
   if (send_close || send_reset) send_packets();
   arm_timer();
 }
@@ -213,6 +228,12 @@ void Session::abort_now(int err, ResetCode code) {
   if (state_ != State::kDraining) start_draining(false, true, code);
   state_ = State::kDone;
   host_.finished(*this);
+}
+
+void Session::cut_drain() {
+  if (state_ != State::kDraining) return;
+  drain_until_ = time();
+  arm_timer();
 }
 
 // ---- the timer ----

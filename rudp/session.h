@@ -61,6 +61,9 @@ class SessionHost {
   virtual size_t send_room() const = 0;
   // The session is done (drained, reset, timed out): destroy it later.
   virtual void finished(Session& s) = 0;
+  // The endpoint is closing its socket (server stop): no new connection
+  // can meet a late packet, so a closed session need not drain.
+  virtual bool closing() const = 0;
 
  protected:
   ~SessionHost() = default;
@@ -101,6 +104,8 @@ class Session {
   // The endpoint is going away (server stop past its deadline): the
   // connection, if any, fails with `err`; a RESET goes out; done at once.
   void abort_now(int err, ResetCode code = ResetCode::kAborted);
+  // The endpoint is closing: a draining session ends at its next timer.
+  void cut_drain();
 
  private:
   enum class State : uint8_t {
@@ -147,6 +152,8 @@ class Session {
                       ResetCode code = ResetCode::kAborted);
   void maybe_finish_close();
   Duration pto_base() const;
+  Duration drain_period() const;
+  static constexpr Duration kMinDrain = std::chrono::seconds(1);
   EventLoop& loop();
   // The time for this operation: read once per packet received, flush or
   // timer run (OpScope), not per use; clock reads were 6% of an echo
@@ -243,6 +250,7 @@ class Session {
   uint64_t max_data_sent_;  // the limit we advertised
   bool max_data_dirty_ = false;
   std::optional<uint64_t> peer_fin_at_;
+  uint64_t recv_max_ = 0;  // highest stream offset the peer has sent (end of any frame)
   bool eof_delivered_ = false;
   bool peer_closed_ = false;
   uint64_t last_unreliable_ = 0;

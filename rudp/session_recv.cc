@@ -272,9 +272,12 @@ void Session::on_stream(uint64_t offset, std::string_view data, bool fin) {
   const uint64_t end = offset + data.size();
   if (fin) {
     if (peer_fin_at_ && *peer_fin_at_ != end) return protocol_error("stream end moved");
+    // RFC 9000 §4.5: an end below bytes already received is a lie too.
+    if (end < recv_max_) return protocol_error("stream end below data received");
     peer_fin_at_ = end;
   }
   if (peer_fin_at_ && end > *peer_fin_at_) return protocol_error("data past the stream end");
+  recv_max_ = std::max(recv_max_, end);
   // RFC 9000 §4.1: a peer that exceeds the advertised limit is broken.
   if (end > max_data_sent_) return protocol_error("flow control limit exceeded");
   const uint64_t contig = rbase_ + rready_.readable();
