@@ -60,8 +60,17 @@ grep -m1 'closed' "$TMP/s.out.err" || true
 stop_server && echo "server still healthy; stopped with exit 0"
 
 echo
+echo "== rudp (docs/RUDP.md): whole messages over UDP, the same echo handler, every byte verified"
+start_server "$TMP/s.out" $ECHO --proto rudp --port 0 --log-level warn
+cat "$TMP/s.out"
+res=$($LOADGEN --proto rudp --port "$SERVER_PORT" --conns 16 --size 3000 --pipeline 4 \
+      --duration-s 2 --warmup-s 0.5 --quiet 2>/dev/null || true)
+echo "loadgen: $res"
+stop_server
+
+echo
 echo "== heartbeats (docs/PROTOCOL.md): 4 clients PING every 200 ms; session 0 goes silent after 1 s"
-for proto in tcp udp; do
+for proto in tcp udp rudp; do
   start_server "$TMP/hb.out" $HBS --proto $proto --port 0 --interval-ms 200 --misses 3
   cat "$TMP/hb.out"
   res=$($HBC --proto $proto --port "$SERVER_PORT" --conns 4 --interval-ms 200 --duration-s 2.5 \
