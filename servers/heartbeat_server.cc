@@ -108,6 +108,7 @@ int main(int argc, char** argv) {
   hopts.interval = std::chrono::milliseconds(interval_ms);
   hopts.misses = misses;
   hopts.peer_lines_per_s = peer_lines;
+  if (proto == "rudp") hopts.stream_proto = "rudp";
 
   auto line = [&](uint16_t bound, const std::string& io_name) {
     std::string s = "listening on " + host + ":" + std::to_string(bound) + " io=" + io_name +

@@ -84,7 +84,7 @@ void HeartbeatTcpHandler::on_open(Connection& conn) {
   conn.state_slot().emplace<TcpPeer>();
   counters_.joins.fetch_add(1, std::memory_order_relaxed);
   if (t_peer_lines.allow(conn.loop().clock(), options_.peer_lines_per_s, false)) {
-    spdlog::info("join {} proto=tcp conn=#{}", conn.peer(), conn.id());
+    spdlog::info("join {} proto={} conn=#{}", conn.peer(), options_.stream_proto, conn.id());
   }
   if (observer_) observer_({PeerEvent::Kind::kJoin, conn.peer(), "", conn.loop().clock()});
 }
@@ -156,7 +156,7 @@ void HeartbeatTcpHandler::on_close(Connection& conn, CloseReason reason, int err
   }
   counters_.drops.fetch_add(1, std::memory_order_relaxed);
   if (t_peer_lines.allow(conn.loop().clock(), options_.peer_lines_per_s, true)) {
-    log_drop("tcp", conn.peer(), fmt::format(" conn=#{}", conn.id()), why);
+    log_drop(options_.stream_proto, conn.peer(), fmt::format(" conn=#{}", conn.id()), why);
   }
   if (observer_) observer_({PeerEvent::Kind::kDrop, conn.peer(), why, conn.loop().clock()});
 }

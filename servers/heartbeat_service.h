@@ -44,6 +44,9 @@ struct HeartbeatOptions {
   // second is over says how many were not shown: a million peers joining
   // must not become a million log lines.
   uint32_t peer_lines_per_s = 20;
+  // The connection handler's name for its transport in join/drop lines:
+  // "tcp", or "rudp" when the same handler serves rudp connections.
+  std::string stream_proto = "tcp";
 
   Clock::duration timeout() const { return interval * misses; }
   // What a Server needs for this service's TCP handler.
