@@ -80,7 +80,6 @@ class Pinger final : public Handler {
   void on_close(Connection& conn, CloseReason, int) override {
     if (auto s = rudp::stats(conn)) final_stats = s;
     conn_ = nullptr;
-    closed = true;
   }
 
   void tick() {
@@ -99,7 +98,7 @@ class Pinger final : public Handler {
 
   Histogram hist{3};
   uint64_t sent = 0, errors = 0;
-  bool measuring = false, closed = false, stopped = false;
+  bool measuring = false, stopped = false;
   std::optional<rudp::Stats> final_stats;
 
  private:

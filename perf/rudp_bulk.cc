@@ -241,7 +241,6 @@ int main(int argc, char** argv) {
   codec::LengthFieldCodec tcp_codec(codec::length_prefix_options(4, 2 << 20));
   std::unique_ptr<Client> tcp;
   std::unique_ptr<rudp::Client> rc;
-  int result = 1;
   loop->run([&] {
     auto done = [&](int r) {
       if (r < 0) {
@@ -296,6 +295,5 @@ int main(int argc, char** argv) {
       std::fclose(f);
     }
   }
-  result = src.ok() ? 0 : 1;
-  return result;
+  return src.ok() ? 0 : 1;
 }

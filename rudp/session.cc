@@ -38,7 +38,7 @@ Session::Session(SessionHost& host, const Options& opts, uint32_t local_id, uint
       peer_max_data_(peer_params.initial_window),
       max_data_sent_(opts.window) {
   std::memcpy(&peer_, peer, std::min<size_t>(peer_len, sizeof(peer_)));
-  created_ = last_recv_ = last_send_ = next_send_at_ = loop().clock();
+  last_recv_ = last_send_ = next_send_at_ = loop().clock();
   arm_timer();
 }
 
@@ -90,6 +90,18 @@ Stats Session::stats() const {
 
 Duration Session::pto_base() const {
   return rtt_.pto(std::chrono::milliseconds(peer_params_.max_ack_delay_ms));
+}
+
+Duration Session::idle_timeout() const {
+  // The smaller of the two sides' (RFC 9000 §10.1); 0 from the peer: none.
+  const uint64_t ours = static_cast<uint64_t>(opts_.idle_timeout.count());
+  const uint64_t theirs = peer_params_.idle_timeout_ms ? peer_params_.idle_timeout_ms : ours;
+  return std::chrono::milliseconds(std::min(ours, theirs));
+}
+
+Clock::time_point Session::pto_deadline() const {
+  // RFC 9002 §6.2.1: doubled per consecutive timeout (capped: no overflow).
+  return last_eliciting_sent_ + pto_base() * (1u << std::min<uint32_t>(pto_count_, 16));
 }
 
 Duration Session::drain_period() const {
@@ -263,15 +275,11 @@ void Session::arm_timer() {
   if (state_ == State::kDraining) {
     consider(drain_until_);
   } else {
-    const auto idle = std::chrono::milliseconds(
-        std::min<uint64_t>(opts_.idle_timeout.count(),
-                           peer_params_.idle_timeout_ms ? peer_params_.idle_timeout_ms
-                                                        : opts_.idle_timeout.count()));
-    consider(last_recv_ + idle);
+    consider(last_recv_ + idle_timeout());
     if (loss_time_) {
       consider(*loss_time_);
     } else if (!sent_.empty()) {
-      consider(last_eliciting_sent_ + pto_base() * (1u << std::min<uint32_t>(pto_count_, 16)));
+      consider(pto_deadline());
     }
     if (ack_needed_) consider(ack_due_);
     if (opts_.keepalive.count() > 0 && state_ == State::kOpen) {
@@ -301,14 +309,11 @@ void Session::on_timer() {
     arm_timer();
     return;
   }
-  const auto idle = std::chrono::milliseconds(
-      std::min<uint64_t>(opts_.idle_timeout.count(),
-                         peer_params_.idle_timeout_ms ? peer_params_.idle_timeout_ms
-                                                      : opts_.idle_timeout.count()));
+  const Duration idle = idle_timeout();
   if (now - last_recv_ >= idle) {
     // RFC 9000 §10.1: an idle timeout closes silently.
     spdlog::debug("rudp {:08x}: nothing from the peer for {} ms; closing", local_id_,
-                  idle.count());
+                  std::chrono::duration_cast<std::chrono::milliseconds>(idle).count());
     fail(-ETIMEDOUT);
     state_ = State::kDone;
     host_.finished(*this);
@@ -321,9 +326,7 @@ void Session::on_timer() {
   }
   if (loss_time_ && now >= *loss_time_) {
     detect_lost();
-  } else if (!loss_time_ && !sent_.empty() &&
-             now >= last_eliciting_sent_ +
-                        pto_base() * (1u << std::min<uint32_t>(pto_count_, 16))) {
+  } else if (!loss_time_ && !sent_.empty() && now >= pto_deadline()) {
     on_pto();
   }
   if (ack_needed_ && now >= ack_due_) ack_now_ = true;

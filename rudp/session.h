@@ -153,6 +153,8 @@ class Session {
   void maybe_finish_close();
   Duration pto_base() const;
   Duration drain_period() const;
+  Duration idle_timeout() const;
+  Clock::time_point pto_deadline() const;
   static constexpr Duration kMinDrain = std::chrono::seconds(1);
   EventLoop& loop();
   // The time for this operation: read once per packet received, flush or
@@ -181,7 +183,6 @@ class Session {
   State state_ = State::kOpen;
   TimerId timer_ = 0;
   bool flush_scheduled_ = false;
-  Clock::time_point created_;
   Clock::time_point last_recv_;
   Clock::time_point last_send_;
 
