@@ -5,6 +5,7 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 
+#include <algorithm>
 #include <cerrno>
 
 #include "io/sim_internal.h"
@@ -37,10 +38,42 @@ void World::route_datagram(uint16_t from, uint16_t to, std::string_view data) {
       d[rng_.below(d.size())] ^= static_cast<char>(1 + rng_.below(255));
       ++stats_.datagrams_corrupted;
     }
-    after(faults_.min_delay + delay(), [this, from, to, d = std::move(d)] {
+    SimClock::duration wait = faults_.min_delay + delay();
+    if (!cross_bottleneck(from, to, d.size(), &wait)) continue;
+    if (faults_.path_delay) wait += faults_.path_delay(from, to);
+    after(wait, [this, from, to, d = std::move(d)] {
       sockets_.count(to) ? datagram_to_core(from, to, d) : datagram_to_peer(from, to, d);
     });
   }
+}
+
+namespace {
+constexpr size_t kIpUdpHeaders = 28;
+}  // namespace
+
+bool World::cross_bottleneck(uint16_t from, uint16_t to, size_t bytes, SimClock::duration* wait) {
+  const SimFaults::Bottleneck& b = faults_.bottleneck;
+  if (b.bps == 0 || (to != b.port && from != b.port)) return true;
+  const bool up = to == b.port;
+  SimClock::time_point& free = up ? up_free_ : down_free_;
+  free = std::max(free, now_);
+  const uint64_t backlog = bottleneck_backlog(up);
+  const uint64_t size = bytes + kIpUdpHeaders;
+  if (backlog + size > b.queue_bytes) {
+    ++stats_.bottleneck_drops;
+    return false;
+  }
+  free += std::chrono::nanoseconds(size * 8 * 1'000'000'000 / b.bps);
+  if (up) stats_.bottleneck_max_backlog = std::max(stats_.bottleneck_max_backlog, backlog + size);
+  *wait += free - now_;
+  return true;
+}
+
+uint64_t World::bottleneck_backlog(bool uplink) const {
+  const SimClock::time_point free = uplink ? up_free_ : down_free_;
+  if (free <= now_ || faults_.bottleneck.bps == 0) return 0;
+  const auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(free - now_).count();
+  return static_cast<uint64_t>(static_cast<double>(ns) * faults_.bottleneck.bps / 8e9);
 }
 
 int World::attach_datagram(io::Channel& ch) {

@@ -103,6 +103,19 @@ struct SimFaults {
   // propagation delay under its jitter.
   std::chrono::microseconds min_delay{0};
   size_t datagram_queue = 1024;  // per socket while its reader is paused; more are dropped
+  // A bottleneck for congestion-control tests: datagrams to `port` share
+  // one serializer of `bps` bits/s with a drop-tail queue of `queue_bytes`
+  // (the uplink), datagrams from it share another (the downlink). A
+  // datagram's size on the wire counts IPv4 and UDP headers (28 bytes).
+  // 0 bps: none.
+  struct Bottleneck {
+    uint64_t bps = 0;
+    size_t queue_bytes = 64 * 1024;
+    uint16_t port = 0;
+  } bottleneck;
+  // Extra propagation delay per datagram by its ports (per-flow RTTs);
+  // null: none. Called on the loop thread.
+  std::function<std::chrono::microseconds(uint16_t from, uint16_t to)> path_delay;
   // Time jumps: per wait(), the chance that the process "stalls".
   double jump = 0;
   std::chrono::milliseconds max_jump{3000};
@@ -122,6 +135,8 @@ struct SimStats {
   uint64_t datagrams_corrupted = 0;
   uint64_t datagrams_overflow = 0;  // dropped: receiver's queue full
   uint64_t jumps = 0;
+  uint64_t bottleneck_drops = 0;        // queue full (both directions)
+  uint64_t bottleneck_max_backlog = 0;  // bytes, the uplink's largest queue
   SimClock::duration jumped{};  // virtual time skipped by jumps, in total
 };
 
@@ -176,6 +191,12 @@ class World {
     }
   }
 
+  // Bytes queued at the bottleneck toward faults().bottleneck.port (the
+  // uplink) or from it, now (serializing included). Loop thread.
+  uint64_t bottleneck_backlog(bool uplink) const;
+  // The bottleneck's port, once known (a server bound to port 0). Loop thread.
+  void set_bottleneck_port(uint16_t port) { faults_.bottleneck.port = port; }
+
   // After the loop has stopped for good (its thread joined; the caller now
   // owns the world): runs what is still in flight, up to `limit` of
   // virtual time from now, so a scenario can check what its peers finally
@@ -213,6 +234,12 @@ class World {
     io::Channel* ch;
   };
   struct Socket;  // a core datagram socket (sim_datagram.cc)
+  // When a bottleneck direction's serializer is next free.
+  SimClock::time_point up_free_{}, down_free_{};
+  // Queues the datagram at the bottleneck if it crosses it: false when
+  // the queue is full (dropped); else *wait grows by its queueing and
+  // serialization time.
+  bool cross_bottleneck(uint16_t from, uint16_t to, size_t bytes, SimClock::duration* wait);
 
   void at(SimClock::time_point when, std::function<void()> fn);
   SimClock::duration delay();  // 0..max_delay

@@ -18,9 +18,11 @@ std::string Stats::str() const {
   using std::chrono::duration;
   auto ms = [](std::chrono::nanoseconds d) { return duration<double, std::milli>(d).count(); };
   return fmt::format(
-      "srtt {:.2f} ms rttvar {:.2f} ms min_rtt {:.2f} ms cwnd {} in_flight {} sent {} pkts "
+      "srtt {:.2f} ms rttvar {:.2f} ms min_rtt {:.2f} ms cc {} cwnd {} pacing {:.1f} Mbit/s "
+      "bw {:.1f} Mbit/s in_flight {} sent {} pkts "
       "{} B retransmitted {} B redundant {} B lost {} spurious {} dup {} pto {}",
-      ms(srtt), ms(rttvar), ms(min_rtt), cwnd, bytes_in_flight, packets_sent, bytes_sent,
+      ms(srtt), ms(rttvar), ms(min_rtt), cc, cwnd, pacing_rate * 8 / 1e6, delivery_rate * 8 / 1e6,
+      bytes_in_flight, packets_sent, bytes_sent,
       retransmitted, redundant, packets_lost, spurious, duplicates, pto_count);
 }
 
@@ -81,6 +83,10 @@ Stats Session::stats() const {
   s.rttvar = rtt_.variance();
   s.min_rtt = rtt_.min();
   s.cwnd = cc_->cwnd();
+  s.pacing_rate = cc_->pacing_rate();
+  s.delivery_rate = last_delivery_rate_;
+  s.cc = std::string(cc_->name());
+  if (!cc_->state().empty()) s.cc += "/" + std::string(cc_->state());
   s.bytes_in_flight = bytes_in_flight_;
   s.recv_buffered = rready_.readable();
   for (const auto& [off, bytes] : rooo_) s.recv_buffered += bytes.size();

@@ -34,6 +34,7 @@
 #include "core/timer_queue.h"
 #include "io/backend.h"
 #include "rudp/cc/controller.h"
+#include "rudp/cc/delivery_rate.h"
 #include "rudp/options.h"
 #include "rudp/range_set.h"
 #include "rudp/rtt.h"
@@ -123,7 +124,7 @@ class Session {
     bool eliciting = false;
     bool fin = false;
     bool max_data = false;
-    uint64_t delivered = 0;  // stream bytes acknowledged when it was sent
+    cc::DeliveryRate::PacketState rate;  // the delivery-rate state when it was sent
   };
 
   // session_recv.cc
@@ -138,6 +139,7 @@ class Session {
   // session_send.cc
   void send_packets();
   bool build_packet(std::string& d, bool probe);
+  bool has_data() const;
   bool add_stream(std::string& d, size_t room, SentPacket& p);
   void add_ack(std::string& d, size_t room);
   void on_pto();
@@ -178,6 +180,8 @@ class Session {
   socklen_t peer_len_;
   Params peer_params_;
   std::unique_ptr<cc::Controller> cc_;
+  cc::DeliveryRate rate_;
+  uint64_t last_delivery_rate_ = 0;  // the newest valid sample (stats)
   RttEstimator rtt_;
   io::Channel* conn_ = nullptr;
   State state_ = State::kOpen;

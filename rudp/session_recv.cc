@@ -119,6 +119,8 @@ void Session::on_ack(const std::vector<AckRange>& ranges, uint64_t delay_us) {
   }
   const Clock::time_point now = time();
   uint64_t bytes_acked = 0;
+  const uint64_t prior_in_flight = bytes_in_flight_;
+  rate_.begin_ack();
   bool largest_newly = false;
   Clock::time_point largest_sent{};
   for (const AckRange& r : ranges) {
@@ -149,6 +151,7 @@ void Session::on_ack(const std::vector<AckRange>& ranges, uint64_t delay_us) {
       }
       bytes_in_flight_ -= p.bytes;
       bytes_acked += p.bytes;
+      rate_.on_acked(now, p.sent, p.bytes, p.rate);
       if (p.len) acked_.add(p.offset, p.offset + p.len);
       if (p.fin && !fin_acked_) {
         fin_acked_ = true;
@@ -188,13 +191,16 @@ void Session::on_ack(const std::vector<AckRange>& ranges, uint64_t delay_us) {
   cc::AckEvent ev;
   ev.now = now;
   ev.bytes_acked = bytes_acked;
+  ev.prior_in_flight = prior_in_flight;
   ev.bytes_in_flight = bytes_in_flight_;
   ev.largest_sent = largest_newly ? largest_sent : largest_acked_sent_;
   ev.has_rtt_sample = largest_newly;
   ev.rtt_sample = rtt_.latest();
   ev.rtt = &rtt_;
-  ev.delivered = sbase_;
-  ev.app_limited = next_new_ >= send_end_ && retx_.empty();
+  ev.delivered = rate_.delivered();
+  ev.rate = rate_.finish(rtt_.min());
+  if (ev.rate.delivery_rate != 0) last_delivery_rate_ = ev.rate.delivery_rate;
+  ev.app_limited = rate_.app_limited();
   cc_->on_ack(ev);
   take_output();  // room in the send buffer
   maybe_finish_close();
@@ -239,6 +245,7 @@ void Session::detect_lost() {
   ev.bytes_lost = bytes_lost;
   ev.bytes_in_flight = bytes_in_flight_;
   ev.largest_lost_sent = last_sent;
+  ev.delivered = rate_.delivered();
   cc_->on_loss(ev);
   // RFC 9002 §7.6: persistent congestion when the lost packets span more
   // than three PTOs (without backoff) and nothing sent between the first
@@ -259,6 +266,7 @@ void Session::detect_lost() {
 void Session::declare_lost(std::map<uint64_t, SentPacket>::iterator it, bool by_time) {
   const SentPacket& p = it->second;
   bytes_in_flight_ -= p.bytes;
+  rate_.on_lost(p.bytes);
   ++stats_.packets_lost;
   if (p.len) retx_.add(p.offset, p.offset + p.len);
   if (p.fin) fin_resend_ = true;

@@ -18,6 +18,7 @@ constexpr size_t kMaxAckRanges = 32;
 constexpr int kMaxPacketsPerFlush = 128;
 // Pacing lets this many full datagrams go back to back (the initial burst).
 constexpr uint64_t kPacingBurst = 10;
+constexpr Duration kPacingGranularity = std::chrono::milliseconds(2);
 // What a packet needs besides its frames: header and packet number.
 constexpr size_t kPacketOverhead = kHeaderSize + 8;
 
@@ -47,7 +48,12 @@ void Session::send_packets() {
       queue_full_ = true;  // the socket is behind: try again shortly
       return;
     }
-    if (!build_packet(packet_, probes_ > 0)) return;
+    if (!build_packet(packet_, probes_ > 0)) {
+      // Out of data with the window open: the delivery-rate samples of
+      // what is in flight now say app-limited (delivery-rate draft §3.4).
+      if (!has_data() && bytes_in_flight_ < cc_->cwnd()) rate_.on_app_limited(bytes_in_flight_);
+      return;
+    }
     if (state_ == State::kDraining) return;  // one CLOSE/RESET is enough
   }
   schedule_flush();  // more may be ready: after the others had their turn
@@ -60,11 +66,9 @@ bool Session::build_packet(std::string& d, bool probe) {
   const uint64_t rate = cc_->pacing_rate();
   const bool window_ok = probe || bytes_in_flight_ < cc_->cwnd();
   const bool pace_ok = probe || rate == 0 || now >= next_send_at_;
-  const bool has_data =
-      !retx_.empty() || (next_new_ < send_end_ && next_new_ < peer_max_data_) ||
-      (fin_at_ && next_new_ == *fin_at_ && (!fin_sent_ || fin_resend_)) || !unreliable_.empty();
-  const bool can_data = !draining && window_ok && pace_ok && has_data;
-  if (!draining && window_ok && has_data && !pace_ok) paced_out_ = true;
+  const bool data = has_data();
+  const bool can_data = !draining && window_ok && pace_ok && data;
+  if (!draining && window_ok && data && !pace_ok) paced_out_ = true;
   const bool control = close_wanted_ || reset_wanted_ ||
                        (!draining && (max_data_dirty_ || ping_wanted_ || probe));
   const bool elicit = can_data || control;
@@ -121,20 +125,32 @@ bool Session::build_packet(std::string& d, bool probe) {
   last_send_ = now;
   if (p.eliciting) {
     p.bytes = static_cast<uint32_t>(d.size());
+    p.rate = rate_.on_sent(now, bytes_in_flight_, p.bytes);
     NodePool<std::map<uint64_t, SentPacket>>::emplace(sent_, pn, p);
     bytes_in_flight_ += p.bytes;
     last_eliciting_sent_ = now;
     cc_->on_sent(now, p.bytes, bytes_in_flight_);
     if (probes_ > 0) --probes_;
     if (rate != 0) {
-      // Token-bucket pacing: a burst of kPacingBurst datagrams, then one
-      // every size/rate.
-      const auto burst = std::chrono::nanoseconds(kPacingBurst * max_dgram * 1'000'000'000 / rate);
+      // Token-bucket pacing: a burst, then one datagram every size/rate.
+      // The burst is kPacingBurst datagrams, or what the rate sends in
+      // kPacingGranularity if more: the loop's timers have millisecond
+      // resolution, so a pacer that woke per datagram could not go faster
+      // than one burst per millisecond.
+      const auto burst = std::max<Duration>(
+          std::chrono::nanoseconds(kPacingBurst * max_dgram * 1'000'000'000 / rate),
+          kPacingGranularity);
       const auto gap = std::chrono::nanoseconds(uint64_t{p.bytes} * 1'000'000'000 / rate);
       next_send_at_ = std::max(next_send_at_, now - burst) + gap;
     }
   }
   return true;
+}
+
+bool Session::has_data() const {
+  return !retx_.empty() || (next_new_ < send_end_ && next_new_ < peer_max_data_) ||
+         (fin_at_ && next_new_ == *fin_at_ && (!fin_sent_ || fin_resend_)) ||
+         !unreliable_.empty();
 }
 
 void Session::add_ack(std::string& d, size_t room) {

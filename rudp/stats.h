@@ -12,6 +12,9 @@ struct Stats {
   std::chrono::nanoseconds rttvar{};
   std::chrono::nanoseconds min_rtt{};
   uint64_t cwnd = 0;
+  uint64_t pacing_rate = 0;    // bytes/s the controller paces at (0: unpaced)
+  uint64_t delivery_rate = 0;  // bytes/s, the newest delivery-rate sample
+  std::string cc;              // controller name and state ("cubic/css")
   uint64_t bytes_in_flight = 0;
   uint64_t packets_sent = 0;
   uint64_t bytes_sent = 0;        // datagram bytes, headers included

@@ -81,6 +81,7 @@ std::vector<std::string> run(const SimRun& r, Scenario& s) {
     r.totals->datagrams_lost += w.datagrams_lost;
     r.totals->datagrams_duplicated += w.datagrams_duplicated;
     r.totals->datagrams_corrupted += w.datagrams_corrupted;
+    r.totals->bottleneck_drops += w.bottleneck_drops;
     r.totals->jumped += world.now() - sim::World::kEpoch;  // virtual time, summed
   }
   std::vector<std::string> out;
