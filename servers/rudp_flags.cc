@@ -24,11 +24,20 @@ void add_rudp_flags(CLI::App& app, RudpFlags& f) {
   app.add_option("--rudp-max-datagram", o.max_datagram,
                  "Largest datagram sent (IP/UDP headers not counted; 1400 fits a 1500 MTU)")
       ->group(g)->check(CLI::Range(1200, 65507))->capture_default_str();
-  app.add_option("--rudp-cc", o.cc, "Congestion controller: " + ccs)
+  app.add_option("--rudp-cc,--cc", o.cc, "Congestion controller: " + ccs)
       ->group(g)->capture_default_str();
   app.add_option("--rudp-cc-window", o.cc_config.fixed_window,
                  "Fixed controller's window in bytes (0: 64 datagrams)")
       ->group(g)->capture_default_str();
+  app.add_option("--rudp-vegas-alpha", o.cc_config.vegas_alpha,
+                 "Vegas: fewest packets to keep queued at the bottleneck")
+      ->group(g)->check(CLI::Range(1, 1000))->capture_default_str();
+  app.add_option("--rudp-vegas-beta", o.cc_config.vegas_beta,
+                 "Vegas: most packets to keep queued at the bottleneck")
+      ->group(g)->check(CLI::Range(1, 1000))->capture_default_str();
+  app.add_flag("!--rudp-no-hystart", o.cc_config.hystart,
+               "CUBIC: plain slow start instead of HyStart++ (RFC 9406)")
+      ->group(g);
   app.add_option("--rudp-keepalive-ms", f.keepalive_ms,
                  "Send a PING after this long with nothing sent or received (0: off)")
       ->group(g)->check(CLI::NonNegativeNumber)->capture_default_str();
@@ -47,6 +56,10 @@ bool rudp_options(RudpFlags& f, rudp::Options* out, std::string* error) {
     *error = "--rudp-keepalive-ms " + std::to_string(f.keepalive_ms) +
              " must be below --rudp-idle-timeout-ms " + std::to_string(f.idle_timeout_ms) +
              " (or 0: off), or quiet connections time out";
+    return false;
+  }
+  if (o.cc_config.vegas_alpha > o.cc_config.vegas_beta) {
+    *error = "--rudp-vegas-alpha must not exceed --rudp-vegas-beta";
     return false;
   }
   // The controller's window is counted in datagrams of this size.
