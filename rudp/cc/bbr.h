@@ -38,6 +38,8 @@ class Bbr final : public Controller {
   // minimum RTT (0: none yet).
   uint64_t btl_bw() const { return btl_bw_.best(); }
   Duration rtprop() const { return has_rtprop_ ? rtprop_ : Duration::zero(); }
+  // When RTprop was last measured (or confirmed by an equal sample).
+  Clock::time_point rtprop_stamp() const { return rtprop_stamp_; }
   bool filled_pipe() const { return filled_pipe_; }
   uint64_t round_count() const { return round_count_; }
 
