@@ -366,6 +366,36 @@ TEST(RudpCcModel, BbrToleratesRandomLoss) {
               std::string(bbr.state()).c_str());
 }
 
+TEST(RudpCcModel, BbrRecoversFromStartupOverflowingAShallowBuffer) {
+  // Half a BDP of buffer: STARTUP's 2.885 gain overflows it, and packet
+  // conservation (§4.2.3.4) has to carry the flow through the losses.
+  Path p;
+  p.queue = p.bdp() / 2;
+  Model m(create("bbr", config()), p);
+  Bbr& bbr = as_bbr(m);
+  const Duration end = seconds(8);
+  m.run(seconds(2));
+  const uint64_t startup_lost = m.lost_bytes();
+  m.run(end);
+  ASSERT_GE(m.states().size(), 3u);
+  EXPECT_EQ(m.states()[2].first, "probe_bw");
+  // Once the model is right, PROBE_BW's quarter-BDP probes fit the buffer.
+  const uint64_t steady_lost = m.lost_bytes() - startup_lost;
+  EXPECT_EQ(steady_lost, 0u);
+  const double bw = static_cast<double>(bbr.btl_bw()) / p.rate;
+  EXPECT_GE(bw, 0.9);
+  EXPECT_LE(bw, 1.1);
+  const double util = m.goodput(seconds(2), end) / p.rate;
+  EXPECT_GE(util, 0.90);
+  EXPECT_EQ(m.pto_fires(), 0u);
+  std::printf(
+      "bbr shallow buffer: lost %llu B (%.1f BDP) in the first 2 s, %llu B after; btl_bw %.3f "
+      "of R; utilisation %.3f\n",
+      static_cast<unsigned long long>(startup_lost),
+      static_cast<double>(startup_lost) / static_cast<double>(p.bdp()),
+      static_cast<unsigned long long>(steady_lost), bw, util);
+}
+
 TEST(RudpCcModel, BbrProbesRttWhenTheMinimumGoesStale) {
   // PROBE_BW's 1.0 phases keep a few packets queued, so RTprop is not
   // refreshed after startup and PROBE_RTT comes 10 s on. A route change at
