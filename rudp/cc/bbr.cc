@@ -174,6 +174,9 @@ void Bbr::check_probe_rtt(const AckEvent& ev) {
 
 // §4.3.5 BBRHandleProbeRTT: hold in flight at 4 packets for 200 ms and
 // at least one round trip, so the queue drains and RTprop is measured.
+// (The draft also marks the sender app-limited here; that mark lives in
+// the sender's DeliveryRate, out of a controller's reach. The low samples
+// PROBE_RTT yields cannot lower BtlBw within its 10-round window anyway.)
 void Bbr::handle_probe_rtt(const AckEvent& ev) {
   if (!probe_rtt_done_pending_ && ev.bytes_in_flight <= min_pipe_cwnd()) {
     probe_rtt_done_stamp_ = ev.now + kProbeRttDuration;

@@ -8,7 +8,13 @@
 //
 // Loss: v1's only response is packet conservation during recovery
 // (§4.2.3.4); it does not treat loss as a congestion signal, which is why
-// random (non-congestive) loss costs it little. No BBRv2 inflight_hi.
+// random (non-congestive) loss costs it little. BBRv2's loss-rate bound
+// (inflight_hi) is left out on purpose: v1 keeps near-full rate at 5%
+// random loss (tests/rudp_cc_model_test), and a loss response would have
+// to tell such background loss from congestion.
+//
+// § numbers name draft-00's sections; its pseudocode's function names
+// (BBRInflight, BBRHandleProbeRTT, ...) are given where they help.
 //
 // Thread rules: as controller.h.
 #pragma once
