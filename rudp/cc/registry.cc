@@ -1,6 +1,8 @@
 #include "rudp/cc/registry.h"
 
+#include "rudp/cc/bbr.h"
 #include "rudp/cc/fixed.h"
+#include "rudp/cc/vegas.h"
 
 namespace sluice::rudp::cc {
 
@@ -14,6 +16,12 @@ struct Entry {
 const Entry kEntries[] = {
     {"fixed", [](const Config& c) -> std::unique_ptr<Controller> {
        return std::make_unique<Fixed>(c);
+     }},
+    {"bbr", [](const Config& c) -> std::unique_ptr<Controller> {
+       return std::make_unique<Bbr>(c);
+     }},
+    {"vegas", [](const Config& c) -> std::unique_ptr<Controller> {
+       return std::make_unique<Vegas>(c);
      }},
 };
 
