@@ -1,6 +1,8 @@
 #include "rudp/cc/registry.h"
 
+#include "rudp/cc/cubic.h"
 #include "rudp/cc/fixed.h"
+#include "rudp/cc/newreno.h"
 
 namespace sluice::rudp::cc {
 
@@ -14,6 +16,12 @@ struct Entry {
 const Entry kEntries[] = {
     {"fixed", [](const Config& c) -> std::unique_ptr<Controller> {
        return std::make_unique<Fixed>(c);
+     }},
+    {"newreno", [](const Config& c) -> std::unique_ptr<Controller> {
+       return std::make_unique<NewReno>(c);
+     }},
+    {"cubic", [](const Config& c) -> std::unique_ptr<Controller> {
+       return std::make_unique<Cubic>(c);
      }},
 };
 
