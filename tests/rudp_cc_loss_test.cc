@@ -5,8 +5,10 @@
 // curve (RFC 9438) and HyStart++'s rounds (RFC 9406).
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <cstdio>
 #include <memory>
 #include <string>
 
@@ -307,6 +309,253 @@ TEST(RudpCcLoss, NewRenoAckAccumulatesAcrossPartialWindows) {
   EXPECT_EQ(s.cc->cwnd(), 11 * kMss);
   s.ack(s.now - milliseconds(100));  // ...the eleventh completes the window
   EXPECT_EQ(s.cc->cwnd(), 12 * kMss);
+}
+
+// --- CUBIC ----------------------------------------------------------------
+
+double cbrt_k(double w_max, double cwnd_epoch) { return std::cbrt((w_max - cwnd_epoch) / 0.4); }
+
+TEST(RudpCcLoss, CubicReducesToSevenTenthsAndSetsWmaxAndK) {
+  Sim s("cubic");
+  auto* cubic = dynamic_cast<Cubic*>(s.cc.get());
+  ASSERT_NE(cubic, nullptr);
+  s.grow_to(640 * kMss);
+  s.round(1);
+  EXPECT_EQ(s.cc->cwnd(), 448 * kMss);  // §4.6: beta_cubic 0.7
+  EXPECT_EQ(cubic->ssthresh(), 448 * kMss);
+  EXPECT_DOUBLE_EQ(cubic->w_max(), 640.0);
+  s.round();  // the epoch begins with avoidance
+  // §4.2 eq. 2 with cwnd_epoch = 0.7 W_max: K = cbrt(W_max (1 - beta) / C).
+  EXPECT_NEAR(cubic->k(), std::cbrt(640 * 0.3 / 0.4), 1e-9);
+  EXPECT_NEAR(cubic->k(), 7.8297, 1e-4);
+}
+
+// After a loss at W_max = 640 datagrams on a 100 ms path, the window
+// follows W(t) = C (t - K)^3 + W_max: concave up to K, flat around it,
+// convex after.
+TEST(RudpCcLoss, CubicFollowsTheCubicCurve) {
+  Sim s("cubic");
+  auto* cubic = dynamic_cast<Cubic*>(s.cc.get());
+  s.grow_to(640 * kMss);
+  s.round(1);
+  s.round();  // first ACKs of avoidance: the epoch starts
+  const Clock::time_point epoch = s.last_ack;
+  const double k = cubic->k();
+  const auto w = [&](double t) { return 0.4 * std::pow(t - k, 3) + 640; };
+  double prev = s.segs(), prev_growth = 1e9;
+  double worst = 0;
+  int checked = 0;
+  for (int r = 0; r < 200; ++r) {
+    s.round();
+    const double t = std::chrono::duration<double>(s.last_ack - epoch).count();
+    const double growth = s.segs() - prev;
+    prev = s.segs();
+    // §4.2: the window after a round is the curve one RTT on (its target)
+    // within a few percent; measured against W(t) itself.
+    worst = std::max(worst, std::abs(s.segs() - w(t)) / w(t));
+    EXPECT_NEAR(s.segs(), w(t), 0.015 * w(t)) << "t=" << t;
+    if (t > 0.5 && t < k - 0.5) {
+      EXPECT_LE(growth, prev_growth + 0.5) << "concave before K, t=" << t;
+      ++checked;
+    }
+    if (std::abs(t - k) < 0.25) {
+      EXPECT_NEAR(s.segs(), 640, 3) << "plateau at W_max around K";
+      EXPECT_LT(growth, 1.0);
+    }
+    if (t > k + 0.5) {
+      EXPECT_GE(growth, prev_growth - 0.5) << "convex after K, t=" << t;
+    }
+    prev_growth = growth;
+    if (t > 2 * k) break;
+  }
+  EXPECT_GT(checked, 40);
+  EXPECT_GT(s.segs(), 700.0);  // probing past W_max
+  std::printf("cubic curve: worst relative error %.4f\n", worst);
+}
+
+TEST(RudpCcLoss, CubicFastConvergenceLowersWmax) {
+  Sim s("cubic");
+  auto* cubic = dynamic_cast<Cubic*>(s.cc.get());
+  s.grow_to(640 * kMss);
+  s.round(1);  // W_max 640, cwnd 448
+  for (int i = 0; i < 20; ++i) s.round();
+  const double w = s.segs();
+  ASSERT_LT(w, 640.0);
+  s.round(1);
+  // §4.7: below the previous W_max, W_max = cwnd (1 + beta) / 2...
+  EXPECT_NEAR(cubic->w_max(), w * 0.85, 1e-9);
+  EXPECT_EQ(s.cc->cwnd(), static_cast<uint64_t>(w * kMss * 0.7));
+  // ...so the plateau comes sooner (eq. 2: K = cbrt((W_max - cwnd_epoch) / C)).
+  const double epoch_window = s.segs();
+  s.round();
+  EXPECT_NEAR(cubic->k(), cbrt_k(w * 0.85, epoch_window), 1e-9);
+  EXPECT_LT(cubic->k(), cbrt_k(w, epoch_window) - 1.0);
+  // A loss at or above W_max sets W_max to cwnd.
+  Sim u("cubic");
+  auto* c2 = dynamic_cast<Cubic*>(u.cc.get());
+  u.grow_to(40 * kMss);
+  u.round(1);
+  u.now += std::chrono::seconds(10);  // far along the curve: cwnd > W_max
+  for (int i = 0; i < 30; ++i) u.round();
+  const double w2 = u.segs();
+  ASSERT_GT(w2, 40.0);
+  u.round(1);
+  EXPECT_DOUBLE_EQ(c2->w_max(), w2);
+}
+
+// Short RTT, small window: the cubic barely moves in 100 rounds (K is
+// 2.5 s) while Reno would add a datagram per round; §4.3's estimate wins.
+TEST(RudpCcLoss, CubicRenoFriendlyRegionAtSmallBdp) {
+  Sim s("cubic", false, milliseconds(1));
+  auto* cubic = dynamic_cast<Cubic*>(s.cc.get());
+  s.grow_to(20 * kMss);
+  s.round(1);  // W_max 20, cwnd 14
+  s.round();
+  const Clock::time_point epoch = s.last_ack;
+  for (int i = 0; i < 100; ++i) s.round();
+  const double t = std::chrono::duration<double>(s.last_ack - epoch).count();
+  EXPECT_LT(cubic->w_cubic(t), 16.0);
+  // alpha = 3 (1 - 0.7) / (1 + 0.7) a round up to W_max (20), then 1.
+  const double alpha = 0.9 / 1.7;
+  const double expected = 20 + (100 - (20 - 14) / alpha);
+  EXPECT_NEAR(s.segs(), expected, 2.0);
+  std::printf("reno-friendly: %.2f segments, expected %.2f, cubic %.2f\n", s.segs(), expected,
+              cubic->w_cubic(t));
+}
+
+// §5.8: time spent app-limited is not part of t, so the window picks up
+// the curve where it left it instead of jumping ahead.
+TEST(RudpCcLoss, CubicCurveTimeExcludesAppLimitedPeriods) {
+  Sim s("cubic");
+  s.grow_to(640 * kMss);
+  s.round(1);
+  for (int i = 0; i < 10; ++i) s.round();
+  const uint64_t before = s.cc->cwnd();
+  s.round();
+  const uint64_t step = s.cc->cwnd() - before;
+  s.app_limited = true;
+  for (int i = 0; i < 50; ++i) s.round();  // 5 s without growth
+  EXPECT_EQ(s.cc->cwnd(), before + step);
+  s.app_limited = false;
+  const uint64_t resumed = s.cc->cwnd();
+  s.round();
+  EXPECT_LE(s.cc->cwnd() - resumed, step + kMss);
+}
+
+TEST(RudpCcLoss, CubicSpuriousUndoRestoresTheCurve) {
+  Sim s("cubic");
+  auto* cubic = dynamic_cast<Cubic*>(s.cc.get());
+  s.grow_to(640 * kMss);
+  s.round(1);
+  for (int i = 0; i < 10; ++i) s.round();
+  const uint64_t w = s.cc->cwnd();
+  const uint64_t ssthresh = cubic->ssthresh();
+  const double k = cubic->k(), w_max = cubic->w_max();
+  s.round(1);
+  EXPECT_NE(cubic->w_max(), w_max);
+  s.cc->on_spurious(s.now);  // §4.9
+  EXPECT_EQ(s.cc->cwnd(), w);
+  EXPECT_EQ(cubic->ssthresh(), ssthresh);
+  EXPECT_DOUBLE_EQ(cubic->w_max(), w_max);
+  EXPECT_DOUBLE_EQ(cubic->k(), k);
+  EXPECT_EQ(s.cc->state(), "congestion_avoidance");
+  // The epoch too: the next round continues the old curve.
+  s.round();
+  EXPECT_GT(s.cc->cwnd(), w);
+  EXPECT_LT(s.cc->cwnd(), w + 20 * kMss);
+}
+
+// --- HyStart++ ------------------------------------------------------------
+
+TEST(RudpCcLoss, HystartWithConstantRttDoublesLikeSlowStart) {
+  Sim s("cubic", true);
+  for (uint64_t w = 20; w <= 1280; w *= 2) {
+    s.round();
+    EXPECT_EQ(s.cc->cwnd(), w * kMss);
+    EXPECT_EQ(s.cc->state(), "slow_start");
+  }
+}
+
+// Slow start at `base`, then one round at `raised`: "css" or "slow_start".
+std::string after_rise(Duration base, Duration raised) {
+  Sim s("cubic", true, base);
+  s.round();
+  s.round();
+  s.rtt_path = raised;
+  s.round();
+  return std::string(s.cc->state());
+}
+
+TEST(RudpCcLoss, HystartThresholdIsAnEighthOfMinRttWithin4And16Ms) {
+  using std::chrono::microseconds;
+  // 50 ms: an eighth is 6.25 ms.
+  EXPECT_EQ(after_rise(milliseconds(50), microseconds(56249)), "slow_start");
+  EXPECT_EQ(after_rise(milliseconds(50), microseconds(56250)), "css");
+  // 20 ms: at least MIN_RTT_THRESH, 4 ms.
+  EXPECT_EQ(after_rise(milliseconds(20), microseconds(23999)), "slow_start");
+  EXPECT_EQ(after_rise(milliseconds(20), milliseconds(24)), "css");
+  // 200 ms: at most MAX_RTT_THRESH, 16 ms.
+  EXPECT_EQ(after_rise(milliseconds(200), microseconds(215999)), "slow_start");
+  EXPECT_EQ(after_rise(milliseconds(200), milliseconds(216)), "css");
+}
+
+TEST(RudpCcLoss, HystartRisingRttGoesThroughCssToAvoidance) {
+  Sim s("cubic", true, milliseconds(50));
+  auto* cubic = dynamic_cast<Cubic*>(s.cc.get());
+  s.round();
+  s.round();  // 40 datagrams
+  s.rtt_path = milliseconds(60);
+  s.round();
+  // Seven ACKs at full rate before N_RTT_SAMPLE (8) samples are in, then a
+  // quarter (CSS_GROWTH_DIVISOR) for the other 33.
+  EXPECT_EQ(s.cc->state(), "css");
+  EXPECT_EQ(s.cc->cwnd(), 40 * kMss + 7 * kMss + 33 * kMss / 4);
+  EXPECT_EQ(cubic->ssthresh(), UINT64_MAX);
+  // That round counts as the first of CSS_ROUNDS (5); four more in CSS.
+  for (int r = 0; r < 4; ++r) {
+    const uint64_t before = s.cc->cwnd();
+    s.round();
+    EXPECT_EQ(s.cc->state(), "css") << r;
+    EXPECT_EQ(s.cc->cwnd(), before + (before / kMss) * (kMss / 4)) << r;
+  }
+  const uint64_t end_of_css = s.cc->cwnd();
+  s.round();
+  EXPECT_EQ(s.cc->state(), "congestion_avoidance");
+  EXPECT_EQ(cubic->ssthresh(), end_of_css);  // RFC 9406: ssthresh = cwnd
+  EXPECT_LT(s.cc->cwnd(), end_of_css + 2 * kMss);
+  // No W_max yet: the curve starts convex from the window (K = 0).
+  EXPECT_EQ(cubic->w_max(), 0.0);
+  EXPECT_EQ(cubic->k(), 0.0);
+}
+
+TEST(RudpCcLoss, HystartRttDropInCssResumesSlowStart) {
+  Sim s("cubic", true, milliseconds(50));
+  s.round();
+  s.round();
+  s.rtt_path = milliseconds(60);
+  s.round();
+  ASSERT_EQ(s.cc->state(), "css");
+  s.rtt_path = milliseconds(55);  // below the CSS baseline (60 ms)
+  s.round();
+  EXPECT_EQ(s.cc->state(), "slow_start");
+  const uint64_t w = s.cc->cwnd();
+  s.round();
+  EXPECT_EQ(s.cc->cwnd(), 2 * (w / kMss) * kMss + w % kMss);
+  EXPECT_EQ(s.cc->state(), "slow_start");
+}
+
+TEST(RudpCcLoss, HystartLossInCssGoesToAvoidance) {
+  Sim s("cubic", true, milliseconds(50));
+  s.round();
+  s.round();
+  s.rtt_path = milliseconds(60);
+  s.round();
+  ASSERT_EQ(s.cc->state(), "css");
+  const uint64_t w = s.cc->cwnd();
+  s.round(1);
+  EXPECT_EQ(s.cc->cwnd(), static_cast<uint64_t>(w * 0.7));
+  s.round();
+  EXPECT_EQ(s.cc->state(), "congestion_avoidance");
 }
 
 }  // namespace
