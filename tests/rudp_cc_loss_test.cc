@@ -350,10 +350,12 @@ TEST(RudpCcLoss, CubicFollowsTheCubicCurve) {
     const double t = std::chrono::duration<double>(s.last_ack - epoch).count();
     const double growth = s.segs() - prev;
     prev = s.segs();
-    // §4.2: the window after a round is the curve one RTT on (its target)
-    // within a few percent; measured against W(t) itself.
+    // Within a few percent of W(t); more exactly, between W(t) and the
+    // target one RTT on, W(t + RTT) (§4.2), which each round chases.
     worst = std::max(worst, std::abs(s.segs() - w(t)) / w(t));
     EXPECT_NEAR(s.segs(), w(t), 0.015 * w(t)) << "t=" << t;
+    EXPECT_GE(s.segs(), w(t) - 0.5) << "t=" << t;
+    EXPECT_LE(s.segs(), w(t + 0.1) + 0.5) << "t=" << t;
     if (t > 0.5 && t < k - 0.5) {
       EXPECT_LE(growth, prev_growth + 0.5) << "concave before K, t=" << t;
       ++checked;
