@@ -51,8 +51,9 @@ struct Options {
   std::chrono::milliseconds initial_rtt{333};
   // Unreliable messages waiting to be sent, at most (the oldest is dropped).
   size_t unreliable_queue = 64;
-  // Congestion controller (rudp/cc/registry.h) and its settings.
-  std::string cc = "fixed";
+  // Congestion controller (rudp/cc/registry.h: cubic, newreno, bbr, vegas,
+  // fixed) and its settings; docs/CONGESTION.md compares them.
+  std::string cc = "cubic";
   cc::Config cc_config{};
   // Client: connect attempts (INITIAL) are resent after 250 ms, doubling,
   // until this passes (six attempts in 10 s; TCP's SYN retries go on for

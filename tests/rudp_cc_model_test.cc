@@ -571,7 +571,7 @@ TEST(RudpCcModel, WindowedMinFilter) {
 
 TEST(RudpCcModel, RegistryHasBbrAndVegas) {
   const std::vector<std::string> names = available();
-  EXPECT_EQ(names.front(), "fixed");
+  EXPECT_EQ(names.front(), "cubic");  // the default
   EXPECT_NE(std::find(names.begin(), names.end(), "bbr"), names.end());
   EXPECT_NE(std::find(names.begin(), names.end(), "vegas"), names.end());
   std::unique_ptr<Controller> bbr = create("bbr", config());

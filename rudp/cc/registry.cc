@@ -1,27 +1,37 @@
 #include "rudp/cc/registry.h"
 
 #include "rudp/cc/bbr.h"
+#include "rudp/cc/cubic.h"
 #include "rudp/cc/fixed.h"
+#include "rudp/cc/newreno.h"
 #include "rudp/cc/vegas.h"
 
 namespace sluice::rudp::cc {
 
 namespace {
 
+// The default first (Options::cc): CUBIC, the Internet's common choice,
+// which shares a bottleneck fairly with kernel TCP (docs/CONGESTION.md).
 struct Entry {
   const char* name;
   std::unique_ptr<Controller> (*make)(const Config&);
 };
 
 const Entry kEntries[] = {
-    {"fixed", [](const Config& c) -> std::unique_ptr<Controller> {
-       return std::make_unique<Fixed>(c);
+    {"cubic", [](const Config& c) -> std::unique_ptr<Controller> {
+       return std::make_unique<Cubic>(c);
+     }},
+    {"newreno", [](const Config& c) -> std::unique_ptr<Controller> {
+       return std::make_unique<NewReno>(c);
      }},
     {"bbr", [](const Config& c) -> std::unique_ptr<Controller> {
        return std::make_unique<Bbr>(c);
      }},
     {"vegas", [](const Config& c) -> std::unique_ptr<Controller> {
        return std::make_unique<Vegas>(c);
+     }},
+    {"fixed", [](const Config& c) -> std::unique_ptr<Controller> {
+       return std::make_unique<Fixed>(c);
      }},
 };
 
