@@ -107,7 +107,10 @@ TEST_P(SlowStart, DoublesPerRoundTrip) {
   EXPECT_GE(rounds, 3);
 }
 
-INSTANTIATE_TEST_SUITE_P(Cc, SlowStart, ::testing::Values("newreno", "cubic", "bbr"));
+// BBR's startup is not a window doubling (its pacing gain 2/ln2 doubles
+// the delivery rate per round; BbrFindsTheBottleneck checks where it
+// ends), and Vegas doubles every other round.
+INSTANTIATE_TEST_SUITE_P(Cc, SlowStart, ::testing::Values("newreno", "cubic"));
 
 // The multiplicative decrease: NewReno halves (RFC 9002 §7.3.2), CUBIC
 // keeps 0.7 (RFC 9438 §4.6).
@@ -129,33 +132,58 @@ TEST(CcSim, ReductionOnLossIsHalfForNewRenoAndSevenTenthsForCubic) {
 }
 
 // CUBIC's window after a loss follows W(t) = C (t - K)^3 + W_max (RFC 9438
-// §4.2): concave up to W_max, reached after K = cbrt(W_max (1 - beta) / C).
-TEST(CcSim, CubicFollowsItsCurveBackToWmax) {
+// §4.2): concave up to a plateau at W_max, reached K after the epoch
+// began, K = cbrt((W_max - cwnd_epoch) / C). A loss below the previous
+// W_max sets W_max to 0.85 of the window (fast convergence, §4.7): the
+// plateau then lies below the loss point, where it can be seen (without
+// fast convergence it coincides with the queue's limit and the next loss).
+TEST(CcSim, CubicFollowsItsCurveToAPlateauAtWmax) {
   LinkSpec link{20'000'000, Ms(100), 1, 0};
   FlowSpec f;
   f.cc = "cubic";
-  const CcResult r = run_flows(link, {f}, Ms(30000), Ms(10));
+  const CcResult r = run_flows(link, {f}, Ms(40000), Ms(10));
   ASSERT_TRUE(r.violations.empty()) << r.violations[0];
-  // The second loss: in congestion avoidance, at the queue's limit.
-  size_t i = first_loss(r);
-  i = first_loss(r, i + 100);
-  ASSERT_LT(i, r.samples.size());
-  const double wmax = static_cast<double>(r.samples[i - 1].flows[0].cwnd) / 1400;  // segments
-  const double k = std::cbrt(wmax * (1 - 0.7) / 0.4);
-  const Ms t0 = r.samples[i].t;
-  print(r, 100);
-  // Where it gets back to 98% of W_max.
-  size_t j = i;
-  while (j < r.samples.size() && r.samples[j].flows[0].cwnd < 0.98 * wmax * 1400) ++j;
-  ASSERT_LT(j, r.samples.size());
-  const double reached = static_cast<double>((r.samples[j].t - t0).count()) / 1000;
-  // W(K/2) = W_max (1 - (1 - beta) / 8): within 4% of W_max already.
-  const double half = static_cast<double>(r.at(t0 + Ms(static_cast<int64_t>(k * 500))).flows[0].cwnd) / 1400;
-  std::printf("cubic: W_max %.0f segments, K %.2f s; back at 98%% after %.2f s; W(K/2) %.0f (%.3f)\n",
-              wmax, k, reached, half, half / wmax);
-  EXPECT_NEAR(reached, k, 0.25 * k);
-  EXPECT_GT(half / wmax, 0.9);
-  EXPECT_LT(half / wmax, 1.0);
+  auto cwnd = [&](size_t i) { return static_cast<double>(r.samples[i].flows[0].cwnd); };
+  // Reductions out of congestion avoidance, and the epochs between them.
+  std::vector<size_t> cuts;
+  for (size_t i = 1; i < r.samples.size(); ++i) {
+    if (cwnd(i) < 0.9 * cwnd(i - 1) && r.samples[i - 1].flows[0].state == "congestion_avoidance") {
+      cuts.push_back(i);
+    }
+  }
+  ASSERT_GE(cuts.size(), 3u);
+  int checked = 0;
+  for (size_t e = 0; e + 1 < cuts.size(); ++e) {
+    const size_t a = cuts[e], b = cuts[e + 1];
+    const double w_loss = cwnd(a - 1), w_epoch = cwnd(a);
+    EXPECT_NEAR(w_epoch / w_loss, 0.7, 0.01);
+    // The plateau: where the window grows slowest (over +-0.5 s); a real
+    // one grows less than 2% there.
+    size_t p = 0;
+    double slowest = 1e18;
+    for (size_t i = a + 100; i + 50 < b; ++i) {
+      const double g = cwnd(i + 50) - cwnd(i - 50);
+      if (g < slowest) {
+        slowest = g;
+        p = i;
+      }
+    }
+    if (p == 0 || slowest > 0.02 * cwnd(p)) continue;  // no fast convergence: W_max is at the queue's limit
+    const double w_p = cwnd(p);
+    const double k = std::cbrt((w_p - w_epoch) / 1400 / 0.4);
+    const double t_p = static_cast<double>((r.samples[p].t - r.samples[a].t).count()) / 1000;
+    const double half = cwnd(a + static_cast<size_t>(k * 50));  // samples are 10 ms apart
+    std::printf("cubic epoch at %.1f s: loss at %.0f B, plateau %.0f B (%.3f of it) %.2f s in; "
+                "K %.2f s; W(K/2) %.0f B\n",
+                static_cast<double>(r.samples[a].t.count()) / 1000, w_loss, w_p, w_p / w_loss,
+                t_p, k, half);
+    EXPECT_NEAR(w_p / w_loss, 0.85, 0.03);
+    EXPECT_NEAR(t_p, k, 0.2 * k + 0.3);
+    // W(K/2) = W_max - (W_max - cwnd_epoch) / 8: concave, most of the way there.
+    EXPECT_GT(half, w_p - (w_p - w_epoch) / 8 - 0.02 * w_p);
+    ++checked;
+  }
+  EXPECT_GE(checked, 1);
 }
 
 // BBR measures the bottleneck (delivery rate and min RTT), then drains
@@ -249,7 +277,12 @@ TEST_P(Fairness, TwoFlowsShareTheLink) {
   const double util = (x + y) * 8 * kWire / static_cast<double>(link.bps);
   std::printf("%s: %.2f and %.2f Mbit/s, Jain %.3f, utilisation %.3f\n", GetParam(), x * 8 / 1e6,
               y * 8 / 1e6, j, util);
-  EXPECT_GE(j, 0.95);
+  // The loss-based controllers converge (both see the same losses). Vegas
+  // favours the late flow: it measures its base RTT with the first flow's
+  // queue already in it, so it wants more queued than it thinks; BBR v1's
+  // flows probe in turn and settle less evenly.
+  const std::string cc = GetParam();
+  EXPECT_GE(j, cc == "newreno" || cc == "cubic" ? 0.95 : 0.9);
   EXPECT_GE(util, 0.85);
 }
 
@@ -258,10 +291,12 @@ INSTANTIATE_TEST_SUITE_P(Cc, Fairness, ::testing::Values("newreno", "cubic", "bb
 // RTT fairness: flows of 20 and 80 ms through one bottleneck. NewReno's
 // window grows one segment per RTT, so the short flow takes far more;
 // CUBIC's growth runs on real time, which narrows the gap (RFC 9438 §1).
+// BBR v1 leans the other way: its window is 2 x bandwidth x its own min
+// RTT, so the long flow keeps more in flight (printed, not a target).
 TEST(CcSim, CubicIsFairerThanNewRenoAcrossRtts) {
   std::map<std::string, double> ratio;
-  for (const char* cc : {"newreno", "cubic"}) {
-    LinkSpec link{20'000'000, Ms(20), 2, 0};
+  for (const char* cc : {"newreno", "cubic", "bbr"}) {
+    LinkSpec link{20'000'000, Ms(20), 1, 0};
     FlowSpec a, b;
     a.cc = b.cc = cc;
     b.extra_rtt = Ms(60);
@@ -272,8 +307,8 @@ TEST(CcSim, CubicIsFairerThanNewRenoAcrossRtts) {
     std::printf("%s: 20 ms flow %.2f Mbit/s, 80 ms flow %.2f Mbit/s: ratio %.2f\n", cc,
                 x * 8 / 1e6, y * 8 / 1e6, x / y);
   }
-  EXPECT_GT(ratio["newreno"], 1.5);
-  EXPECT_LT(ratio["cubic"], ratio["newreno"]);
+  EXPECT_GT(ratio["newreno"], 3);
+  EXPECT_LT(ratio["cubic"], 0.6 * ratio["newreno"]);
 }
 
 // Random loss is not congestion: at 1% loss, the loss-based controllers
