@@ -421,6 +421,7 @@ void Linkem::report(int status) {
     dr.route = d->route;
     dr.params = d->model->params();
     dr.stats = d->model->stats();
+    dr.delay = d->model->delay();
     dr.in_flight = d->model->in_flight();
     dr.write_errors = d->write_errors;
     dr.last_write_errno = d->last_write_errno;

@@ -185,8 +185,20 @@ void LinkModel::admit(int64_t now_ns, Bytes packet, uint64_t flow) {
     release = std::max(release, last);
     last = release;
   }
-  heap_.push_back({release, next_seq_++, std::move(packet)});
+  heap_.push_back({release, next_seq_++, now_ns, std::move(packet)});
   std::push_heap(heap_.begin(), heap_.end(), Later{});
+}
+
+DelaySummary LinkModel::delay() const {
+  DelaySummary d;
+  d.count = static_cast<int64_t>(delay_.count());
+  if (d.count == 0) return d;
+  d.mean_ms = delay_.mean() / 1e6;
+  d.p50_ms = static_cast<double>(delay_.percentile(50)) / 1e6;
+  d.p95_ms = static_cast<double>(delay_.percentile(95)) / 1e6;
+  d.p99_ms = static_cast<double>(delay_.percentile(99)) / 1e6;
+  d.max_ms = static_cast<double>(delay_.max()) / 1e6;
+  return d;
 }
 
 int64_t LinkModel::next_release_ns() const { return heap_.empty() ? -1 : heap_.front().release_ns; }
@@ -200,6 +212,9 @@ bool LinkModel::pop_due(int64_t now_ns, Bytes& out) {
   released_any_ = true;
   ++stats_.delivered;
   stats_.bytes_delivered += static_cast<int64_t>(p.data.size());
+  // The model's release time, not now_ns: the caller's lateness (timer
+  // wake-up) is not the link's.
+  delay_.record(static_cast<uint64_t>(std::max<int64_t>(0, p.release_ns - p.offer_ns)));
   out = std::move(p.data);
   heap_.pop_back();
   return true;

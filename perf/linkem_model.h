@@ -33,6 +33,7 @@
 #pragma once
 
 #include "io/sim_rng.h"
+#include "perf/histogram.h"
 
 #include <cstdint>
 #include <deque>
@@ -60,6 +61,15 @@ struct LinkParams {
   int64_t queue_packets = 1000;   // drop-tail limits of the queue (rate only);
   int64_t queue_bytes = 0;        // 0 = no limit of that kind
   bool order_per_flow = false;    // jitter keeps order per flow, not per link
+};
+
+// One-way delay of delivered packets, from a direction's histogram: release
+// time minus offer time (queueing + serialization + propagation + jitter +
+// reorder hold-back), in milliseconds. Percentiles are to within 1% (the
+// histogram keeps 2 significant digits); mean and max are exact.
+struct DelaySummary {
+  int64_t count = 0;
+  double mean_ms = 0, p50_ms = 0, p95_ms = 0, p99_ms = 0, max_ms = 0;
 };
 
 // Returns "" if `p` is valid, else what is wrong with it (for the CLI).
@@ -103,11 +113,16 @@ class LinkModel {
   size_t in_flight() const { return heap_.size(); }
   const LinkStats& stats() const { return stats_; }
   const LinkParams& params() const { return p_; }
+  // One-way delay of every packet released so far (nanoseconds; see
+  // DelaySummary), and its summary.
+  const Histogram& delay_histogram() const { return delay_; }
+  DelaySummary delay() const;
 
  private:
   struct Pending {
     int64_t release_ns;
     uint64_t seq;  // offer order; ties release in offer order
+    int64_t offer_ns;
     Bytes data;
   };
   // Heap order (std::push_heap keeps the "largest" on top): the earliest
@@ -140,6 +155,7 @@ class LinkModel {
   int64_t backlog_bytes_ = 0;
   std::vector<Pending> heap_;    // a heap under Later (moveable, unlike priority_queue)
   LinkStats stats_;
+  Histogram delay_{2};  // release - offer, ns, of delivered packets
 };
 
 }  // namespace sluice::perf::linkem

@@ -302,6 +302,43 @@ TEST(LinkemModel, RateSerializationIsExact) {
   EXPECT_EQ(m.next_release_ns(), 100 * kMs + kMs / 2 + 20 * kMs);
 }
 
+// One-way delay statistics: release - offer of delivered packets only
+// (queueing + serialization + propagation), not of lost or pending ones.
+TEST(LinkemModel, OneWayDelayStatistics) {
+  LinkParams p;
+  p.rate_bps = 8'000'000;  // 1000 B = 1 ms
+  p.delay_ns = 20 * kMs;
+  LinkModel m(p, 1, 0);
+  EXPECT_EQ(m.delay().count, 0);
+  EXPECT_EQ(m.delay().p95_ms, 0);
+  // A burst of 10 at t = 0: packet i waits i ms in the queue, takes 1 ms to
+  // serialize and 20 ms to cross: 21, 22, ..., 30 ms.
+  for (uint32_t i = 0; i < 10; ++i) m.offer(0, packet(i, 1000));
+  Bytes b;
+  // Popped late (at 1 s): the delay is the model's, not the caller's.
+  while (m.pop_due(1000 * kMs, b)) {
+  }
+  const DelaySummary d = m.delay();
+  EXPECT_EQ(d.count, 10);
+  EXPECT_NEAR(d.mean_ms, 25.5, 1e-9);
+  EXPECT_NEAR(d.p50_ms, 25.0, 0.25);  // 2 significant digits: within 1%
+  EXPECT_NEAR(d.p95_ms, 30.0, 0.3);
+  EXPECT_NEAR(d.p99_ms, 30.0, 0.3);
+  EXPECT_EQ(d.max_ms, 30.0);
+  // A packet still in flight is not counted; nor is a lost one.
+  m.offer(2000 * kMs, packet(10, 1000));
+  EXPECT_EQ(m.delay().count, 10);
+
+  LinkParams lossy;
+  lossy.loss = 1;
+  lossy.delay_ns = 5 * kMs;
+  LinkModel l(lossy, 1, 0);
+  l.offer(0, packet(0));
+  while (l.pop_due(INT64_MAX, b)) {
+  }
+  EXPECT_EQ(l.delay().count, 0);
+}
+
 TEST(LinkemModel, RateRoundsSerializationUp) {
   LinkParams p;
   p.rate_bps = 3;  // 1 byte = 8/3 s

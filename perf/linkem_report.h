@@ -15,6 +15,7 @@ struct DirectionReport {
   const char* route = "";  // "near->far" / "far->near"
   LinkParams params;
   LinkStats stats;
+  DelaySummary delay;        // one-way delay of delivered packets
   size_t in_flight = 0;      // still in the model at exit (discarded)
   int64_t write_errors = 0;  // writes into the other TUN that failed
   int last_write_errno = 0;

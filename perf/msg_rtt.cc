@@ -187,7 +187,7 @@ class UdpPinger final : public DatagramHandler, public UdpEndpoint::Owner {
 int main(int argc, char** argv) {
   CLI::App app{"msg_rtt: timed small messages over rudp or TCP"};
   bool server_mode = false;
-  std::string proto = "rudp", host = "127.0.0.1", io = "epoll", json, tcp_cc, label;
+  std::string proto = "rudp", host = "127.0.0.1", io = "epoll", json, tcp_cc, label, cc = "fixed";
   uint16_t port = 9000;
   size_t conns = 20, min_size = 8, max_size = 256;
   double seconds = 30, warmup = 3, interval_ms = 20;
@@ -205,6 +205,7 @@ int main(int argc, char** argv) {
   app.add_option("--seconds", seconds, "Measured seconds");
   app.add_option("--warmup", warmup, "Unmeasured seconds first");
   app.add_option("--tcp-cc", tcp_cc, "TCP_CONGESTION for the client's sockets");
+  app.add_option("--cc", cc, "rudp congestion controller (both sides)");
   app.add_option("--seed", seed, "Seed of sizes and contents");
   app.add_option("--label", label, "Label in the JSON line");
   app.add_option("--json", json, "Append one JSON line with the result");
@@ -238,7 +239,9 @@ int main(int argc, char** argv) {
     so.io = io;
     std::unique_ptr<codec::Codec> codec;
     if (proto == "rudp") {
-      so.transport = rudp::transport();
+      rudp::Options ro;
+      ro.cc = cc;
+      so.transport = rudp::transport(ro);
     } else {
       codec = std::make_unique<codec::LengthFieldCodec>(codec::length_prefix_options(4, 1 << 20));
     }
@@ -307,6 +310,7 @@ int main(int argc, char** argv) {
         rudp::ClientOptions co;
         co.host = host;
         co.port = port;
+        co.rudp.cc = cc;
         rclients.push_back(std::make_unique<rudp::Client>(*loop, *p, co));
         rclients.back()->connect(done);
       } else {
