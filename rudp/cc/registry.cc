@@ -17,7 +17,16 @@ const Entry kEntries[] = {
      }},
 };
 
+std::vector<std::pair<std::string, Factory>>& extra() {
+  static std::vector<std::pair<std::string, Factory>> v;
+  return v;
+}
+
 }  // namespace
+
+void register_for_tests(std::string name, Factory make) {
+  extra().emplace_back(std::move(name), make);
+}
 
 std::vector<std::string> available() {
   std::vector<std::string> names;
@@ -29,6 +38,9 @@ std::unique_ptr<Controller> create(std::string_view name, const Config& cfg,
                                    std::string* error) {
   for (const Entry& e : kEntries) {
     if (name == e.name) return e.make(cfg);
+  }
+  for (const auto& [n, make] : extra()) {
+    if (name == n) return make(cfg);
   }
   if (error) {
     *error = "unknown congestion controller '" + std::string(name) + "' (have:";

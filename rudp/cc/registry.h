@@ -17,4 +17,10 @@ std::vector<std::string> available();
 std::unique_ptr<Controller> create(std::string_view name, const Config& cfg,
                                    std::string* error = nullptr);
 
+// Tests only: makes create() know one more controller by name (not listed
+// by available()). Call before anything creates controllers; not safe
+// against concurrent create().
+using Factory = std::unique_ptr<Controller> (*)(const Config&);
+void register_for_tests(std::string name, Factory make);
+
 }  // namespace sluice::rudp::cc
