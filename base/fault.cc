@@ -414,6 +414,15 @@ ssize_t recvfrom(int fd, void* buf, size_t len, int flags, sockaddr* from,
   return sys::raw::recvfrom(fd, buf, len, flags, from, from_len);
 }
 
+ssize_t recvmsg(int fd, msghdr* msg, int flags) {
+  bool shorten;  // never: a shorter buffer would truncate the datagram
+  if (int err = decide(Io::kDgramRecv, fd, flags, false, &shorten)) {
+    errno = err;
+    return -1;
+  }
+  return sys::raw::recvmsg(fd, msg, flags);
+}
+
 ssize_t sendto(int fd, const void* buf, size_t len, int flags, const sockaddr* to,
                socklen_t to_len) {
   bool shorten;  // never: a datagram goes whole or not at all

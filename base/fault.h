@@ -139,6 +139,7 @@ int recvmmsg(int fd, mmsghdr* msgs, unsigned n, int flags, timespec* timeout);
 int sendmmsg(int fd, mmsghdr* msgs, unsigned n, int flags);
 ssize_t recvfrom(int fd, void* buf, size_t len, int flags, sockaddr* from,
                  socklen_t* from_len);
+ssize_t recvmsg(int fd, msghdr* msg, int flags);
 ssize_t sendto(int fd, const void* buf, size_t len, int flags, const sockaddr* to,
                socklen_t to_len);
 int epoll_wait(int epfd, epoll_event* events, int max, int timeout_ms);

@@ -14,7 +14,7 @@
 // calls, so ASan checks the buffers and TSan sees the socket hand-offs.
 //
 // This is the one door for the IO path's socket calls (recv, send, readv,
-// accept4, recvmmsg, sendmmsg, recvfrom, sendto, epoll_wait, poll,
+// accept4, recvmmsg, sendmmsg, recvfrom, recvmsg, sendto, epoll_wait, poll,
 // select): io/ and core/ never call them directly, so a fault-injection
 // build (--config=faults, SLUICE_FAULTS) can put base/fault.h in front of
 // all of them. There the functions below live in sys::raw and the
@@ -92,6 +92,7 @@ inline ssize_t recvfrom(int fd, void* buf, size_t len, int flags, sockaddr* from
                         socklen_t* from_len) {
   return ::recvfrom(fd, buf, len, flags, from, from_len);
 }
+inline ssize_t recvmsg(int fd, msghdr* msg, int flags) { return ::recvmsg(fd, msg, flags); }
 inline ssize_t sendto(int fd, const void* buf, size_t len, int flags, const sockaddr* to,
                       socklen_t to_len) {
   return ::sendto(fd, buf, len, flags, to, to_len);
@@ -117,6 +118,7 @@ using fault::poll;
 using fault::readv;
 using fault::recv;
 using fault::recvfrom;
+using fault::recvmsg;
 using fault::recvmmsg;
 using fault::select;
 using fault::send;

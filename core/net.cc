@@ -91,6 +91,30 @@ int apply_tcp_options(int fd, const TcpOptions& o) {
   return first;
 }
 
+int set_udp_ecn(int fd, bool receive, uint8_t codepoint) {
+  sockaddr_storage addr;
+  socklen_t len = sizeof addr;
+  if (::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) < 0) return -errno;
+  const int on = receive ? 1 : 0;
+  auto set_tos = [&](int level, int name) {
+    int tos = 0;
+    socklen_t l = sizeof tos;
+    if (::getsockopt(fd, level, name, &tos, &l) < 0) return -errno;
+    tos = (tos & ~3) | (codepoint & 3);
+    return ::setsockopt(fd, level, name, &tos, sizeof tos) < 0 ? -errno : 0;
+  };
+  if (addr.ss_family == AF_INET6) {
+    if (::setsockopt(fd, IPPROTO_IPV6, IPV6_RECVTCLASS, &on, sizeof on) < 0) return -errno;
+    if (int rc = set_tos(IPPROTO_IPV6, IPV6_TCLASS); rc < 0) return rc;
+    // IPv4 peers of a dual-stack socket.
+    ::setsockopt(fd, IPPROTO_IP, IP_RECVTOS, &on, sizeof on);
+    set_tos(IPPROTO_IP, IP_TOS);
+    return 0;
+  }
+  if (::setsockopt(fd, IPPROTO_IP, IP_RECVTOS, &on, sizeof on) < 0) return -errno;
+  return set_tos(IPPROTO_IP, IP_TOS);
+}
+
 int bind_udp(const std::string& host, uint16_t port, const UdpSocketOptions& o) {
   sockaddr_storage addr;
   socklen_t len;

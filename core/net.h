@@ -122,6 +122,15 @@ struct UdpSocketOptions {
 };
 int bind_udp(const std::string& host, uint16_t port, const UdpSocketOptions& opts);
 
+// ECN on a UDP socket (RFC 3168): receive_codepoints turns IP_RECVTOS (and,
+// on an IPv6 socket, IPV6_RECVTCLASS) on, so each received datagram's
+// codepoint reaches io::Datagram::ecn; the low two bits of IP_TOS /
+// IPV6_TCLASS become `send_codepoint` (0 Not-ECT, 2 ECT(0) ...), the mark
+// on everything the socket sends from now on (the rest of the byte is
+// kept). Returns 0 or -errno (the first failure; an IPv6 socket's IPv4
+// options are best effort).
+int set_udp_ecn(int fd, bool receive_codepoints, uint8_t send_codepoint);
+
 // "host:port" ("[v6]:port") of a socket address, or "?".
 std::string address_name(const sockaddr* addr, socklen_t len);
 

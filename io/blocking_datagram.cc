@@ -1,5 +1,5 @@
 // Datagram channels on the blocking back end: the receiver thread (one
-// blocking recvfrom per datagram, queued for the loop with bounds), the
+// blocking recvmsg per datagram, queued for the loop with bounds), the
 // sender thread (sendto of each datagram update() handed over, refused ones
 // dropped), and delivery on the loop thread (on_datagram, on_error). See
 // io/blocking.h for the model.
@@ -27,14 +27,14 @@ namespace {
 // payload bytes, are received but not yet delivered by the loop.
 constexpr size_t kMaxQueuedDatagrams = 1024;
 constexpr size_t kMaxQueuedDatagramBytes = 1024 * 1024;
-// Datagram receiver: after this many recvfrom errors in a row (ICMP
+// Datagram receiver: after this many recvmsg errors in a row (ICMP
 // reports, ENOMEM ...) it backs off kAgainBackoff before each further try.
 constexpr int kDatagramErrorBurst = 16;
 // Datagram sender: EAGAIN/ENOBUFS retries (kAgainBackoff apart) for one
 // datagram before it is dropped.
 constexpr int kMaxSendRetries = 1000;
 
-// recvfrom errors that say the socket itself is unusable. Everything else
+// recvmsg errors that say the socket itself is unusable. Everything else
 // on a datagram socket (ECONNREFUSED, EHOSTUNREACH ... from ICMP reports of
 // earlier sends, ENOMEM/ENOBUFS) concerns one peer or one moment.
 bool fatal_datagram_error(int err) {
@@ -46,7 +46,7 @@ bool fatal_datagram_error(int err) {
 
 // ---------------------------------------------------------------- threads
 
-// Datagram receiver: one blocking recvfrom per datagram into a 64 KiB
+// Datagram receiver: one blocking recvmsg per datagram into a 64 KiB
 // staging buffer, each datagram (source address + payload copy) queued in
 // c.rx for the loop. Pauses while want_read is false or the undelivered
 // datagrams reach kMaxQueuedDatagrams / kMaxQueuedDatagramBytes; meanwhile
@@ -67,15 +67,22 @@ void BlockingBackend::datagram_reader_loop(Conn& c) {
       if (c.stopping || c.rd_error != 0) break;
     }
     sockaddr_storage from;
-    socklen_t from_len = sizeof from;
-    const ssize_t n = sys::recvfrom(c.fd, stage.get(), kMaxDatagram, 0,
-                                    reinterpret_cast<sockaddr*>(&from),
-                                    &from_len);
+    alignas(cmsghdr) char control[kEcnControlSize];
+    iovec iov{stage.get(), kMaxDatagram};
+    msghdr mh{};
+    mh.msg_name = &from;
+    mh.msg_namelen = sizeof from;
+    mh.msg_iov = &iov;
+    mh.msg_iovlen = 1;
+    mh.msg_control = control;
+    mh.msg_controllen = sizeof control;
+    const ssize_t n = sys::recvmsg(c.fd, &mh, 0);
     const int err = n < 0 ? errno : 0;
+    const socklen_t from_len = n < 0 ? 0 : mh.msg_namelen;
     if (n == 0 && from_len == 0) {
       // Not a datagram (a UDP datagram always has a source address): the
       // read side was shut down. detach() does that to wake us; anyone
-      // else doing it ends reception (recvfrom would return 0 forever).
+      // else doing it ends reception (recvmsg would return 0 forever).
       bool stop;
       {
         std::lock_guard<std::mutex> lk(c.m);
@@ -94,7 +101,7 @@ void BlockingBackend::datagram_reader_loop(Conn& c) {
         if (c.stopping) break;
         try {
           c.rx.push(reinterpret_cast<const sockaddr*>(&from), from_len,
-                    {stage.get(), static_cast<size_t>(n)});
+                    {stage.get(), static_cast<size_t>(n)}, ecn_from_msghdr(mh));
           c.rx_bytes += static_cast<size_t>(n);
         } catch (const std::bad_alloc&) {
           c.rd_error = -ENOMEM;
@@ -115,13 +122,13 @@ void BlockingBackend::datagram_reader_loop(Conn& c) {
         if (c.stopping) break;
         c.rd_error = -err;
       }
-      spdlog::warn("blocking: fd {}: recvfrom: {}", c.fd, std::strerror(err));
+      spdlog::warn("blocking: fd {}: recvmsg: {}", c.fd, std::strerror(err));
       post(c);
       break;
     }
     // ICMP-induced (ECONNREFUSED, EHOSTUNREACH ...) or transient: a report
     // about one earlier send, not about this socket. Keep receiving.
-    spdlog::debug("blocking: udp fd {}: recvfrom: {}", c.fd,
+    spdlog::debug("blocking: udp fd {}: recvmsg: {}", c.fd,
                   std::strerror(err));
     if (++errors_in_row > kDatagramErrorBurst) {
       std::this_thread::sleep_for(kAgainBackoff);
@@ -249,8 +256,7 @@ int BlockingBackend::dispatch_datagram(Conn& c) {
       const DatagramQueue::Item& it = c.held.item(0);
       ++n;
       bytes += it.size;
-      ch.on_datagram({reinterpret_cast<const sockaddr*>(&it.addr),
-                      it.addr_len, c.held.payload(it)});
+      ch.on_datagram(c.held.datagram(it));
       ++events;
       if (c.detaching) {
         clear(c.held);  // stop() already discarded the rest

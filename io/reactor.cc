@@ -58,6 +58,8 @@ struct ReactorBackend::DatagramSlab {
   mmsghdr msgs[kBatch];
   iovec iov[kBatch];
   sockaddr_storage addrs[kBatch];
+  // Per message: room for the TOS / traffic-class cmsg (Datagram::ecn).
+  alignas(cmsghdr) char control[kBatch][kEcnControlSize];
 };
 
 int set_nonblocking(int fd, bool on) {
@@ -382,6 +384,8 @@ void ReactorBackend::handle_recv_datagrams(Channel& ch, State& st) {
       d.msgs[i].msg_hdr.msg_namelen = sizeof d.addrs[i];
       d.msgs[i].msg_hdr.msg_iov = &d.iov[i];
       d.msgs[i].msg_hdr.msg_iovlen = 1;
+      d.msgs[i].msg_hdr.msg_control = d.control[i];
+      d.msgs[i].msg_hdr.msg_controllen = sizeof d.control[i];
     }
     int n = sys::recvmmsg(ch.fd(), d.msgs, kBatch, MSG_DONTWAIT, nullptr);
     if (n < 0) {
@@ -405,10 +409,11 @@ void ReactorBackend::handle_recv_datagrams(Channel& ch, State& st) {
       if (!st.attached) return;  // detached: the rest is dropped with it
       const msghdr& h = d.msgs[i].msg_hdr;
       const Datagram dg{static_cast<const sockaddr*>(h.msg_name), h.msg_namelen,
-                        {d.bytes.data() + i * kMaxDatagram, d.msgs[i].msg_len}};
+                        {d.bytes.data() + i * kMaxDatagram, d.msgs[i].msg_len},
+                        ecn_from_msghdr(h)};
       if (!ch.want_read()) {
         if (!st.held) st.held = std::make_unique<DatagramQueue>();
-        st.held->push(dg.addr, dg.addr_len, dg.data);
+        st.held->push(dg.addr, dg.addr_len, dg.data, dg.ecn);
         continue;
       }
       ch.on_datagram(dg);
@@ -428,7 +433,7 @@ bool ReactorBackend::deliver_held_datagrams(Channel& ch, State& st) {
     DatagramQueue& q = *st.held;
     const DatagramQueue::Item& it = q.item(0);
     ++progress_;
-    ch.on_datagram({reinterpret_cast<const sockaddr*>(&it.addr), it.addr_len, q.payload(it)});
+    ch.on_datagram(q.datagram(it));
     q.pop(1);
     if (q.empty()) st.held.reset();  // do not pin up to 2 MiB while idle
   }

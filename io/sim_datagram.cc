@@ -4,6 +4,7 @@
 // kept), as the world's faults say.
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <sys/socket.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -15,13 +16,13 @@
 namespace sluice::sim {
 
 void DatagramPeer::send_to(uint16_t port, std::string_view data) {
-  world_.route_datagram(port_, port, data);
+  world_.route_datagram(port_, port, data, 0);
 }
 
 // Delivered by port when it arrives: to a core socket bound there (so two
 // endpoints of the core, e.g. both ends of an rudp test, can talk), else
 // to a DatagramPeer, else lost (nobody bound: an ICMP unreachable).
-void World::route_datagram(uint16_t from, uint16_t to, std::string_view data) {
+void World::route_datagram(uint16_t from, uint16_t to, std::string_view data, uint8_t ecn) {
   if (!blackholed_.empty() && (blackholed_.count(from) || blackholed_.count(to))) {
     ++stats_.datagrams_lost;
     return;
@@ -39,10 +40,11 @@ void World::route_datagram(uint16_t from, uint16_t to, std::string_view data) {
       ++stats_.datagrams_corrupted;
     }
     SimClock::duration wait = faults_.min_delay + delay();
-    if (!cross_bottleneck(from, to, d.size(), &wait)) continue;
+    uint8_t mark = ecn;
+    if (!cross_bottleneck(from, to, d.size(), &wait, &mark)) continue;
     if (faults_.path_delay) wait += faults_.path_delay(from, to);
-    after(wait, [this, from, to, d = std::move(d)] {
-      sockets_.count(to) ? datagram_to_core(from, to, d) : datagram_to_peer(from, to, d);
+    after(wait, [this, from, to, mark, d = std::move(d)] {
+      sockets_.count(to) ? datagram_to_core(from, to, d, mark) : datagram_to_peer(from, to, d);
     });
   }
 }
@@ -51,7 +53,8 @@ namespace {
 constexpr size_t kIpUdpHeaders = 28;
 }  // namespace
 
-bool World::cross_bottleneck(uint16_t from, uint16_t to, size_t bytes, SimClock::duration* wait) {
+bool World::cross_bottleneck(uint16_t from, uint16_t to, size_t bytes, SimClock::duration* wait,
+                             uint8_t* ecn) {
   const SimFaults::Bottleneck& b = faults_.bottleneck;
   if (b.bps == 0 || (to != b.port && from != b.port)) return true;
   const bool up = to == b.port;
@@ -62,6 +65,13 @@ bool World::cross_bottleneck(uint16_t from, uint16_t to, size_t bytes, SimClock:
   if (backlog + size > b.queue_bytes) {
     ++stats_.bottleneck_drops;
     return false;
+  }
+  // Step marking (DCTCP's): an ECN-capable datagram that finds more than
+  // the threshold queued is marked CE.
+  if (b.ce_threshold_bytes > 0 && backlog > b.ce_threshold_bytes &&
+      (*ecn == io::kEct0 || *ecn == io::kEct1)) {
+    *ecn = io::kCe;
+    ++stats_.bottleneck_ce_marks;
   }
   free += std::chrono::nanoseconds(size * 8 * 1'000'000'000 / b.bps);
   if (up) stats_.bottleneck_max_backlog = std::max(stats_.bottleneck_max_backlog, backlog + size);
@@ -83,6 +93,16 @@ int World::attach_datagram(io::Channel& ch) {
   auto s = std::make_unique<Socket>();
   s->ch = &ch;
   s->port = port;
+  // Codepoints are delivered to sockets that asked for them (IP_RECVTOS /
+  // IPV6_RECVTCLASS, set before attach), as the kernel does.
+  int on = 0;
+  socklen_t len = sizeof on;
+  if (::getsockopt(ch.fd(), IPPROTO_IP, IP_RECVTOS, &on, &len) == 0 && on) s->recv_ecn = true;
+  on = 0;
+  len = sizeof on;
+  if (::getsockopt(ch.fd(), IPPROTO_IPV6, IPV6_RECVTCLASS, &on, &len) == 0 && on) {
+    s->recv_ecn = true;
+  }
   sockets_[port] = std::move(s);
   ch.io = std::make_unique<ChanState>();
   return 0;
@@ -103,19 +123,20 @@ sockaddr_in loopback(uint16_t port) {
 }
 }  // namespace
 
-void World::datagram_to_core(uint16_t from, uint16_t to, const std::string& data) {
+void World::datagram_to_core(uint16_t from, uint16_t to, const std::string& data, uint8_t ecn) {
   Socket& s = *sockets_.at(to);
+  if (!s.recv_ecn) ecn = 0;
   if (s.queue.empty() && s.ch->want_read()) {
     const sockaddr_in a = loopback(from);
     ++stats_.datagrams_to_core;
-    s.ch->on_datagram({reinterpret_cast<const sockaddr*>(&a), sizeof a, data});
+    s.ch->on_datagram({reinterpret_cast<const sockaddr*>(&a), sizeof a, data, ecn});
     return;
   }
   if (s.queue.size() >= faults_.datagram_queue) {
     ++stats_.datagrams_overflow;  // the socket's receive buffer is full
     return;
   }
-  s.queue.emplace_back(from, data);
+  s.queue.push_back({from, data, ecn});
 }
 
 void World::drain_datagrams(uint16_t port) {
@@ -126,11 +147,11 @@ void World::drain_datagrams(uint16_t port) {
     Socket& s = *it->second;
     s.drain_scheduled = false;
     if (s.queue.empty() || !s.ch->want_read()) return;
-    auto [from, data] = std::move(s.queue.front());
+    Socket::Queued q = std::move(s.queue.front());
     s.queue.pop_front();
-    const sockaddr_in a = loopback(from);
+    const sockaddr_in a = loopback(q.from);
     ++stats_.datagrams_to_core;
-    s.ch->on_datagram({reinterpret_cast<const sockaddr*>(&a), sizeof a, data});
+    s.ch->on_datagram({reinterpret_cast<const sockaddr*>(&a), sizeof a, q.data, q.ecn});
   }
 }
 
@@ -138,6 +159,22 @@ void World::send_datagrams(io::Channel& ch) {
   const uint16_t port = bound_port(ch.fd());
   io::DatagramQueue& q = ch.datagrams();
   const size_t n = q.size();
+  // The codepoint the socket sets on what it sends (IP_TOS / IPV6_TCLASS,
+  // which the owner may change at any time).
+  uint8_t ecn = 0;
+  if (n > 0) {
+    int tos = 0;
+    socklen_t len = sizeof tos;
+    if (::getsockopt(ch.fd(), IPPROTO_IP, IP_TOS, &tos, &len) == 0) {
+      ecn = static_cast<uint8_t>(tos & 3);
+    } else {
+      tos = 0;
+      len = sizeof tos;
+      if (::getsockopt(ch.fd(), IPPROTO_IPV6, IPV6_TCLASS, &tos, &len) == 0) {
+        ecn = static_cast<uint8_t>(tos & 3);
+      }
+    }
+  }
   for (size_t i = 0; i < n; ++i) {
     const io::DatagramQueue::Item& it = q.item(i);
     uint16_t to = 0;
@@ -145,7 +182,7 @@ void World::send_datagrams(io::Channel& ch) {
       to = ntohs(reinterpret_cast<const sockaddr_in*>(&it.addr)->sin_port);
     }
     ++stats_.datagrams_from_core;
-    route_datagram(port, to, q.payload(it));
+    route_datagram(port, to, q.payload(it), ecn);
   }
   if (n > 0) {
     q.pop(n);

@@ -25,9 +25,15 @@ struct World::Socket {
   io::Channel* ch = nullptr;
   uint16_t port = 0;
   // Arrived while the core was not reading (bounded by datagram_queue):
-  // the sender's port and the payload, oldest first.
-  std::deque<std::pair<uint16_t, std::string>> queue;
+  // the sender's port, the payload and its ECN codepoint, oldest first.
+  struct Queued {
+    uint16_t from;
+    std::string data;
+    uint8_t ecn;
+  };
+  std::deque<Queued> queue;
   bool drain_scheduled = false;
+  bool recv_ecn = false;  // IP_RECVTOS / IPV6_RECVTCLASS was on at attach
 };
 
 }  // namespace sluice::sim

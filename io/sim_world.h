@@ -29,7 +29,10 @@
 //    goes by destination port to the core socket bound there (two core
 //    endpoints can talk: both ends of an rudp test) or to a DatagramPeer.
 //    Each datagram, either way, may be lost, duplicated and delayed
-//    independently (so reordered).
+//    independently (so reordered). A datagram carries the ECN codepoint
+//    its socket's IP_TOS / IPV6_TCLASS set (peers send Not-ECT); a socket
+//    that turned IP_RECVTOS / IPV6_RECVTCLASS on before attach sees it
+//    (and CE where the bottleneck marked it) in Datagram::ecn.
 //  * Time: the clock starts at a fixed time point. Every wait() runs the
 //    events due; when none is due it jumps to the next event (or to
 //    now + timeout, whichever is first). A time jump (a stalled process)
@@ -107,11 +110,15 @@ struct SimFaults {
   // one serializer of `bps` bits/s with a drop-tail queue of `queue_bytes`
   // (the uplink), datagrams from it share another (the downlink). A
   // datagram's size on the wire counts IPv4 and UDP headers (28 bytes).
-  // 0 bps: none.
+  // 0 bps: none. With ce_threshold_bytes > 0, an ECN-capable datagram
+  // (sent from a socket whose IP_TOS / IPV6_TCLASS says ECT) that arrives
+  // while more than that many bytes are queued is marked CE (step marking,
+  // as DCTCP's AQM) -- and still dropped if the queue is full.
   struct Bottleneck {
     uint64_t bps = 0;
     size_t queue_bytes = 64 * 1024;
     uint16_t port = 0;
+    size_t ce_threshold_bytes = 0;
   } bottleneck;
   // Extra propagation delay per datagram by its ports (per-flow RTTs);
   // null: none. Called on the loop thread.
@@ -137,6 +144,7 @@ struct SimStats {
   uint64_t jumps = 0;
   uint64_t bottleneck_drops = 0;        // queue full (both directions)
   uint64_t bottleneck_max_backlog = 0;  // bytes, the uplink's largest queue
+  uint64_t bottleneck_ce_marks = 0;     // datagrams marked CE (both directions)
   SimClock::duration jumped{};  // virtual time skipped by jumps, in total
 };
 
@@ -239,7 +247,9 @@ class World {
   // Queues the datagram at the bottleneck if it crosses it: false when
   // the queue is full (dropped); else *wait grows by its queueing and
   // serialization time.
-  bool cross_bottleneck(uint16_t from, uint16_t to, size_t bytes, SimClock::duration* wait);
+  // An ECN-capable datagram may be marked: *ecn becomes CE.
+  bool cross_bottleneck(uint16_t from, uint16_t to, size_t bytes, SimClock::duration* wait,
+                        uint8_t* ecn);
 
   void at(SimClock::time_point when, std::function<void()> fn);
   SimClock::duration delay();  // 0..max_delay
@@ -263,10 +273,11 @@ class World {
   void update_stream(io::Channel& ch, StreamPeer& p);
   void detach_stream(StreamPeer& p);
   // Datagrams (sim_datagram.cc).
-  void route_datagram(uint16_t from, uint16_t to, std::string_view data);
+  // ecn: the codepoint it was sent with (io::Ecn).
+  void route_datagram(uint16_t from, uint16_t to, std::string_view data, uint8_t ecn);
   int attach_datagram(io::Channel& ch);
   void detach_datagram(io::Channel& ch);
-  void datagram_to_core(uint16_t from, uint16_t to, const std::string& data);
+  void datagram_to_core(uint16_t from, uint16_t to, const std::string& data, uint8_t ecn);
   void datagram_to_peer(uint16_t from, uint16_t to, const std::string& data);
   void drain_datagrams(uint16_t port);
   void send_datagrams(io::Channel& ch);

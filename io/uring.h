@@ -19,10 +19,11 @@
 //    -EINVAL; -EOPNOTSUPP where the kernel lacks IORING_OP_RECVMSG/SENDMSG):
 //      receive: one multishot IORING_OP_RECVMSG (6.0+) into a second
 //        provided-buffer ring of its own (buffer group 1, UringTuning::
-//        dgram_buf_count x dgram_buf_size, default 64 x (64 KiB + 144 B)
+//        dgram_buf_count x dgram_buf_size, default 64 x (64 KiB + 192 B)
 //        = ~4 MiB of address space per back end, touched only as datagrams
 //        arrive). Each buffer holds struct io_uring_recvmsg_out, room for a
-//        sockaddr_storage and one payload of up to kMaxDatagram bytes; it is
+//        sockaddr_storage, the TOS / traffic-class cmsg (Datagram::ecn) and one
+//        payload of up to kMaxDatagram bytes; it is
 //        parsed with liburing's io_uring_recvmsg_validate/name/payload
 //        (liburing 2.3+). Each datagram becomes one on_datagram({source
 //        address, its length, payload}) and the buffer goes back to the
@@ -133,8 +134,8 @@ struct UringTuning {
   // Pause before re-arming accept after a resource error (EMFILE ...).
   unsigned accept_backoff_ms = 50;
   // Datagram provided-buffer ring (group 1): dgram_buf_count must be a
-  // power of two; dgram_buf_size is the whole buffer (144 bytes of header
-  // and address, the rest payload), 0 = 64 KiB of payload + header. It is
+  // power of two; dgram_buf_size is the whole buffer (192 bytes of header,
+  // address and TOS cmsg, the rest payload), 0 = 64 KiB of payload + header. It is
   // rounded up to a multiple of 16 and clamped to [header + 64, that
   // default] (UringInfo::dgram_payload_cap says what came of it); the
   // payload capacity also applies to the single-shot fallback's buffers.

@@ -40,6 +40,7 @@ bool UringBackendImpl::arm_recvmsg(ChanRec* r, DgramRecvSlot& s) {
     // The kernel lays out [recvmsg_out][name: msg_namelen][payload] in
     // each provided buffer; msg_name itself is not used.
     s.msg.msg_namelen = sizeof(sockaddr_storage);
+    s.msg.msg_controllen = kEcnControlSize;  // [control] after the name
     io_uring_prep_recvmsg_multishot(sqe, r->fd, &s.msg, 0);
     sqe->flags |= IOSQE_BUFFER_SELECT;
     sqe->buf_group = kDgramGroup;
@@ -50,6 +51,8 @@ bool UringBackendImpl::arm_recvmsg(ChanRec* r, DgramRecvSlot& s) {
     s.msg.msg_namelen = sizeof s.addr;
     s.msg.msg_iov = &s.iov;
     s.msg.msg_iovlen = 1;
+    s.msg.msg_control = s.control;
+    s.msg.msg_controllen = sizeof s.control;
     io_uring_prep_recvmsg(sqe, r->fd, &s.msg, 0);
   }
   s.op.multishot = ms_recvmsg_;
@@ -172,11 +175,13 @@ int UringBackendImpl::on_dgram_recv_cqe(Op* op, const Cqe& c) {
     const sockaddr* addr = nullptr;
     socklen_t addr_len = 0;
     std::string_view data;
+    uint8_t ecn = 0;
     bool truncated = false;
     bool valid = true;
     if (was_multishot) {
       msghdr mh{};
       mh.msg_namelen = sizeof(sockaddr_storage);
+      mh.msg_controllen = kEcnControlSize;
       io_uring_recvmsg_out* o =
           bid < 0 ? nullptr
                   : io_uring_recvmsg_validate(dgram_ring_.buf(bid), c.res, &mh);
@@ -189,12 +194,19 @@ int UringBackendImpl::on_dgram_recv_cqe(Op* op, const Cqe& c) {
         data = {static_cast<const char*>(io_uring_recvmsg_payload(o, &mh)),
                 len};
         truncated = (o->flags & MSG_TRUNC) != 0 || o->payloadlen > len;
+        if (!(o->flags & MSG_CTRUNC)) {
+          for (cmsghdr* cm = io_uring_recvmsg_cmsg_firsthdr(o, &mh); cm && !ecn;
+               cm = io_uring_recvmsg_cmsg_nexthdr(o, &mh, cm)) {
+            ecn = ecn_from_cmsg(cm);
+          }
+        }
       }
     } else {
       addr = reinterpret_cast<const sockaddr*>(&s.addr);
       addr_len = std::min<socklen_t>(s.msg.msg_namelen, sizeof s.addr);
       data = {s.buf.get(), static_cast<size_t>(c.res)};
       truncated = (s.msg.msg_flags & MSG_TRUNC) != 0;
+      ecn = ecn_from_msghdr(s.msg);
     }
     if (!valid) {
       recycle_dgram(bid);
@@ -219,11 +231,11 @@ int UringBackendImpl::on_dgram_recv_cqe(Op* op, const Cqe& c) {
       ++stats_.dgram_received;
       if (ch.want_read() && d.held.empty()) {
         s.lent = !was_multishot;  // keep sync() from re-arming into it
-        ch.on_datagram({addr, addr_len, data});
+        ch.on_datagram({addr, addr_len, data, ecn});
         s.lent = false;
         ++n;
       } else {
-        d.held.push(addr, addr_len, data);  // in order, for later
+        d.held.push(addr, addr_len, data, ecn);  // in order, for later
       }
     }
     recycle_dgram(bid);
@@ -310,8 +322,7 @@ int UringBackendImpl::deliver_held_dgrams(ChanRec* r) {
     // Only CQE handling pushes to held, never a callback: the views stay
     // valid through the call.
     const DatagramQueue::Item& it = d.held.item(0);
-    r->ch->on_datagram({reinterpret_cast<const sockaddr*>(&it.addr),
-                        it.addr_len, d.held.payload(it)});
+    r->ch->on_datagram(d.held.datagram(it));
     d.held.pop(1);
     ++n;
   }

@@ -117,6 +117,7 @@ struct DgramRecvSlot {
   iovec iov{};
   sockaddr_storage addr{};      // single-shot: the source address
   std::unique_ptr<char[]> buf;  // single-shot: the payload buffer
+  alignas(cmsghdr) char control[kEcnControlSize];  // single-shot: TOS cmsg
 };
 
 // One sendmsg of a datagram channel.

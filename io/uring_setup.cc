@@ -39,10 +39,12 @@ std::string errno_name(int err) {  // err > 0
 namespace {
 
 constexpr unsigned kMaxEntries = 32768;  // IORING_MAX_ENTRIES
-// What multishot recvmsg writes in front of each payload: the out header
-// and room for any source address (we ask for no control data).
+// What multishot recvmsg writes in front of each payload: the out header,
+// room for any source address and the TOS / traffic-class cmsg
+// (Datagram::ecn).
 constexpr size_t kDgramHeader =
-    sizeof(io_uring_recvmsg_out) + sizeof(sockaddr_storage);
+    sizeof(io_uring_recvmsg_out) + sizeof(sockaddr_storage) + kEcnControlSize;
+static_assert(kDgramHeader % 16 == 0);
 // Default datagram buffer: exactly one kMaxDatagram payload plus header.
 constexpr size_t kDgramDefaultBufSize = kMaxDatagram + kDgramHeader;
 
@@ -194,7 +196,7 @@ bool UringBackendImpl::init(const BackendOptions& options,
 
   // Datagrams: IORING_OP_RECVMSG/SENDMSG (5.3+). Multishot recvmsg (6.0+)
   // takes provided buffers from a group of its own, each buffer holding
-  // the recvmsg_out header, the source address and the payload.
+  // the recvmsg_out header, the source address, control data and the payload.
   dgram_ok_ = opcodes_supported(&ring_, {IORING_OP_RECVMSG,
                                          IORING_OP_SENDMSG});
   size_t dgram_size = tuning.dgram_buf_size == 0

@@ -37,6 +37,11 @@ Endpoint::Endpoint(EventLoop& loop, int fd, const Options& opts, Role role)
       role_(role),
       udp_(std::make_unique<UdpEndpoint>(loop, fd, *this, *this, opts.max_queued)) {
   port_ = udp_->local_port();
+  // ECN (docs/RUDP.md, "ECN"): every datagram's codepoint is read (for the
+  // sessions' ACK_ECN counts) and, unless turned off, ours are ECT(0).
+  if (int rc = set_udp_ecn(fd, true, opts_.ecn ? io::kEct0 : io::kNotEct); rc < 0) {
+    spdlog::debug("rudp: fd {}: cannot set up ECN: {}", fd, std::strerror(-rc));
+  }
   // The controllers size their windows in datagrams of this size.
   opts_.cc_config.max_datagram = opts_.max_datagram;
   uint64_t seed = 0;
@@ -152,7 +157,15 @@ void Endpoint::on_datagram(UdpEndpoint&, const io::Datagram& d) {
     ++stats_.wrong_peer;
     return;
   }
-  s.on_packet(body);
+  s.on_packet(body, d.ecn);
+}
+
+void Endpoint::ecn_failed(Session& s) {
+  (void)s;
+  // A client's socket is its session's alone: stop marking there. A
+  // server's is shared by every session, so it keeps marking for the
+  // others; the session that failed just stops relying on ECN.
+  if (role_ == Role::kClient && udp_) set_udp_ecn(udp_->fd(), true, io::kNotEct);
 }
 
 void Endpoint::release(UdpEndpoint& ep) {

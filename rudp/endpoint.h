@@ -113,6 +113,7 @@ class Endpoint final : public io::ChannelOps,
   size_t send_room() const override;
   void finished(Session& s) override;
   bool closing() const override { return stopping_; }
+  void ecn_failed(Session& s) override;
 
  private:
   // DatagramHandler, UdpEndpoint::Owner.

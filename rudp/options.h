@@ -67,6 +67,10 @@ struct Options {
   // sockets stays the same: a process that leaves or joins moves peers to
   // sockets that do not know them (their connections then time out).
   bool reuse_port = false;
+  // ECN (RFC 3168, used as QUIC does): mark every datagram ECT(0) and
+  // react to the peer's CE counts as to a loss (docs/RUDP.md, "ECN").
+  // Received codepoints are counted and reported either way.
+  bool ecn = true;
 };
 
 }  // namespace sluice::rudp

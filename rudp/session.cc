@@ -20,10 +20,11 @@ std::string Stats::str() const {
   return fmt::format(
       "srtt {:.2f} ms rttvar {:.2f} ms min_rtt {:.2f} ms cc {} cwnd {} pacing {:.1f} Mbit/s "
       "bw {:.1f} Mbit/s in_flight {} sent {} pkts "
-      "{} B retransmitted {} B redundant {} B lost {} spurious {} dup {} pto {}",
+      "{} B retransmitted {} B redundant {} B lost {} spurious {} dup {} pto {} ecn_ce {}{}",
       ms(srtt), ms(rttvar), ms(min_rtt), cc, cwnd, pacing_rate * 8 / 1e6, delivery_rate * 8 / 1e6,
       bytes_in_flight, packets_sent, bytes_sent,
-      retransmitted, redundant, packets_lost, spurious, duplicates, pto_count);
+      retransmitted, redundant, packets_lost, spurious, duplicates, pto_count, ecn_ce,
+      ecn_failed ? " (ecn failed)" : "");
 }
 
 Session::Session(SessionHost& host, const Options& opts, uint32_t local_id, uint32_t peer_id,
@@ -39,6 +40,7 @@ Session::Session(SessionHost& host, const Options& opts, uint32_t local_id, uint
       rtt_(opts.initial_rtt),
       peer_max_data_(peer_params.initial_window),
       max_data_sent_(opts.window) {
+  ecn_marking_ = opts.ecn;
   std::memcpy(&peer_, peer, std::min<size_t>(peer_len, sizeof(peer_)));
   last_recv_ = last_send_ = next_send_at_ = loop().clock();
   arm_timer();

@@ -65,6 +65,9 @@ class SessionHost {
   // The endpoint is closing its socket (server stop): no new connection
   // can meet a late packet, so a closed session need not drain.
   virtual bool closing() const = 0;
+  // The session's ECN validation failed (docs/RUDP.md, "ECN"): stop
+  // marking what goes to its peer where the socket is the session's own.
+  virtual void ecn_failed(Session& s) { (void)s; }
 
  protected:
   ~SessionHost() = default;
@@ -86,8 +89,8 @@ class Session {
   bool same_peer(const sockaddr* a, socklen_t len) const;
 
   // A DATA packet for this session (header checked): its packet number and
-  // frames.
-  void on_packet(std::string_view body);
+  // frames; ecn: the codepoint it arrived with (io::Datagram::ecn).
+  void on_packet(std::string_view body, uint8_t ecn = 0);
 
   // io::ChannelOps for the session's connection (through the Endpoint).
   void attach(io::Channel& ch);
@@ -124,11 +127,17 @@ class Session {
     bool eliciting = false;
     bool fin = false;
     bool max_data = false;
+    bool ect = false;  // sent ECN-capable (ECT(0)), for validation
     cc::DeliveryRate::PacketState rate;  // the delivery-rate state when it was sent
   };
 
   // session_recv.cc
-  void on_ack(const std::vector<AckRange>& ranges, uint64_t delay_us);
+  void on_ack(const std::vector<AckRange>& ranges, uint64_t delay_us,
+              const EcnCounts* ecn);
+  // RFC 9000 §13.4.2 and RFC 9002 §7.1 for an ACK that raised the largest
+  // acknowledged: validates the counts, reacts to new CE marks.
+  void process_ecn(const EcnCounts* ecn, uint64_t newly_ect, Clock::time_point largest_sent);
+  void fail_ecn(const char* why);
   void on_stream(uint64_t offset, std::string_view data, bool fin);
   void on_unreliable(uint64_t seq, std::string_view data);
   void deliver();
@@ -212,6 +221,10 @@ class Session {
   std::optional<uint64_t> largest_acked_;
   Clock::time_point largest_acked_sent_;
   RangeSet acked_pns_;  // for persistent congestion: was anything in between acked?
+  // ECN: our packets are marked ECT(0) (the socket's) until validation
+  // fails; the peer's counts as last reported.
+  bool ecn_marking_ = false;
+  EcnCounts peer_ecn_;
   // Declared lost, for spurious detection: packet number -> the largest
   // acknowledged then, and whether time (not the packet count) decided.
   struct LostInfo {
@@ -240,6 +253,7 @@ class Session {
   Clock::time_point last_close_sent_;
 
   // --- receiving (the peer's stream) ---
+  EcnCounts recv_ecn_;  // codepoints of the packets received (ACK_ECN once any)
   RangeSet recv_pns_;
   uint64_t recv_floor_ = 0;  // packet numbers below are no longer tracked: dropped as duplicates
   uint64_t largest_recv_ = 0;

@@ -26,7 +26,7 @@ constexpr size_t kMaxLostKept = 4096;
 
 }  // namespace
 
-void Session::on_packet(std::string_view body) {
+void Session::on_packet(std::string_view body, uint8_t ecn) {
   if (state_ == State::kDone) return;
   Reader r(body);
   uint64_t pn = 0;
@@ -50,12 +50,14 @@ void Session::on_packet(std::string_view body) {
   bool eliciting = false;
   const WireError err = for_each_frame(r.rest(), ack_scratch_, [&](const Frame& f) {
     if (state_ == State::kDraining || state_ == State::kDone) return;
-    if (f.type != FrameType::kAck && f.type != FrameType::kClose && f.type != FrameType::kReset) {
+    if (f.type != FrameType::kAck && f.type != FrameType::kAckEcn &&
+        f.type != FrameType::kClose && f.type != FrameType::kReset) {
       eliciting = true;
     }
     switch (f.type) {
       case FrameType::kPing: break;
-      case FrameType::kAck: on_ack(*f.ack_ranges, f.ack_delay_us); break;
+      case FrameType::kAck: on_ack(*f.ack_ranges, f.ack_delay_us, nullptr); break;
+      case FrameType::kAckEcn: on_ack(*f.ack_ranges, f.ack_delay_us, &f.ecn); break;
       case FrameType::kStream:
       case FrameType::kStreamFin: on_stream(f.offset, f.data, f.type == FrameType::kStreamFin); break;
       case FrameType::kMaxData:
@@ -88,6 +90,16 @@ void Session::on_packet(std::string_view body) {
   if (state_ == State::kDone) return;
   last_recv_ = now;
   ++stats_.packets_received;
+  switch (ecn & 3) {
+    case io::kEct0: ++recv_ecn_.ect0; break;
+    case io::kEct1: ++recv_ecn_.ect1; break;
+    case io::kCe:
+      ++recv_ecn_.ce;
+      ++stats_.ecn_ce_received;
+      ack_now_ = true;  // RFC 9000 §13.2.1: report CE at once
+      break;
+    default: break;
+  }
   if (recv_pns_.empty() || pn > largest_recv_) {
     // A gap before it: acknowledge at once, so the peer sees the hole
     // (RFC 9000 §13.2.1).
@@ -111,7 +123,8 @@ void Session::on_packet(std::string_view body) {
   arm_timer();
 }
 
-void Session::on_ack(const std::vector<AckRange>& ranges, uint64_t delay_us) {
+void Session::on_ack(const std::vector<AckRange>& ranges, uint64_t delay_us,
+                     const EcnCounts* ecn) {
   const uint64_t largest = ranges[0].high;
   if (largest >= next_pn_) {
     protocol_error("ACK of a packet never sent");
@@ -123,6 +136,7 @@ void Session::on_ack(const std::vector<AckRange>& ranges, uint64_t delay_us) {
   rate_.begin_ack();
   bool largest_newly = false;
   Clock::time_point largest_sent{};
+  uint64_t newly_ect = 0;
   for (const AckRange& r : ranges) {
     acked_pns_.add(r.low, r.high + 1);
     // Declared lost, yet it arrived: the loss was spurious (reordering or
@@ -151,6 +165,7 @@ void Session::on_ack(const std::vector<AckRange>& ranges, uint64_t delay_us) {
       }
       bytes_in_flight_ -= p.bytes;
       bytes_acked += p.bytes;
+      if (p.ect) ++newly_ect;
       rate_.on_acked(now, p.sent, p.bytes, p.rate);
       if (p.len) acked_.add(p.offset, p.offset + p.len);
       if (p.fin && !fin_acked_) {
@@ -161,7 +176,8 @@ void Session::on_ack(const std::vector<AckRange>& ranges, uint64_t delay_us) {
     }
   }
   if (acked_pns_.count() > 256) acked_pns_.pop_front();
-  if (!largest_acked_ || largest > *largest_acked_) {
+  const bool largest_raised = !largest_acked_ || largest > *largest_acked_;
+  if (largest_raised) {
     largest_acked_ = largest;
     if (largest_newly) largest_acked_sent_ = largest_sent;
   }
@@ -187,6 +203,9 @@ void Session::on_ack(const std::vector<AckRange>& ranges, uint64_t delay_us) {
   retx_.remove(0, sbase_);
   pto_count_ = 0;  // RFC 9002 §6.2.1
   probes_ = 0;
+  // RFC 9000 §13.4.2.1: counts are read only from an ACK that raises the
+  // largest acknowledged (an older, reordered one may carry smaller ones).
+  if (largest_raised && largest_newly) process_ecn(ecn, newly_ect, largest_sent);
   detect_lost();
   cc::AckEvent ev;
   ev.now = now;
@@ -205,6 +224,45 @@ void Session::on_ack(const std::vector<AckRange>& ranges, uint64_t delay_us) {
   take_output();  // room in the send buffer
   maybe_finish_close();
   schedule_flush();
+}
+
+void Session::process_ecn(const EcnCounts* ecn, uint64_t newly_ect,
+                          Clock::time_point largest_sent) {
+  if (ecn && !ecn_counts_advance(peer_ecn_, *ecn)) return fail_ecn("ECN counts went backwards");
+  if (!ecn_marking_) {
+    if (ecn) peer_ecn_ = *ecn;
+    return;
+  }
+  if (newly_ect > 0 && !ecn) return fail_ecn("ECT packets acknowledged without ECN counts");
+  if (!ecn) return;
+  const EcnCounts before = peer_ecn_;
+  peer_ecn_ = *ecn;
+  // We send ECT(0) only: ECT(1) reports mean the path (or the peer)
+  // mangles the bits; and every newly acknowledged ECT(0) packet must show
+  // up as ECT(0) or CE (a path that bleaches the bits fails here).
+  if (ecn->ect1 > before.ect1) return fail_ecn("our ECT(0) packets reported as ECT(1)");
+  if ((ecn->ect0 - before.ect0) + (ecn->ce - before.ce) < newly_ect) {
+    return fail_ecn("ECN counts grew less than the ECT(0) packets acknowledged");
+  }
+  if (ecn->ce > before.ce) {
+    stats_.ecn_ce += ecn->ce - before.ce;
+    cc::LossEvent ev;
+    ev.now = time();
+    ev.bytes_lost = 0;
+    ev.bytes_in_flight = bytes_in_flight_;
+    ev.largest_lost_sent = largest_sent;
+    ev.delivered = rate_.delivered();
+    cc_->on_ecn_ce(ev);
+  }
+}
+
+void Session::fail_ecn(const char* why) {
+  if (!ecn_marking_) return;
+  ecn_marking_ = false;
+  stats_.ecn_failed = true;
+  spdlog::debug("rudp {:08x}: ECN validation failed ({}): loss-based only from now on", local_id_,
+                why);
+  host_.ecn_failed(*this);
 }
 
 void Session::detect_lost() {

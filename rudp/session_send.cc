@@ -81,6 +81,7 @@ bool Session::build_packet(std::string& d, bool probe) {
   Writer(d).u64(next_pn_);
   SentPacket p;
   p.sent = now;
+  p.ect = ecn_marking_;
   if (want_ack) add_ack(d, max_dgram - d.size());
   if (reset_wanted_) {
     write_reset(d, static_cast<uint64_t>(reset_code_));
@@ -164,11 +165,13 @@ void Session::add_ack(std::string& d, size_t room) {
   });
   const uint64_t delay_us = static_cast<uint64_t>(
       std::chrono::duration_cast<std::chrono::microseconds>(now - largest_recv_at_).count());
-  while (ack_scratch_.size() > 1 && ack_frame_size(ack_scratch_, delay_us) > room) {
+  // ACK_ECN once any packet arrived with an ECN codepoint (RFC 9000 §13.4.1).
+  const EcnCounts* ecn = recv_ecn_.any() ? &recv_ecn_ : nullptr;
+  while (ack_scratch_.size() > 1 && ack_frame_size(ack_scratch_, delay_us, ecn) > room) {
     ack_scratch_.pop_back();
   }
-  if (ack_scratch_.empty() || ack_frame_size(ack_scratch_, delay_us) > room) return;
-  write_ack(d, ack_scratch_, delay_us);
+  if (ack_scratch_.empty() || ack_frame_size(ack_scratch_, delay_us, ecn) > room) return;
+  write_ack(d, ack_scratch_, delay_us, ecn);
   ack_needed_ = false;
   ack_now_ = false;
   unacked_eliciting_ = 0;

@@ -32,6 +32,9 @@ struct Stats {
   uint64_t malformed = 0;           // packets that failed to parse (dropped)
   uint64_t local_drops = 0;         // the socket's queue was full: sent as lost
   uint64_t persistent_congestion = 0;  // persistent congestion declared (RFC 9002 §7.6)
+  uint64_t ecn_ce = 0;              // CE marks the peer reported on our packets (congestion events)
+  uint64_t ecn_ce_received = 0;     // packets that reached us marked CE
+  bool ecn_failed = false;          // ECN validation failed: no marking, loss only
   uint64_t recv_buffered = 0;       // peer's bytes held here: not yet taken, or out of order
   uint64_t send_buffered = 0;       // bytes taken from the connection, not yet acknowledged
   std::string str() const;  // one line, for logs and tools

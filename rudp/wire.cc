@@ -219,7 +219,9 @@ WireError parse_accept(std::string_view body, Accept* a) {
 // range count (after the first), first range (packets below the largest
 // in the first range), then per further range: gap (unacknowledged
 // packets minus one) and range length (acknowledged packets minus one).
-size_t ack_frame_size(const std::vector<AckRange>& ranges, uint64_t delay_us) {
+// ACK_ECN (§19.3.2): the same, then the ECT(0), ECT(1) and CE counts.
+size_t ack_frame_size(const std::vector<AckRange>& ranges, uint64_t delay_us,
+                      const EcnCounts* ecn) {
   if (ranges.empty()) return 0;
   size_t n = 1 + varint_size(ranges[0].high) + varint_size(delay_us) +
              varint_size(ranges.size() - 1) + varint_size(ranges[0].high - ranges[0].low);
@@ -227,13 +229,15 @@ size_t ack_frame_size(const std::vector<AckRange>& ranges, uint64_t delay_us) {
     n += varint_size(ranges[i - 1].low - ranges[i].high - 2);
     n += varint_size(ranges[i].high - ranges[i].low);
   }
+  if (ecn) n += varint_size(ecn->ect0) + varint_size(ecn->ect1) + varint_size(ecn->ce);
   return n;
 }
 
-void write_ack(std::string& out, const std::vector<AckRange>& ranges, uint64_t delay_us) {
+void write_ack(std::string& out, const std::vector<AckRange>& ranges, uint64_t delay_us,
+               const EcnCounts* ecn) {
   if (ranges.empty()) return;  // callers never ask; nothing to acknowledge
   Writer w(out);
-  w.u8(static_cast<uint8_t>(FrameType::kAck));
+  w.u8(static_cast<uint8_t>(ecn ? FrameType::kAckEcn : FrameType::kAck));
   w.varint(ranges[0].high);
   w.varint(delay_us);
   w.varint(ranges.size() - 1);
@@ -241,6 +245,11 @@ void write_ack(std::string& out, const std::vector<AckRange>& ranges, uint64_t d
   for (size_t i = 1; i < ranges.size(); ++i) {
     w.varint(ranges[i - 1].low - ranges[i].high - 2);
     w.varint(ranges[i].high - ranges[i].low);
+  }
+  if (ecn) {
+    w.varint(ecn->ect0);
+    w.varint(ecn->ect1);
+    w.varint(ecn->ce);
   }
 }
 
@@ -304,7 +313,8 @@ WireError read_frame(Reader& r, std::vector<AckRange>& ranges, Frame* f) {
       }
       return WireError::kNone;
     }
-    case FrameType::kAck: {
+    case FrameType::kAck:
+    case FrameType::kAckEcn: {
       uint64_t largest = 0, count = 0, first = 0;
       if (!r.varint(&largest) || !r.varint(&f->ack_delay_us) || !r.varint(&count) ||
           !r.varint(&first)) {
@@ -325,6 +335,11 @@ WireError read_frame(Reader& r, std::vector<AckRange>& ranges, Frame* f) {
         ranges.push_back({high - len, high});
       }
       f->ack_ranges = &ranges;
+      f->ecn = {};
+      if (f->type == FrameType::kAckEcn &&
+          (!r.varint(&f->ecn.ect0) || !r.varint(&f->ecn.ect1) || !r.varint(&f->ecn.ce))) {
+        return WireError::kBadFrame;
+      }
       return WireError::kNone;
     }
   }

@@ -52,6 +52,7 @@ enum class FrameType : uint8_t {
   kUnreliable = 0x06,  // sequence number, length, one whole unreliable message
   kClose = 0x07,       // both directions are finished: drain, then forget
   kReset = 0x08,       // error code: the connection is aborted
+  kAckEcn = 0x09,      // ACK, then the ECT(0), ECT(1) and CE counts (QUIC's 0x03)
 };
 
 // RESET's error code.
@@ -157,6 +158,21 @@ struct Accept {
 void write_accept(std::string& out, const Accept& a);
 WireError parse_accept(std::string_view body, Accept* a);
 
+// ECN counts an ACK_ECN carries (RFC 9000 §19.3.2): packets received with
+// each codepoint, in total, over the connection.
+struct EcnCounts {
+  uint64_t ect0 = 0;
+  uint64_t ect1 = 0;
+  uint64_t ce = 0;
+  bool operator==(const EcnCounts&) const = default;
+  bool any() const { return ect0 || ect1 || ce; }
+};
+// Whether `now` may follow `before`: no count goes backwards (a peer's
+// counts only grow; a report that shrinks is invalid, RFC 9000 §13.4.2.1).
+inline bool ecn_counts_advance(const EcnCounts& before, const EcnCounts& now) {
+  return now.ect0 >= before.ect0 && now.ect1 >= before.ect1 && now.ce >= before.ce;
+}
+
 // One received frame, as views into the datagram.
 struct AckRange {
   uint64_t low = 0;   // inclusive
@@ -164,9 +180,10 @@ struct AckRange {
 };
 struct Frame {
   FrameType type = FrameType::kPing;
-  // kAck: ranges from the highest down, disjoint, descending.
+  // kAck, kAckEcn: ranges from the highest down, disjoint, descending.
   std::vector<AckRange>* ack_ranges = nullptr;
   uint64_t ack_delay_us = 0;
+  EcnCounts ecn;  // kAckEcn
   uint64_t offset = 0;  // kStream, kStreamFin; kMaxData: the limit;
                         // kUnreliable: the sequence; kReset: the code
   std::string_view data;
@@ -180,8 +197,11 @@ template <class Fn>
 WireError for_each_frame(std::string_view payload, std::vector<AckRange>& ranges, Fn&& fn);
 
 // Frame writers (append to a datagram being built).
-size_t ack_frame_size(const std::vector<AckRange>& ranges, uint64_t delay_us);
-void write_ack(std::string& out, const std::vector<AckRange>& ranges, uint64_t delay_us);
+// With ecn: an ACK_ECN frame carrying those counts.
+size_t ack_frame_size(const std::vector<AckRange>& ranges, uint64_t delay_us,
+                      const EcnCounts* ecn = nullptr);
+void write_ack(std::string& out, const std::vector<AckRange>& ranges, uint64_t delay_us,
+               const EcnCounts* ecn = nullptr);
 // STREAM header size for a payload of `len` bytes at `offset`.
 size_t stream_header_size(uint64_t offset, uint64_t len);
 void write_stream(std::string& out, uint64_t offset, std::string_view data, bool fin);

@@ -38,6 +38,10 @@ void add_rudp_flags(CLI::App& app, RudpFlags& f) {
   app.add_flag("!--rudp-no-hystart", o.cc_config.hystart,
                "CUBIC: plain slow start instead of HyStart++ (RFC 9406)")
       ->group(g);
+  app.add_flag("!--rudp-no-ecn", o.ecn,
+               "Do not mark datagrams ECN-capable (ECT(0)) nor react to CE marks "
+               "(codepoints received are still reported)")
+      ->group(g);
   app.add_option("--rudp-keepalive-ms", f.keepalive_ms,
                  "Send a PING after this long with nothing sent or received (0: off)")
       ->group(g)->check(CLI::NonNegativeNumber)->capture_default_str();

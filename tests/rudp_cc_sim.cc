@@ -41,6 +41,7 @@ class FlowsScenario final : public Scenario {
       co.rudp = base_options();
       co.rudp.cc = specs_[i].cc;
       co.rudp.cc_config = specs_[i].config;
+      co.rudp.ecn = specs_[i].ecn;
       co.rudp.cc_config.max_datagram = co.rudp.max_datagram;
       f->client = std::make_unique<rudp::Client>(loop, *f, co);
       Flow* raw = f.get();
@@ -118,6 +119,8 @@ class FlowsScenario final : public Scenario {
           f.pacing_rate = st->pacing_rate;
           f.delivery_rate = st->delivery_rate;
           f.packets_lost = st->packets_lost;
+          f.ecn_ce = st->ecn_ce;
+          f.ecn_failed = st->ecn_failed;
           f.srtt_us = std::chrono::duration_cast<std::chrono::microseconds>(st->srtt).count();
           f.min_rtt_us = std::chrono::duration_cast<std::chrono::microseconds>(st->min_rtt).count();
           const auto slash = st->cc.find('/');
@@ -189,6 +192,8 @@ CcResult run_flows(const LinkSpec& link, const std::vector<FlowSpec>& flows, Ms 
   r.faults.bottleneck.queue_bytes =
       std::max<size_t>(static_cast<size_t>(link.queue_bdp * static_cast<double>(bdp_bytes(link))),
                        4 * 1500);
+  r.faults.bottleneck.ce_threshold_bytes =
+      static_cast<size_t>(link.ecn_threshold * static_cast<double>(bdp_bytes(link)));
   FlowsScenario s(link, flows, length, every);
   // Per-flow RTTs: the flows' ports, in the order they first appear.
   auto ports = std::make_shared<std::map<uint16_t, size_t>>();
@@ -209,6 +214,7 @@ CcResult run_flows(const LinkSpec& link, const std::vector<FlowSpec>& flows, Ms 
   out.samples = std::move(s.samples);
   out.random_losses = totals.datagrams_lost;
   out.bottleneck_drops = totals.bottleneck_drops;
+  out.bottleneck_ce_marks = totals.bottleneck_ce_marks;
   return out;
 }
 

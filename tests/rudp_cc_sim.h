@@ -27,6 +27,9 @@ struct LinkSpec {
   Ms rtt{50};             // base round trip (propagation, both ways)
   double queue_bdp = 1;   // drop-tail queue, in bandwidth-delay products
   double loss = 0;        // random loss per datagram, each way
+  // ECN step marking at the bottleneck (SimFaults::Bottleneck::
+  // ce_threshold_bytes), in bandwidth-delay products of backlog; 0: off.
+  double ecn_threshold = 0;
 };
 
 struct FlowSpec {
@@ -34,6 +37,7 @@ struct FlowSpec {
   Ms start{0};      // when it connects (after the run begins)
   Ms extra_rtt{0};  // added to the link's RTT for this flow (RTT fairness)
   rudp::cc::Config config{};
+  bool ecn = true;  // rudp::Options::ecn
 };
 
 struct FlowSample {
@@ -42,6 +46,8 @@ struct FlowSample {
   uint64_t delivery_rate = 0;
   uint64_t received = 0;  // bytes the server's handler got from this flow so far
   uint64_t packets_lost = 0;
+  uint64_t ecn_ce = 0;  // CE marks the server reported (rudp::Stats::ecn_ce)
+  bool ecn_failed = false;
   Ms::rep srtt_us = 0, min_rtt_us = 0;
   std::string state;  // the controller's state() ("" before connecting)
 };
@@ -56,6 +62,7 @@ struct CcResult {
   std::vector<Sample> samples;
   std::vector<std::string> violations;
   uint64_t bottleneck_drops = 0;
+  uint64_t bottleneck_ce_marks = 0;
   uint64_t random_losses = 0;
 
   // Goodput of `flow` between two times (bytes per second), from the samples.

@@ -11,6 +11,7 @@
 
 #include <gtest/gtest.h>
 
+#include "rudp/cc/registry.h"
 #include "tests/rudp_cc_sim.h"
 
 namespace sluice::rudptest {
@@ -328,6 +329,73 @@ TEST(CcSim, RandomLossCollapsesLossBasedControllersButNotBbr) {
   EXPECT_GE(util["bbr"], 0.8);
   EXPECT_LT(util["newreno"], 0.6);
   EXPECT_GT(util["bbr"], 1.5 * util["cubic"]);
+}
+
+uint64_t total_ce(const CcResult& r) {
+  uint64_t n = 0;
+  for (const FlowSample& f : r.samples.back().flows) n += f.ecn_ce;
+  return n;
+}
+
+// A queue of 2 BDP, marked above 1/4 BDP: NewReno backs off at the
+// marks (RFC 9002 §7.1: a CE report is a congestion event) and never fills the queue (no drops), and keeps the link busy.
+TEST(CcSimEcn, MarksMakeALossBasedFlowBackOffWithoutDrops) {
+  LinkSpec link;
+  link.queue_bdp = 2;
+  link.ecn_threshold = 0.25;
+  FlowSpec f;
+  f.cc = "newreno";
+  const CcResult r = run_flows(link, {f}, Ms(4000));
+  ASSERT_TRUE(r.violations.empty()) << r.violations[0];
+  print(r, 50);
+  const FlowSample& last = r.samples.back().flows[0];
+  EXPECT_GT(r.bottleneck_ce_marks, 0u);
+  EXPECT_GT(last.ecn_ce, 0u);  // reported back by the server's ACK_ECN
+  EXPECT_LE(last.ecn_ce, r.bottleneck_ce_marks);
+  EXPECT_FALSE(last.ecn_failed);
+  EXPECT_EQ(r.bottleneck_drops, 0u);
+  EXPECT_EQ(last.packets_lost, 0u);
+  uint64_t max_backlog = 0;
+  for (const Sample& s : r.samples) {
+    if (s.t > Ms(1000)) max_backlog = std::max(max_backlog, s.backlog);
+  }
+  EXPECT_LT(max_backlog, bdp_bytes(link));  // well below the 2 BDP queue
+  const double util = r.goodput(0, Ms(1000), Ms(4000)) * 8 / static_cast<double>(link.bps);
+  EXPECT_GT(util, 0.8);
+}
+
+// The same link without ECN on the flow: nothing is marked, the queue
+// fills and drops, and only losses slow the flow down.
+TEST(CcSimEcn, WithoutEcnTheFlowLearnsFromDrops) {
+  LinkSpec link;
+  link.queue_bdp = 2;
+  link.ecn_threshold = 0.25;
+  FlowSpec f;
+  f.cc = "newreno";
+  f.ecn = false;
+  const CcResult r = run_flows(link, {f}, Ms(4000));
+  ASSERT_TRUE(r.violations.empty()) << r.violations[0];
+  EXPECT_EQ(r.bottleneck_ce_marks, 0u);
+  EXPECT_EQ(total_ce(r), 0u);
+  EXPECT_GT(r.bottleneck_drops, 0u);
+  EXPECT_GT(r.samples.back().flows[0].packets_lost, 0u);
+}
+
+// "fixed" does not react: marks are counted and reported, the window
+// stays where it is.
+TEST(CcSimEcn, FixedCountsMarksButKeepsItsWindow) {
+  LinkSpec link;
+  link.queue_bdp = 2;
+  link.ecn_threshold = 0.25;
+  FlowSpec f;
+  f.cc = "fixed";
+  f.config.fixed_window = bdp_bytes(link) * 3 / 2;
+  const CcResult r = run_flows(link, {f}, Ms(2000));
+  ASSERT_TRUE(r.violations.empty()) << r.violations[0];
+  const FlowSample& last = r.samples.back().flows[0];
+  EXPECT_GT(last.ecn_ce, 0u);
+  EXPECT_FALSE(last.ecn_failed);
+  EXPECT_EQ(last.cwnd, f.config.fixed_window);
 }
 
 }  // namespace

@@ -82,6 +82,7 @@ std::vector<std::string> run(const SimRun& r, Scenario& s) {
     r.totals->datagrams_duplicated += w.datagrams_duplicated;
     r.totals->datagrams_corrupted += w.datagrams_corrupted;
     r.totals->bottleneck_drops += w.bottleneck_drops;
+    r.totals->bottleneck_ce_marks += w.bottleneck_ce_marks;
     r.totals->jumped += world.now() - sim::World::kEpoch;  // virtual time, summed
   }
   std::vector<std::string> out;

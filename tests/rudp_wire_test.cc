@@ -479,15 +479,17 @@ struct Got {
   uint64_t ack_delay_us = 0;
   uint64_t offset = 0;
   std::string data;
+  EcnCounts ecn;
 };
 
 WireError parse(std::string_view payload, std::vector<Got>* out) {
   std::vector<AckRange> scratch;
   return for_each_frame(payload, scratch, [&](const Frame& f) {
-    Got g{f.type, {}, 0, 0, std::string(f.data)};
-    if (f.type == FrameType::kAck) {
+    Got g{f.type, {}, 0, 0, std::string(f.data), {}};
+    if (f.type == FrameType::kAck || f.type == FrameType::kAckEcn) {
       g.ranges = *f.ack_ranges;
       g.ack_delay_us = f.ack_delay_us;
+      g.ecn = f.ecn;
     } else {
       g.offset = f.offset;
     }
@@ -521,6 +523,70 @@ TEST(RudpAck, ExactBytesAndGapSemantics) {
   f.clear();
   write_ack(f, {{0, 0}}, 0);
   EXPECT_EQ(f, bytes({0x02, 0, 0, 0, 0}));
+}
+
+// ACK_ECN: the ACK's fields, then ECT(0), ECT(1) and CE as varints.
+TEST(RudpAckEcn, ExactBytesAndRoundTrip) {
+  std::string f;
+  const EcnCounts c{5, 0, 300};
+  write_ack(f, {{10, 12}, {5, 7}}, 3, &c);
+  EXPECT_EQ(f, bytes({0x09, 12, 3, 1, 2, 1, 2, 5, 0, 0x41, 0x2c}));
+  EXPECT_EQ(ack_frame_size({{10, 12}, {5, 7}}, 3, &c), f.size());
+  std::vector<Got> got;
+  ASSERT_EQ(parse(f, &got), WireError::kNone);
+  ASSERT_EQ(got.size(), 1u);
+  EXPECT_EQ(got[0].type, FrameType::kAckEcn);
+  EXPECT_EQ(got[0].ranges, (std::vector<AckRange>{{10, 12}, {5, 7}}));
+  EXPECT_EQ(got[0].ack_delay_us, 3u);
+  EXPECT_EQ(got[0].ecn, c);
+  // Large counts, every varint length.
+  std::mt19937_64 rng(7);
+  for (int i = 0; i < 200; ++i) {
+    const EcnCounts r{rng() >> (2 + rng() % 62), rng() >> (2 + rng() % 62),
+                      rng() >> (2 + rng() % 62)};
+    std::string g;
+    write_ack(g, {{100, 200}}, i, &r);
+    EXPECT_EQ(ack_frame_size({{100, 200}}, i, &r), g.size());
+    got.clear();
+    ASSERT_EQ(parse(g, &got), WireError::kNone);
+    EXPECT_EQ(got[0].ecn, r);
+  }
+  // A plain ACK carries no counts.
+  std::string a;
+  write_ack(a, {{10, 12}}, 3);
+  got.clear();
+  ASSERT_EQ(parse(a, &got), WireError::kNone);
+  EXPECT_EQ(got[0].type, FrameType::kAck);
+  EXPECT_FALSE(got[0].ecn.any());
+}
+
+TEST(RudpAckEcn, TruncatedCountsAreErrors) {
+  std::string f;
+  const EcnCounts c{1 << 20, 70, 1 << 10};
+  write_ack(f, {{10, 12}}, 3, &c);
+  for (size_t n = 1; n < f.size(); ++n) {
+    WireError e;
+    EXPECT_EQ(calls_for(std::string_view(f).substr(0, n), &e), 0u) << n;
+    EXPECT_EQ(e, WireError::kBadFrame) << n;
+  }
+  // An ACK frame's bytes under the ACK_ECN type lack the counts.
+  std::string a;
+  write_ack(a, {{10, 12}}, 3);
+  a[0] = static_cast<char>(FrameType::kAckEcn);
+  WireError e;
+  EXPECT_EQ(calls_for(a, &e), 0u);
+  EXPECT_EQ(e, WireError::kBadFrame);
+}
+
+TEST(RudpAckEcn, CountsCannotGoBackwards) {
+  const EcnCounts a{10, 0, 2};
+  EXPECT_TRUE(ecn_counts_advance(a, a));
+  EXPECT_TRUE(ecn_counts_advance(a, {11, 0, 2}));
+  EXPECT_TRUE(ecn_counts_advance(a, {10, 1, 5}));
+  EXPECT_TRUE(ecn_counts_advance({}, a));
+  EXPECT_FALSE(ecn_counts_advance(a, {9, 0, 2}));
+  EXPECT_FALSE(ecn_counts_advance(a, {10, 0, 1}));
+  EXPECT_FALSE(ecn_counts_advance({0, 3, 0}, {20, 2, 20}));
 }
 
 // Random descending, disjoint, non-adjacent ranges (gaps >= 1 packet).
@@ -724,7 +790,7 @@ TEST(RudpFrames, EmptyPayloadRejected) {
 
 TEST(RudpFrames, UnknownTypesRejectedWhole) {
   for (int t = 0; t < 256; ++t) {
-    if (t >= 0x01 && t <= 0x08) continue;
+    if (t >= 0x01 && t <= 0x09) continue;
     std::string p;
     write_simple(p, FrameType::kPing);
     write_stream(p, 0, "abc", false);
@@ -752,6 +818,8 @@ TEST(RudpFrames, TruncatedAtEveryByteIsRejectedWhole) {
   write_unreliable(p, 16384, "unrel"), mark();
   write_stream(p, (1 << 16) + 70, "fin", true), mark();
   write_reset(p, 3), mark();
+  const EcnCounts ecn{70000, 1, 1ull << 31};
+  write_ack(p, {{9, 12}, {0, 2}}, 5, &ecn), mark();
   write_simple(p, FrameType::kClose), mark();
   std::vector<Got> all;
   ASSERT_EQ(parse(p, &all), WireError::kNone);

@@ -106,7 +106,7 @@ TEST_F(UringBackendTest, UdpRingExhaustionTakesEnobufsPath) {
     GTEST_SKIP() << "no multishot recvmsg here: " << be.info().describe();
   }
   EXPECT_EQ(be.info().dgram_buf_count, 2u);
-  EXPECT_EQ(be.info().dgram_payload_cap, 4096u - 144u);
+  EXPECT_EQ(be.info().dgram_payload_cap, 4096u - 192u);
   s->ch->echo = false;
   int fd = udp_local(nullptr, 4 << 20);
   ASSERT_GE(fd, 0);
@@ -146,13 +146,13 @@ TEST_F(UringBackendTest, UdpTruncatedDatagramsAreDropped) {
   for (bool single : {false, true}) {
     SCOPED_TRACE(single ? "single-shot" : "multishot");
     UringTuning t;
-    t.dgram_buf_size = 1024;  // 880 bytes of payload
+    t.dgram_buf_size = 1024;  // 832 bytes of payload
     t.disable_multishot_recvmsg = single;
     auto s = udp_server(t);
     ASSERT_TRUE(s->ok());
     const UringBackend& be = ur(*s->be);
     const unsigned cap = be.info().dgram_payload_cap;
-    EXPECT_EQ(cap, 1024u - 144u);
+    EXPECT_EQ(cap, 1024u - 192u);
     s->ch->echo = false;
     int fd = udp_local(nullptr);
     ASSERT_GE(fd, 0);

@@ -7,7 +7,8 @@
 // packet that counts in flight, on_ack once per ACK frame that newly
 // acknowledges something, on_loss once per batch of packets declared lost,
 // on_persistent_congestion when a loss spans the persistent-congestion
-// period (§7.6). Spurious losses (a packet declared lost, then
+// period (§7.6), on_ecn_ce when the peer reports more CE marks (§7.1,
+// Appendix B.7). Spurious losses (a packet declared lost, then
 // acknowledged) are reported through on_spurious so a controller can undo
 // its reduction.
 //
@@ -83,6 +84,12 @@ class Controller {
   virtual void on_loss(const LossEvent& ev) = 0;
   virtual void on_persistent_congestion(Clock::time_point now) = 0;
   virtual void on_spurious(Clock::time_point now) { (void)now; }
+  // The peer's ACK_ECN reported new CE marks (RFC 9002 §7.1, B.7): a
+  // congestion event like a loss, with nothing lost. ev.bytes_lost is 0
+  // and ev.largest_lost_sent is the sent time of the largest newly
+  // acknowledged packet, so a controller's recovery period (no second
+  // reduction for packets sent before it began) applies as for losses.
+  virtual void on_ecn_ce(const LossEvent& ev) { on_loss(ev); }
   // Bytes allowed in flight.
   virtual uint64_t cwnd() const = 0;
   // Bytes per second to pace at; 0: no pacing (send as the window allows).
