@@ -190,6 +190,7 @@ class Bench:
         self.bin = os.path.join(root, "bazel-bin", "perf")
         self.tmp = tempfile.mkdtemp(prefix="ccbench-")
         self.ccs = None
+        self.out = "."  # set by main: traces go under it
 
     def rudp_ccs(self):
         if self.ccs is None:
@@ -219,15 +220,20 @@ class Bench:
         return ""
 
     # Commands for one flow of a scheme: (server argv string, client string).
-    def bulk_cmds(self, scheme, port, sjson, cjson, seconds, warmup, drain):
+    def bulk_cmds(self, scheme, port, sjson, cjson, seconds, warmup, drain, trace=None):
         kind, cc = parse_scheme(scheme)
         b = self.bin
         if kind in ("rudp", "tcp"):
-            ccarg = "--cc %s" % cc if kind == "rudp" else "--tcp-cc %s" % cc
+            # rudp's flow-control window and send buffer: 16 MiB, above the
+            # grid's largest BDP x (1 + queue) but for 100 Mbit/s, 200 ms,
+            # 4 BDP (12.5 MB of it fits), so the controller sets the pace.
+            ccarg = "--cc %s --window 16777216" % cc if kind == "rudp" else "--tcp-cc %s" % cc
             srv = "%s/rudp_bulk --server --proto %s %s --host 0.0.0.0 --port %d --seconds %g --warmup %g --json %s" % (
                 b, kind, ccarg if kind == "rudp" else "", port, seconds, warmup, sjson)
             cli = ("%s/rudp_bulk --proto %s %s --host $LINKEM_FAR_ADDR --port %d --seconds %g --drain %g "
                    "--timeout %g --json %s" % (b, kind, ccarg, port, seconds, drain, seconds + drain + 10, cjson))
+            if trace:
+                cli += " --trace %s --trace-ms 100" % trace
         else:
             tool = "%s/peers/%s_bulk" % (b, kind)
             srv = "%s --server --host 0.0.0.0 --port %d --seconds %g --warmup %g --json %s" % (
@@ -314,7 +320,14 @@ class Bench:
             for i, s in enumerate(schemes):
                 cj = os.path.join(d, "client-%d.jsonl" % i)
                 cfiles.append((s, cj))
-                srv, cli = self.bulk_cmds(s, ports[s], sfiles[s], cj, seconds, warmup, drain)
+                trace = None
+                if workload == "bulk":
+                    os.makedirs(os.path.join(self.out, "traces"), exist_ok=True)
+                    trace = os.path.abspath(os.path.join(self.out, "traces", "%s-%s.jsonl" % (
+                        scheme, link_label(rate, rtt, loss, queue).replace(" ", "-").replace("%", "pct"))))
+                    if os.path.exists(trace):
+                        os.remove(trace)
+                srv, cli = self.bulk_cmds(s, ports[s], sfiles[s], cj, seconds, warmup, drain, trace)
                 if srv not in servers:
                     servers.append(srv)
                 clients.append(cli)
@@ -445,6 +458,49 @@ plot '%s' using 1:2 with points pt 7 ps 1.2, '' using 1:2:3 with labels offset 1
     return made
 
 
+def trace_charts(out, rows):
+    """cwnd over time per link: one line per scheme, from the bulk runs'
+    --trace files (rudp: its Stats; TCP: TCP_INFO's snd_cwnd x mss)."""
+    if not shutil.which("gnuplot"):
+        return []
+    links = {}
+    for r in rows:
+        if r["status"] != "ok" or r["workload"] != "bulk":
+            continue
+        label = link_label(r["rate_mbit"], r["rtt_ms"], r["loss_pct"], r["queue_bdp"])
+        path = os.path.join(out, "traces", "%s-%s.jsonl" % (r["scheme"], label.replace(" ", "-").replace("%", "pct")))
+        if os.path.exists(path):
+            links.setdefault((r["rate_mbit"], r["rtt_ms"], r["loss_pct"], r["queue_bdp"]), []).append((r["scheme"], path))
+    made = []
+    for (rate, rtt, loss, queue), traces in sorted(links.items()):
+        plots = []
+        for scheme, path in traces:
+            dat = path[:-6] + ".dat"
+            with open(dat, "w") as f:
+                for x in read_jsonl(path):
+                    f.write("%f %f\n" % (x["t"], x["cwnd"] / 1000.0))
+            plots.append("'%s' using 1:2 with lines lw 1.5 title '%s'" % (dat, scheme))
+        name = "cwnd-%gmbit-%gms-%gpct-%gbdp.svg" % (rate, rtt, loss, queue)
+        bdp_kb = bdp_bytes(rate, rtt) / 1000.0
+        script = """
+set terminal svg size 900,520 dynamic enhanced font 'sans,11' background '#ffffff'
+set output '%s'
+set title 'congestion window: %g Mbit/s, RTT %g ms, %g%% loss, queue %g BDP (BDP %.0f KB)'
+set xlabel 'seconds'
+set ylabel 'cwnd (KB)'
+set grid
+set key outside right
+plot %s, %f with lines dt 2 lc rgb '#888888' title 'BDP', %f with lines dt 3 lc rgb '#888888' title 'BDP + queue'
+""" % (os.path.join(out, name), rate, rtt, loss, queue, bdp_kb, ", ".join(plots), bdp_kb,
+       bdp_kb + queue_bytes(rate, rtt, queue) / 1000.0)
+        p = subprocess.run(["gnuplot"], input=script.encode(), capture_output=True)
+        if p.returncode == 0:
+            made.append(name)
+        else:
+            print("ccbench: gnuplot failed for %s: %s" % (name, p.stderr.decode()[-200:]), file=sys.stderr)
+    return made
+
+
 def floats(s):
     return [float(x) for x in s.split(",") if x]
 
@@ -507,6 +563,7 @@ def main(argv=None):
         print("ccbench: needs root (linkem creates network namespaces)", file=sys.stderr)
         return 1
     bench = Bench(a, root)
+    bench.out = out
     print("ccbench: %d runs, %g s each, out %s; rudp controllers built in: %s" % (
         len(runs), a.seconds, out, ",".join(bench.rudp_ccs())), file=sys.stderr)
     rows = []
@@ -519,7 +576,7 @@ def main(argv=None):
     finally:
         shutil.rmtree(bench.tmp, ignore_errors=True)
     table = write_outputs(out, rows)
-    charts = chart(out, rows)
+    charts = chart(out, rows) + trace_charts(out, rows)
     print(table, end="")
     print("ccbench: wrote %s/results.jsonl, results.csv, summary.txt%s" % (
         out, (", " + ", ".join(charts)) if charts else ""), file=sys.stderr)

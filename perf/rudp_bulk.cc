@@ -143,6 +143,11 @@ class Source final : public Handler {
     // once never crosses it. So look again every millisecond as well.
     Connection* c = &conn;
     timer_ = conn.loop().run_every(std::chrono::milliseconds(1), [this, c] { pump(*c); });
+    if (trace_ && trace_ms_ > 0) {
+      trace(conn);
+      trace_timer_ = conn.loop().run_every(std::chrono::milliseconds(trace_ms_),
+                                           [this, c] { trace(*c); });
+    }
     if (seconds_ > 0) {  // --seconds: stop taking new data then; what is queued still goes
       stop_timer_ = conn.loop().run_after(
           std::chrono::microseconds(static_cast<int64_t>(seconds_ * 1e6)), [this, c] {
@@ -184,11 +189,45 @@ class Source final : public Handler {
   void on_close(Connection& conn, CloseReason r, int err) override {
     if (timer_) conn.loop().cancel(timer_);
     if (stop_timer_) conn.loop().cancel(stop_timer_);
-    timer_ = stop_timer_ = 0;
+    if (trace_timer_) conn.loop().cancel(trace_timer_);
+    timer_ = stop_timer_ = trace_timer_ = 0;
     if (elapsed_.count() == 0 && send_elapsed_.count() == 0) {
       spdlog::error("closed before the answer: {} ({})", to_string(r), std::strerror(-err));
     }
     done_ = true;
+  }
+
+  // --trace: the sender's congestion state, one JSON line per interval
+  // (cwnd over time for docs/CONGESTION.md's charts and the lab).
+  void set_trace(std::FILE* f, int ms) {
+    trace_ = f;
+    trace_ms_ = ms;
+  }
+  void trace(Connection& conn) {
+    const double t = std::chrono::duration<double>(Clock::now() - start_).count();
+    if (auto s = rudp::stats(conn)) {
+      std::fprintf(trace_,
+                   "{\"t\":%.3f,\"cc\":\"%s\",\"cwnd\":%llu,\"in_flight\":%llu,"
+                   "\"pacing_mbit_s\":%.3f,\"bw_mbit_s\":%.3f,\"srtt_ms\":%.3f,"
+                   "\"min_rtt_ms\":%.3f,\"lost\":%llu,\"ce\":%llu}\n",
+                   t, s->cc.c_str(), static_cast<unsigned long long>(s->cwnd),
+                   static_cast<unsigned long long>(s->bytes_in_flight), s->pacing_rate * 8 / 1e6,
+                   s->delivery_rate * 8 / 1e6, std::chrono::duration<double, std::milli>(s->srtt).count(),
+                   std::chrono::duration<double, std::milli>(s->min_rtt).count(),
+                   static_cast<unsigned long long>(s->packets_lost),
+                   static_cast<unsigned long long>(s->ecn_ce));
+    } else if (conn.fd() >= 0) {
+      perf::TcpCounters k;
+      if (!perf::tcp_counters(conn.fd(), &k)) return;
+      std::fprintf(trace_,
+                   "{\"t\":%.3f,\"cc\":\"tcp-%s\",\"cwnd\":%llu,\"pacing_mbit_s\":%.3f,"
+                   "\"bw_mbit_s\":%.3f,\"srtt_ms\":%.3f,\"min_rtt_ms\":%.3f,\"lost\":%u,"
+                   "\"retrans\":%u}\n",
+                   t, tcp_cc_.c_str(), static_cast<unsigned long long>(k.cwnd_bytes),
+                   k.pacing_rate * 8 / 1e6, k.delivery_rate * 8 / 1e6, k.rtt_ms, k.min_rtt_ms,
+                   k.lost, k.total_retrans);
+    }
+    std::fflush(trace_);
   }
 
   void snapshot(Connection& conn) {
@@ -256,7 +295,9 @@ class Source final : public Handler {
   double recv_secs_ = 0, warm_secs_ = 0;
   std::optional<rudp::Stats> stats_;
   std::optional<perf::TcpCounters> tcp_;
-  TimerId timer_ = 0, stop_timer_ = 0;
+  TimerId timer_ = 0, stop_timer_ = 0, trace_timer_ = 0;
+  std::FILE* trace_ = nullptr;
+  int trace_ms_ = 0;
 };
 
 uint64_t parse_size(const std::string& s) {
@@ -300,6 +341,12 @@ int main(int argc, char** argv) {
   app.add_option("--seed", seed, "Data seed");
   app.add_option("--timeout", timeout_s, "Give up after this many seconds");
   app.add_option("--json", json, "Append one JSON line with the result to this file");
+  std::string trace_path;
+  int trace_ms = 100;
+  app.add_option("--trace", trace_path,
+                 "Client: append the sender's congestion state (cwnd, pacing, RTT, losses) as a "
+                 "JSON line every --trace-ms to this file");
+  app.add_option("--trace-ms", trace_ms, "Trace interval")->check(CLI::Range(1, 60000));
   CLI11_PARSE(app, argc, argv);
   if (list_cc) {
     for (const auto& name : rudp::cc::available()) std::printf("%s\n", name.c_str());
@@ -359,6 +406,15 @@ int main(int argc, char** argv) {
   }
   Source src(total, message, seed, tcp_cc, seconds);
   src.set_drain(drain);
+  std::FILE* trace_file = nullptr;
+  if (!trace_path.empty()) {
+    trace_file = std::fopen(trace_path.c_str(), "a");
+    if (!trace_file) {
+      spdlog::error("--trace {}: {}", trace_path, std::strerror(errno));
+      return 2;
+    }
+    src.set_trace(trace_file, trace_ms);
+  }
   Connector connector;
   codec::LengthFieldCodec tcp_codec(codec::length_prefix_options(4, 2 << 20));
   std::unique_ptr<Client> tcp;

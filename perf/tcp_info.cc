@@ -18,6 +18,12 @@ bool tcp_counters(int fd, TcpCounters* out) {
   out->total_retrans = ti.tcpi_total_retrans;
   out->snd_mss = ti.tcpi_snd_mss;
   out->rtt_ms = ti.tcpi_rtt / 1000.0;
+  out->cwnd_bytes = uint64_t{ti.tcpi_snd_cwnd} * ti.tcpi_snd_mss;
+  out->lost = ti.tcpi_lost;
+  if (len >= offsetof(struct tcp_info, tcpi_pacing_rate) + sizeof ti.tcpi_pacing_rate)
+    out->pacing_rate = ti.tcpi_pacing_rate;
+  if (len >= offsetof(struct tcp_info, tcpi_delivery_rate) + sizeof ti.tcpi_delivery_rate)
+    out->delivery_rate = ti.tcpi_delivery_rate;
   if (len >= offsetof(struct tcp_info, tcpi_min_rtt) + sizeof ti.tcpi_min_rtt)
     out->min_rtt_ms = ti.tcpi_min_rtt / 1000.0;
   if (len >= offsetof(struct tcp_info, tcpi_bytes_retrans) + sizeof ti.tcpi_bytes_retrans) {

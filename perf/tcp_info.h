@@ -15,6 +15,10 @@ struct TcpCounters {
   uint32_t total_retrans = 0;  // tcpi_total_retrans (segments)
   uint32_t snd_mss = 0;
   double rtt_ms = 0, min_rtt_ms = 0;
+  uint64_t cwnd_bytes = 0;     // tcpi_snd_cwnd x tcpi_snd_mss
+  uint64_t pacing_rate = 0;    // bytes/s (tcpi_pacing_rate)
+  uint64_t delivery_rate = 0;  // bytes/s (tcpi_delivery_rate)
+  uint32_t lost = 0;           // tcpi_lost: segments now presumed lost
   bool has_bytes = false;      // the kernel filled the byte counters (4.6+ / 4.19+)
 };
 

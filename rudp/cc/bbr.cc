@@ -13,6 +13,7 @@ constexpr double kHighGain = 2.885390081777927;
 constexpr double kDrainGain = 1 / kHighGain;  // §4.3.3
 constexpr double kCwndGain = 2;               // §4.3.4
 constexpr int kGainCycleLen = 8;
+constexpr double kPacingMargin = 0.01;
 constexpr double kPacingGainCycle[kGainCycleLen] = {1.25, 0.75, 1, 1, 1, 1, 1, 1};
 constexpr uint64_t kBtlBwFilterLen = 10;  // round trips (§4.1.1)
 constexpr Duration kRtpropFilterLen = std::chrono::seconds(10);       // §4.1.2
@@ -202,10 +203,14 @@ void Bbr::exit_probe_rtt(Clock::time_point now) {
 }
 
 // §4.2.1: pacing at gain x BtlBw; in STARTUP the rate only goes up (a
-// low early sample must not slow the start).
+// low early sample must not slow the start). 1% below it, as Linux's
+// tcp_bbr.c does (bbr_pacing_margin_percent): BtlBw is the max of noisy
+// samples, so it runs a little above the true rate, and at gain 1 that
+// excess builds a standing queue the 0.75 phase does not fully drain (over
+// linkem, +1% grew the queue to the full 1 BDP in 8 s).
 void Bbr::set_pacing_rate(double gain) {
   if (btl_bw() == 0) return;  // keep the initial rate (§4.3.1)
-  const uint64_t rate = rate_of(gain, btl_bw(), std::chrono::seconds(1));
+  const uint64_t rate = rate_of(gain * (1 - kPacingMargin), btl_bw(), std::chrono::seconds(1));
   if (filled_pipe_ || rate > pacing_rate_) pacing_rate_ = rate;
 }
 

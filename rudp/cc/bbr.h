@@ -35,6 +35,9 @@ class Bbr final : public Controller {
   void on_sent(Clock::time_point now, uint64_t bytes, uint64_t bytes_in_flight) override;
   void on_ack(const AckEvent& ev) override;
   void on_loss(const LossEvent& ev) override;
+  // BBR v1 does not react to ECN (neither does Linux's v1): a CE mark is
+  // not a loss to recover from.
+  void on_ecn_ce(const LossEvent&) override {}
   void on_persistent_congestion(Clock::time_point now) override;
   uint64_t cwnd() const override { return cwnd_; }
   uint64_t pacing_rate() const override { return pacing_rate_; }
