@@ -508,7 +508,7 @@ def floats(s):
 def main(argv=None):
     ap = argparse.ArgumentParser(description="Pantheon-style congestion-control bench over perf/linkem "
                                  "(usage at the top of perf/ccbench.py)")
-    ap.add_argument("--quick", action="store_true", help="one link, three schemes, 5 s, bulk only")
+    ap.add_argument("--quick", action="store_true", help="one link, four schemes, 5 s, bulk only")
     ap.add_argument("--schemes", help="comma list (default: %s)" % ",".join(DEFAULT_SCHEMES))
     ap.add_argument("--workloads", help="comma list of %s (default bulk,small,fair2,fair4,vs-tcp)" % WORKLOADS)
     ap.add_argument("--rates", help="Mbit/s (default 20,100)")
@@ -525,7 +525,7 @@ def main(argv=None):
     ap.add_argument("-v", "--verbose", action="store_true")
     a = ap.parse_args(argv)
     q = a.quick
-    schemes = a.schemes.split(",") if a.schemes else (["rudp-cubic", "rudp-bbr", "tcp-cubic"] if q else DEFAULT_SCHEMES)
+    schemes = a.schemes.split(",") if a.schemes else (["rudp-cubic", "rudp-bbr", "tcp-cubic", "tcp-bbr"] if q else DEFAULT_SCHEMES)
     workloads = a.workloads.split(",") if a.workloads else (["bulk"] if q else WORKLOADS)
     for w in workloads:
         if w not in WORKLOADS:

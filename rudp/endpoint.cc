@@ -94,6 +94,15 @@ Params Endpoint::local_params() const {
   return p;
 }
 
+cc::Config Endpoint::cc_config() {
+  // A seed per connection for the controller's random choices (BBR's
+  // first gain phase): from the endpoint's generator, unless the options
+  // fix one (tests that must replay).
+  cc::Config c = opts_.cc_config;
+  if (c.seed == 0) c.seed = rng_() | 1;
+  return c;
+}
+
 uint32_t Endpoint::fresh_id() {
   for (;;) {
     const uint32_t id = static_cast<uint32_t>(rng_());
@@ -242,7 +251,7 @@ void Endpoint::on_initial(const io::Datagram& d, std::string_view body) {
     return;
   }
   std::string error;
-  auto cc = cc::create(opts_.cc, opts_.cc_config, &error);
+  auto cc = cc::create(opts_.cc, cc_config(), &error);
   if (!cc) {
     spdlog::error("rudp: {}", error);
     return;
@@ -336,7 +345,7 @@ void Endpoint::on_accept_packet(const io::Datagram& d, std::string_view body) {
   Accept a;
   if (parse_accept(body, &a) != WireError::kNone) return;
   std::string error;
-  auto cc = cc::create(opts_.cc, opts_.cc_config, &error);
+  auto cc = cc::create(opts_.cc, cc_config(), &error);
   if (!cc) {
     spdlog::error("rudp: {}", error);
     connect_done(-EINVAL, nullptr);

@@ -130,6 +130,7 @@ class Endpoint final : public io::ChannelOps,
   std::string make_cookie(const sockaddr* addr, socklen_t len, uint32_t id, uint32_t stamp) const;
   bool check_cookie(const sockaddr* addr, socklen_t len, uint32_t id, std::string_view c) const;
   uint32_t now_seconds() const;
+  cc::Config cc_config();  // opts_.cc_config with a seed for this connection
   uint32_t fresh_id();
   Params local_params() const;
   void maybe_release();

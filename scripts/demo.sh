@@ -103,4 +103,11 @@ echo
 echo "== IO models side by side (scripts/compare.sh --quick; the full sweep is in docs/PERFORMANCE.md)"
 scripts/compare.sh --quick --out "$TMP/compare" || echo "comparison failed (see above)"
 echo
+echo "== congestion control: rudp's controllers beside kernel TCP over an emulated link (scripts/ccbench.sh --quick; docs/CONGESTION.md)"
+if [ "$(id -u)" -eq 0 ] && [ -c /dev/net/tun ]; then
+  scripts/ccbench.sh --quick --out "$TMP/ccbench" || echo "ccbench failed (see above)"
+else
+  echo "skipped: needs root and /dev/net/tun (linkem makes two network namespaces)"
+fi
+echo
 echo "demo done."

@@ -43,6 +43,8 @@ class FlowsScenario final : public Scenario {
       co.rudp.cc_config = specs_[i].config;
       co.rudp.ecn = specs_[i].ecn;
       co.rudp.cc_config.max_datagram = co.rudp.max_datagram;
+      // Replayable, and different per flow (BBR's first gain phase).
+      if (co.rudp.cc_config.seed == 0) co.rudp.cc_config.seed = 0x9e3779b97f4a7c15ULL * (i + 1);
       f->client = std::make_unique<rudp::Client>(loop, *f, co);
       Flow* raw = f.get();
       flows_.push_back(std::move(f));

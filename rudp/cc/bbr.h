@@ -122,7 +122,7 @@ class Bbr final : public Controller {
   bool packet_conservation_ = false;
   uint64_t lost_since_ack_ = 0;
 
-  uint64_t rng_ = 0x5bd1e9955bd1e995ULL;  // fixed seed: runs replay exactly
+  uint64_t rng_;  // Config::seed (the endpoint draws one per connection)
 };
 
 }  // namespace sluice::rudp::cc

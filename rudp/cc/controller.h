@@ -115,6 +115,10 @@ struct Config {
   uint64_t vegas_beta = 4;
   // CUBIC: HyStart++ (RFC 9406) in slow start.
   bool hystart = true;
+  // Seeds a controller's random choices (BBR's first gain phase, so flows
+  // do not probe in step). 0 in Options: the endpoint draws one per
+  // connection; set it to replay a run exactly.
+  uint64_t seed = 0;
 };
 
 }  // namespace sluice::rudp::cc
