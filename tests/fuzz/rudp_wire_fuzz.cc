@@ -37,12 +37,14 @@ struct Got {
   uint64_t ack_delay_us = 0;
   uint64_t offset = 0;
   std::string data;
+  EcnCounts ecn;  // kAckEcn
 };
 
 bool same(const Got& a, const Got& b) {
   if (a.type != b.type || a.data != b.data) return false;
-  if (a.type == FrameType::kAck) {
+  if (a.type == FrameType::kAck || a.type == FrameType::kAckEcn) {
     if (a.ack_delay_us != b.ack_delay_us || a.ranges.size() != b.ranges.size()) return false;
+    if (!(a.ecn == b.ecn)) return false;
     for (size_t i = 0; i < a.ranges.size(); ++i) {
       if (a.ranges[i].low != b.ranges[i].low || a.ranges[i].high != b.ranges[i].high) return false;
     }
@@ -57,7 +59,7 @@ WireError frames(std::string_view payload, std::vector<Got>* out) {
   std::vector<AckRange> scratch;
   out->clear();
   const WireError e = for_each_frame(payload, scratch, [&](const Frame& f) {
-    Got g{f.type, {}, 0, 0, std::string(f.data)};
+    Got g{f.type, {}, 0, 0, std::string(f.data), {}};
     if (!f.data.empty()) {
       FUZZ_CHECK(f.data.data() >= payload.data() &&
                  f.data.data() + f.data.size() <= payload.data() + payload.size());
@@ -75,7 +77,8 @@ WireError frames(std::string_view payload, std::vector<Got>* out) {
         break;
       case FrameType::kUnreliable:
         break;
-      case FrameType::kAck: {
+      case FrameType::kAck:
+      case FrameType::kAckEcn: {
         FUZZ_CHECK(f.ack_ranges == &scratch);
         const std::vector<AckRange>& r = *f.ack_ranges;
         FUZZ_CHECK(!r.empty());
@@ -88,6 +91,7 @@ WireError frames(std::string_view payload, std::vector<Got>* out) {
         }
         g.ranges = r;
         g.ack_delay_us = f.ack_delay_us;
+        if (f.type == FrameType::kAckEcn) g.ecn = f.ecn;
         break;
       }
       default:
@@ -116,6 +120,10 @@ std::string encode(const std::vector<Got>& fs) {
       case FrameType::kAck:
         write_ack(p, g.ranges, g.ack_delay_us);
         FUZZ_CHECK(p.size() - before == ack_frame_size(g.ranges, g.ack_delay_us));
+        break;
+      case FrameType::kAckEcn:
+        write_ack(p, g.ranges, g.ack_delay_us, &g.ecn);
+        FUZZ_CHECK(p.size() - before == ack_frame_size(g.ranges, g.ack_delay_us, &g.ecn));
         break;
       case FrameType::kStream:
       case FrameType::kStreamFin:
