@@ -419,6 +419,14 @@ def write_outputs(out, rows):
     return table
 
 
+def gnuplot(script, name):
+    """Runs one gnuplot script; False (and a line on stderr) if it failed."""
+    p = subprocess.run(["gnuplot"], input=script.encode(), capture_output=True)
+    if p.returncode != 0:
+        print("ccbench: gnuplot failed for %s: %s" % (name, p.stderr.decode()[-200:]), file=sys.stderr)
+    return p.returncode == 0
+
+
 def chart(out, rows):
     """One Pantheon-style chart per link and throughput workload."""
     if not shutil.which("gnuplot"):
@@ -450,11 +458,8 @@ set grid
 unset key
 plot '%s' using 1:2 with points pt 7 ps 1.2, '' using 1:2:3 with labels offset 1,0.8 left
 """ % (os.path.join(out, name), wl, rate, rtt, loss, queue, rate * 1.1, data)
-        p = subprocess.run(["gnuplot"], input=script.encode(), capture_output=True)
-        if p.returncode == 0:
+        if gnuplot(script, name):
             made.append(name)
-        else:
-            print("ccbench: gnuplot failed for %s: %s" % (name, p.stderr.decode()[-200:]), file=sys.stderr)
     return made
 
 
@@ -493,11 +498,8 @@ set key outside right
 plot %s, %f with lines dt 2 lc rgb '#888888' title 'BDP', %f with lines dt 3 lc rgb '#888888' title 'BDP + queue'
 """ % (os.path.join(out, name), rate, rtt, loss, queue, bdp_kb, ", ".join(plots), bdp_kb,
        bdp_kb + queue_bytes(rate, rtt, queue) / 1000.0)
-        p = subprocess.run(["gnuplot"], input=script.encode(), capture_output=True)
-        if p.returncode == 0:
+        if gnuplot(script, name):
             made.append(name)
-        else:
-            print("ccbench: gnuplot failed for %s: %s" % (name, p.stderr.decode()[-200:]), file=sys.stderr)
     return made
 
 
