@@ -68,7 +68,6 @@ SourceLimiter::SourceLimiter(const SourceLimitOptions& opts)
   opts_.prefix_v6 = std::clamp(opts_.prefix_v6, 1, 128);
   opts_.max_sources = std::max<size_t>(opts_.max_sources, 1);
   if (opts_.rate < 0) opts_.rate = 0;
-  overflow_.tokens = burst_;
 }
 
 SourceLimiter::Key SourceLimiter::key_of(const PeerAddr& peer) const {
@@ -123,11 +122,7 @@ SourceVerdict SourceLimiter::admit(const PeerAddr& peer, Clock::time_point now, 
     }
     if (table_.size() >= opts_.max_sources) sweep(now);
     if (!hold && table_.size() >= opts_.max_sources) {
-      ++stats_.overflow;
-      if (!take_token(overflow_, now)) {
-        ++stats_.over_rate;
-        return SourceVerdict::kOverRate;
-      }
+      ++stats_.overflow;  // see the header: fail open, untracked
       ++stats_.admitted;
       return SourceVerdict::kAdmit;
     }

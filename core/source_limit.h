@@ -14,11 +14,13 @@
 // node. Entries that hold connections always stay (they are bounded by the
 // server's own connection count). Entries that only carry a bucket are
 // dropped once their bucket has refilled. When max_sources entries are
-// tracked and none can be dropped, new sources that do not hold a
-// connection share one overflow bucket: a flood from many spoofed
-// addresses then meets one shared limit instead of growing the table. The
-// hash is keyed with a per-limiter random seed, so chosen addresses cannot
-// pile into one bucket of the table.
+// tracked and none can be dropped, a new source that holds no connection
+// is let through untracked (counted as overflow). Failing closed instead
+// (one shared bucket for the rest) would hand a flood from more spoofed
+// addresses than the table holds the power to starve every new legitimate
+// source; such a flood is not a per-source problem, and what stops it is
+// statelessness (SYN cookies, rudp's RETRY). The hash is keyed with a
+// per-limiter random seed, so chosen addresses cannot pile into one chain.
 //
 // Thread rules: not thread-safe. One thread (a loop's), or the owner's
 // lock (Server takes a mutex: its accepts run on loop 0, its closes on
@@ -59,7 +61,7 @@ struct SourceLimitStats {
   uint64_t admitted = 0;
   uint64_t over_cap = 0;
   uint64_t over_rate = 0;
-  uint64_t overflow = 0;   // admissions judged by the shared overflow bucket
+  uint64_t overflow = 0;   // admitted untracked: the table was full
   size_t tracked = 0;      // sources in the table now
 };
 
@@ -105,7 +107,6 @@ class SourceLimiter {
   SourceLimitOptions opts_;
   float burst_;
   std::unordered_map<Key, Entry, KeyHash> table_;
-  Entry overflow_;
   Clock::time_point next_sweep_{};
   SourceLimitStats stats_;
 };

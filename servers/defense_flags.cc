@@ -27,6 +27,12 @@ void add_defense_flags(CLI::App& app, DefenseFlags& flags) {
       ->group(g)
       ->check(CLI::Range(1, 32))
       ->capture_default_str();
+  app.add_option("--udp-rcvbuf", flags.udp_rcvbuf,
+                 "SO_RCVBUF of a UDP server's sockets, bytes (the kernel caps it at "
+                 "net.core.rmem_max; 0: the system default)")
+      ->group(g)
+      ->check(CLI::Range(0, 1 << 30))
+      ->capture_default_str();
   app.add_option("--backlog", flags.listen.backlog,
                  "Listen backlog (TCP; the kernel caps it at net.core.somaxconn)")
       ->group(g)
@@ -66,6 +72,7 @@ void apply_rudp_defenses(const DefenseFlags& flags, ServerOptions* opts, rudp::O
 void apply_udp_defenses(const DefenseFlags& flags, UdpServerOptions* opts) {
   opts->per_source = flags.source;
   opts->per_source.max_conns = 0;
+  opts->socket.rcvbuf = flags.udp_rcvbuf;
 }
 
 std::string source_summary(const SourceLimitStats& s) {

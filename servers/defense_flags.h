@@ -10,6 +10,7 @@
 //   --backlog N                the listen backlog (TCP)
 //   --defer-accept-s S         TCP_DEFER_ACCEPT (TCP servers whose clients
 //                              speak first)
+//   --udp-rcvbuf BYTES         SO_RCVBUF of a UDP server's sockets
 //
 // Thread rules: main thread only (command-line parsing).
 #pragma once
@@ -27,6 +28,11 @@ namespace sluice::servers {
 struct DefenseFlags {
   SourceLimitOptions source;
   ListenOptions listen;
+  // A flood arrives in bursts (a sender's sendmmsg batches, a loop busy
+  // elsewhere): the kernel's default ~208 KiB holds a few hundred small
+  // datagrams, and what overflows it is lost for every sender alike,
+  // before any per-source limit can choose. rudp sets 4 MiB itself.
+  int udp_rcvbuf = 4 << 20;
 };
 
 // Adds the flags, grouped under "defenses" in --help.
