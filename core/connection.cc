@@ -64,6 +64,10 @@ Connection::Connection(EventLoop& loop, int fd, uint64_t id, const Shared& share
       id_(id),
       peer_(PeerAddr::of(fd)) {}
 
+Connection::Connection(EventLoop& loop, int fd, const PeerAddr& peer, uint64_t id,
+                       const Shared& shared)
+    : io::Channel(fd, Kind::kStream), loop_(loop), shared_(shared), id_(id), peer_(peer) {}
+
 Connection::Connection(EventLoop& loop, const PeerAddr& peer, uint64_t id,
                        const Shared& shared)
     : io::Channel(-1, Kind::kStream), loop_(loop), shared_(shared), id_(id), peer_(peer) {}

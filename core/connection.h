@@ -198,6 +198,9 @@ class Connection final : public io::Channel {
 
   // `shared` is referenced, not copied: it must outlive the connection.
   Connection(EventLoop& loop, int fd, uint64_t id, const Shared& shared);
+  // The same for a socket whose peer the caller already asked for (once
+  // the peer resets, getpeername() fails: the accept path's answer is kept).
+  Connection(EventLoop& loop, int fd, const PeerAddr& peer, uint64_t id, const Shared& shared);
   // A connection of a transport (shared.ops set): no descriptor; `peer`
   // is where the transport's datagrams go.
   Connection(EventLoop& loop, const PeerAddr& peer, uint64_t id, const Shared& shared);
@@ -211,6 +214,7 @@ class Connection final : public io::Channel {
   EventLoop& loop() { return loop_; }
   // "host:port" of the peer (formatted on each call; "?" if unknown).
   std::string peer() const { return peer_.str(); }
+  const PeerAddr& peer_addr() const { return peer_; }
   bool is_open() const { return state_ == State::kOpen; }
   // Whether the handler may still hear from this connection: on_close has
   // not run (it is open, or closing and flushing what it owes).

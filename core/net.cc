@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 
 namespace sluice {
@@ -46,6 +47,13 @@ int listen_tcp(const std::string& host, uint16_t port, const ListenOptions& opts
   int one = 1;
   if (opts.reuse_addr) ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
   if (opts.reuse_port) ::setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
+  if (opts.defer_accept_s > 0 &&
+      ::setsockopt(fd, IPPROTO_TCP, TCP_DEFER_ACCEPT, &opts.defer_accept_s,
+                   sizeof opts.defer_accept_s) < 0) {
+    const int err = errno;
+    ::close(fd);
+    return -err;
+  }
   if (::bind(fd, reinterpret_cast<sockaddr*>(&addr), len) < 0 ||
       ::listen(fd, opts.backlog) < 0) {
     int err = errno;
@@ -53,6 +61,43 @@ int listen_tcp(const std::string& host, uint16_t port, const ListenOptions& opts
     return -err;
   }
   return fd;
+}
+
+namespace {
+
+// One integer from /proc/sys (this network namespace's view), or -1.
+int read_sysctl(const char* path) {
+  FILE* f = std::fopen(path, "re");
+  if (f == nullptr) return -1;
+  int v = -1;
+  if (std::fscanf(f, "%d", &v) != 1) v = -1;
+  std::fclose(f);
+  return v;
+}
+
+}  // namespace
+
+std::vector<std::string> listen_warnings(const ListenOptions& opts) {
+  return listen_warnings(opts, read_sysctl("/proc/sys/net/ipv4/tcp_syncookies"),
+                         read_sysctl("/proc/sys/net/core/somaxconn"),
+                         read_sysctl("/proc/sys/net/ipv4/tcp_max_syn_backlog"));
+}
+
+std::vector<std::string> listen_warnings(const ListenOptions& opts, int syncookies,
+                                         int somaxconn, int max_syn_backlog) {
+  std::vector<std::string> out;
+  if (syncookies == 0) {
+    std::string w = "net.ipv4.tcp_syncookies is 0: a SYN flood fills the SYN queue";
+    if (max_syn_backlog > 0) w += " (tcp_max_syn_backlog " + std::to_string(max_syn_backlog) + ")";
+    w += " and new clients time out; set it to 1 (the default)";
+    out.push_back(std::move(w));
+  }
+  if (somaxconn > 0 && opts.backlog > somaxconn) {
+    out.push_back("listen backlog " + std::to_string(opts.backlog) +
+                  " is capped by net.core.somaxconn " + std::to_string(somaxconn) +
+                  ": raise it to queue that many connections");
+  }
+  return out;
 }
 
 int reserve_port(const std::string& host, int type, uint16_t* port) {

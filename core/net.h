@@ -9,6 +9,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <string>
+#include <vector>
 
 namespace sluice {
 
@@ -24,10 +25,25 @@ struct ListenOptions {
   int backlog = 1024;
   bool reuse_addr = true;
   bool reuse_port = false;
+  // TCP_DEFER_ACCEPT: the kernel completes the handshake but queues the
+  // connection for accept() only once data arrives (or, after this many
+  // seconds, once its SYN-ACK retries end; Linux then still hands it over).
+  // A connect-and-say-nothing flood then costs no accept, no descriptor
+  // and no wakeup. 0: off. Not for protocols where the server speaks first.
+  int defer_accept_s = 0;
 };
 
 // socket + bind + listen, close-on-exec. Returns the fd or -errno.
 int listen_tcp(const std::string& host, uint16_t port, const ListenOptions& opts);
+
+// What the network namespace's settings do to a listener with `opts`, as
+// warning lines for a server's log: SYN cookies off (a SYN flood fills the
+// SYN queue and real clients time out, docs/ROBUSTNESS.md), a backlog the
+// kernel caps at net.core.somaxconn. Reads /proc/sys; a setting it cannot
+// read is not warned about. The pure part takes the values (-1: unknown).
+std::vector<std::string> listen_warnings(const ListenOptions& opts);
+std::vector<std::string> listen_warnings(const ListenOptions& opts, int syncookies,
+                                         int somaxconn, int max_syn_backlog);
 
 // A free port for several SO_REUSEPORT sockets to share (worker processes
 // given port 0): binds a socket of `type` (SOCK_STREAM or SOCK_DGRAM) to

@@ -97,9 +97,10 @@ struct Server::Slot final : Connection::Owner, TransportHost {
   void release(Connection& conn) override {
     auto it = conns.find(conn.id());
     if (it == conns.end()) return;
+    const PeerAddr peer = conn.peer_addr();
     loop->destroy_later(std::move(it->second));
     conns.erase(it);
-    server.live_.fetch_sub(1, std::memory_order_relaxed);
+    server.forget(peer);
     maybe_quit();
   }
 
@@ -127,6 +128,7 @@ struct Server::Slot final : Connection::Owner, TransportHost {
   // Server timers on this loop: handle -> the loop's TimerId.
   std::unordered_map<ServerTimer, TimerId> timers;
   LogLimiter refusal_log;  // transport refusals (TCP's are loop 0's)
+  LogLimiter source_log;   // per-source refusals made on this loop
   // for_each's snapshot (closing a connection may erase it from conns);
   // kept to reuse its storage.
   std::vector<Connection*> scratch;
@@ -172,6 +174,11 @@ int Server::start(std::string* error) {
   // threads, so two loops' first log lines never race to create it (TSan
   // reported it when a program logged nothing before start()).
   spdlog::default_logger_raw();
+  if (std::string why = options_.per_source.validate(); !why.empty()) {
+    if (error) *error = "per-source limits: " + why;
+    return -EINVAL;
+  }
+  if (options_.per_source.enabled()) sources_ = std::make_unique<SourceLimiter>(options_.per_source);
   if (options_.transport) {
     if (codec_) {
       if (error) *error = std::string(options_.transport->name()) +
@@ -226,6 +233,9 @@ int Server::start_acceptor(std::string* error) {
     return fd;
   }
   port_ = local_port(fd);
+  for (const std::string& w : listen_warnings(options_.listen)) {
+    spdlog::warn("{}:{}: {}", options_.host, port_, w);
+  }
   acceptor_ = std::make_unique<Acceptor>(fd, *this);
   if (int rc = slots_[0]->loop->backend().attach(*acceptor_); rc < 0) {
     if (error) *error = std::string("cannot watch the listening socket: ") + std::strerror(-rc);
@@ -270,9 +280,21 @@ void Server::on_accepted(int fd) {
   // live_ counts from here, so a burst cannot overrun the limit while
   // connections are still on their way to their loops.
   accepted_.fetch_add(1, std::memory_order_relaxed);
+  PeerAddr peer;
+  if (sources_) {
+    peer = PeerAddr::of(fd);
+    if (!admit_source(peer, *slots_[0])) {
+      // A reset: the abuser's connection leaves no FIN_WAIT or TIME_WAIT
+      // here, and its next attempt meets the same limit.
+      const linger reset{1, 0};
+      ::setsockopt(fd, SOL_SOCKET, SO_LINGER, &reset, sizeof reset);
+      ::close(fd);
+      return;
+    }
+  }
   const size_t live = live_.fetch_add(1, std::memory_order_relaxed);
   if (options_.max_connections != 0 && live >= options_.max_connections) {
-    live_.fetch_sub(1, std::memory_order_relaxed);
+    forget(peer);
     refused_.fetch_add(1, std::memory_order_relaxed);
     ::close(fd);
     if (uint64_t skipped = 0; refusal_log_.allow(slots_[0]->loop->clock(), &skipped)) {
@@ -287,20 +309,47 @@ void Server::on_accepted(int fd) {
   }
   Slot& slot = *slots_[next_slot_++ % slots_.size()];
   if (slot.index == 0) {
-    adopt(slot, fd);
+    adopt(slot, fd, peer);
   } else {
     // The server outlives its loops (stop() joins them), so `this` is safe.
-    slot.loop->post([this, &slot, fd] { adopt(slot, fd); });
+    slot.loop->post([this, &slot, fd, peer] { adopt(slot, fd, peer); });
   }
+}
+
+bool Server::admit_source(const PeerAddr& peer, Slot& slot) {
+  SourceVerdict v;
+  {
+    std::lock_guard lock(sources_mu_);
+    v = sources_->admit(peer, slot.loop->clock(), /*hold=*/true);
+  }
+  if (v == SourceVerdict::kAdmit) return true;
+  refused_.fetch_add(1, std::memory_order_relaxed);
+  if (uint64_t skipped = 0; slot.source_log.allow(slot.loop->clock(), &skipped)) {
+    spdlog::warn("per-source limit: refused {} ({}; {} refused since last report)", peer.str(),
+                 to_string(v), skipped + 1);
+  }
+  return false;
+}
+
+void Server::forget(const PeerAddr& peer) {
+  live_.fetch_sub(1, std::memory_order_relaxed);
+  if (!sources_) return;
+  std::lock_guard lock(sources_mu_);
+  sources_->release(peer);
+}
+
+SourceLimitStats Server::source_stats() const {
+  std::lock_guard lock(sources_mu_);
+  return sources_ ? sources_->stats() : SourceLimitStats{};
 }
 
 Connection* Server::adopt_peer(Slot& slot, const PeerAddr& peer) {
   accepted_.fetch_add(1, std::memory_order_relaxed);
+  if (slot.stopping) return nullptr;
+  if (sources_ && !admit_source(peer, slot)) return nullptr;
   const size_t live = live_.fetch_add(1, std::memory_order_relaxed);
-  if (slot.stopping ||
-      (options_.max_connections != 0 && live >= options_.max_connections)) {
-    live_.fetch_sub(1, std::memory_order_relaxed);
-    if (slot.stopping) return nullptr;
+  if (options_.max_connections != 0 && live >= options_.max_connections) {
+    forget(peer);
     refused_.fetch_add(1, std::memory_order_relaxed);
     if (uint64_t skipped = 0; slot.refusal_log.allow(slot.loop->clock(), &skipped)) {
       spdlog::warn("max connections ({}) reached: refused {} {} peers since last report",
@@ -312,14 +361,16 @@ Connection* Server::adopt_peer(Slot& slot, const PeerAddr& peer) {
   return start_connection(slot, std::make_unique<Connection>(*slot.loop, peer, id, slot.shared));
 }
 
-void Server::adopt(Slot& slot, int fd) {
+void Server::adopt(Slot& slot, int fd, const PeerAddr& peer) {
   if (slot.stopping) {
     ::close(fd);
-    live_.fetch_sub(1, std::memory_order_relaxed);  // counted in on_accepted
+    forget(peer);  // counted in on_accepted
     return;
   }
   const uint64_t id = slot.next_id();
-  start_connection(slot, std::make_unique<Connection>(*slot.loop, fd, id, slot.shared));
+  // With per-source limits, the address the hold was taken for.
+  start_connection(slot, sources_ ? std::make_unique<Connection>(*slot.loop, fd, peer, id, slot.shared)
+                                  : std::make_unique<Connection>(*slot.loop, fd, id, slot.shared));
 }
 
 Connection* Server::start_connection(Slot& slot, std::unique_ptr<Connection> owned) {
@@ -331,9 +382,10 @@ Connection* Server::start_connection(Slot& slot, std::unique_ptr<Connection> own
     spdlog::warn("conn #{} {}: refused: {} back end cannot take it: {}", id,
                  conn.peer(), io_name_, std::strerror(-rc));
     auto it = slot.conns.find(id);
+    const PeerAddr peer = conn.peer_addr();
     slot.loop->destroy_later(std::move(it->second));  // closes the fd
     slot.conns.erase(it);
-    live_.fetch_sub(1, std::memory_order_relaxed);
+    forget(peer);
     return nullptr;
   }
   return &conn;

@@ -26,7 +26,8 @@
 // Thread rules:
 //  * start(), stop() and the destructor: a thread that is not one of the
 //    server's loop threads (typically main). stop() is idempotent.
-//  * port(), io_name(), connection_count(), accepted_count(), loop_count(): any thread after
+//  * port(), io_name(), connection_count(), accepted_count(),
+//    refused_count(), source_stats(), loop_count(): any thread after
 //    start().
 //  * run_on(), for_each(), gather(), broadcast(), post(), run_after(),
 //    run_every(), cancel_timer(): any thread, any time (safe during and
@@ -44,6 +45,7 @@
 #include <functional>
 #include <future>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <shared_mutex>
 #include <string>
@@ -59,6 +61,7 @@
 #include "core/idle_state.h"
 #include "core/log.h"
 #include "core/net.h"
+#include "core/source_limit.h"
 #include "core/transport.h"
 #include "io/backend.h"
 
@@ -85,6 +88,13 @@ struct ServerOptions {
   // limit is closed at once (a rate-limited log line says so), so the
   // kernel's backlog keeps draining instead of filling up.
   size_t max_connections = 0;
+  // Per-source limits (core/source_limit.h): a cap on the connections one
+  // source address holds, and a token bucket on how fast it may open them.
+  // A connection over either is closed at accept with a reset (no FIN
+  // handshake or TIME_WAIT kept for it); counted in source_stats(), and a
+  // rate-limited log line says so. For a transport (rudp) they apply when
+  // a handshake would make a connection. Off by default.
+  SourceLimitOptions per_source{};
   // How long stop() lets connections flush what they owe.
   std::chrono::milliseconds stop_deadline{2000};
   // Makes loop `loop_index`'s back end (called by start(), on the calling
@@ -129,6 +139,8 @@ class Server {
   uint64_t accepted_count() const { return accepted_.load(std::memory_order_relaxed); }
   // Connections closed at accept because of max_connections.
   uint64_t refused_count() const { return refused_.load(std::memory_order_relaxed); }
+  // The per-source limiter's counters (all zero when per_source is off).
+  SourceLimitStats source_stats() const;
   const codec::Codec* codec() const { return codec_.get(); }
   // Lingering closes so far (ConnectionLimits::linger_*). Any thread.
   LingerStats linger_stats() const;
@@ -188,7 +200,11 @@ class Server {
   struct Slot;  // one loop, its thread and its connections
 
   void on_accepted(int fd);
-  void adopt(Slot& slot, int fd);
+  // Per-source admission of a new connection (hold until forget()).
+  bool admit_source(const PeerAddr& peer, Slot& slot);
+  // A counted connection is gone: live_ and its source's hold.
+  void forget(const PeerAddr& peer);
+  void adopt(Slot& slot, int fd, const PeerAddr& peer);
   Connection* adopt_peer(Slot& slot, const PeerAddr& peer);
   Connection* start_connection(Slot& slot, std::unique_ptr<Connection> conn);
   int start_transports(std::string* error);
@@ -224,6 +240,10 @@ class Server {
   // Indexed by LingerEvent; bumped by the loops (relaxed: counters only).
   std::atomic<uint64_t> linger_[5] = {};
   LogLimiter refusal_log_;  // loop 0 thread only
+  // Per-source limits: null when off. Accepts run on loop 0 and closes on
+  // every loop, hence the lock (held for a table lookup, never across IO).
+  std::unique_ptr<SourceLimiter> sources_;
+  mutable std::mutex sources_mu_;
   size_t next_slot_ = 0;  // loop 0 thread only
   bool started_ = false;
   bool stopped_ = false;

@@ -9,14 +9,35 @@
 
 #include <spdlog/spdlog.h>
 
+#include "core/log.h"
+
 namespace sluice {
 
-struct UdpServer::Slot final : UdpEndpoint::Owner {
-  explicit Slot(std::unique_ptr<EventLoop> l) : loop(std::move(l)) {}
+// A slot is also the handler's gate when per-source limits are on: it
+// passes on what the limiter admits (on_open and on_close always).
+struct UdpServer::Slot final : UdpEndpoint::Owner, DatagramHandler {
+  Slot(std::unique_ptr<EventLoop> l, UdpServer& s) : loop(std::move(l)), server(s) {
+    if (s.options_.per_source.rate > 0) sources.emplace(s.options_.per_source);
+  }
   ~Slot() {
     endpoint.reset();
     loop.reset();  // the back end is gone: nothing uses orphan_fd any more
     if (orphan_fd >= 0) ::close(orphan_fd);
+  }
+
+  void on_open(UdpEndpoint& ep) override { server.handler_.on_open(ep); }
+  void on_close(UdpEndpoint& ep) override { server.handler_.on_close(ep); }
+  void on_datagram(UdpEndpoint& ep, const io::Datagram& d) override {
+    const PeerAddr peer = PeerAddr::from(d.addr, d.addr_len);
+    if (sources->admit(peer, loop->clock(), /*hold=*/false) != SourceVerdict::kAdmit) {
+      server.limited_.fetch_add(1, std::memory_order_relaxed);
+      if (uint64_t skipped = 0; log.allow(loop->clock(), &skipped)) {
+        spdlog::warn("udp per-source limit: dropped datagrams from {} ({} since last report)",
+                     peer.str(), skipped + 1);
+      }
+      return;
+    }
+    server.handler_.on_datagram(ep, d);
   }
 
   void release(UdpEndpoint& ep) override {
@@ -43,6 +64,9 @@ struct UdpServer::Slot final : UdpEndpoint::Owner {
   }
 
   std::unique_ptr<EventLoop> loop;
+  UdpServer& server;
+  std::optional<SourceLimiter> sources;  // per-source limits on
+  LogLimiter log;
   std::thread thread;
   std::unique_ptr<UdpEndpoint> endpoint;  // loop thread once running
   bool stopping = false;                  // loop thread
@@ -65,7 +89,11 @@ UdpServer::~UdpServer() { stop(); }
 
 int UdpServer::start(std::string* error) {
   if (started_) return 0;
-  spdlog::default_logger_raw();  // before the loops log (see Server::start)
+  spdlog::default_logger_raw();
+  if (std::string why = options_.per_source.validate(); !why.empty()) {
+    if (error) *error = "per-source limits: " + why;
+    return -EINVAL;
+  }  // before the loops log (see Server::start)
   auto fail = [&](int rc, std::string why) {
     if (error) *error = std::move(why);
     stop();  // closes what did start and joins the threads
@@ -100,7 +128,7 @@ int UdpServer::start(std::string* error) {
       slots_.clear();
       return -ENOTSUP;
     }
-    slots_.push_back(std::make_unique<Slot>(std::move(loop)));
+    slots_.push_back(std::make_unique<Slot>(std::move(loop), *this));
   }
   io_name_ = std::string(slots_[0]->loop->io_name());
   for (auto& slot : slots_) {
@@ -114,8 +142,8 @@ int UdpServer::start(std::string* error) {
     Slot* s = slots_[i].get();
     const int fd = fds[i];
     s->loop->post([this, s, fd] {
-      s->endpoint = std::make_unique<UdpEndpoint>(*s->loop, fd, handler_, *s,
-                                                  options_.max_queued);
+      DatagramHandler& h = s->sources ? static_cast<DatagramHandler&>(*s) : handler_;
+      s->endpoint = std::make_unique<UdpEndpoint>(*s->loop, fd, h, *s, options_.max_queued);
       int rc = s->endpoint->start();
       if (rc < 0) s->endpoint.reset();  // start() closed the fd
       {

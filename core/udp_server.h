@@ -8,11 +8,12 @@
 // Thread rules:
 //  * start(), stop() and the destructor: a thread that is not one of the
 //    server's loop threads (typically main). stop() is idempotent.
-//  * port(), io_name(): any thread after start().
+//  * port(), io_name(), limited_count(): any thread after start().
 //  * DatagramHandler callbacks: on the endpoint's loop thread, on_open
 //    before any on_datagram; one handler serves every loop.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <memory>
@@ -22,6 +23,7 @@
 
 #include "core/event_loop.h"
 #include "core/net.h"
+#include "core/source_limit.h"
 #include "core/udp_endpoint.h"
 #include "io/backend.h"
 
@@ -35,6 +37,14 @@ struct UdpServerOptions {
   size_t threads = 1;
   UdpSocketOptions socket;  // reuse_port is forced on when threads > 1
   size_t max_queued = UdpEndpoint::kDefaultMaxQueued;
+  // A token bucket per source address (per_source.rate datagrams a second,
+  // core/source_limit.h), checked before the handler sees a datagram:
+  // one sender's flood is dropped at the cost of a table lookup while
+  // everyone else's datagrams still reach the handler. Each loop keeps its
+  // own table (a sender's datagrams land on one socket: see above), so a
+  // source that spreads over several ports may get up to `threads` times
+  // the rate. max_conns does not apply. Off by default.
+  SourceLimitOptions per_source{};
   // How long stop() waits for the back ends to release the sockets.
   std::chrono::milliseconds stop_deadline{2000};
   // Makes loop `loop_index`'s back end; empty: by `io` name (as
@@ -63,12 +73,15 @@ class UdpServer {
 
   uint16_t port() const { return port_; }
   const std::string& io_name() const { return io_name_; }
+  // Datagrams dropped by the per-source limit so far.
+  uint64_t limited_count() const { return limited_.load(std::memory_order_relaxed); }
 
  private:
   struct Slot;
 
   UdpServerOptions options_;
   DatagramHandler& handler_;
+  std::atomic<uint64_t> limited_{0};
   std::vector<std::unique_ptr<Slot>> slots_;
   uint16_t port_ = 0;
   std::string io_name_;

@@ -54,6 +54,9 @@ Endpoint::Endpoint(EventLoop& loop, int fd, const Options& opts, Role role)
     for (auto& b : secret_) b = static_cast<unsigned char>(r());
   }
   rng_.seed(seed);
+  if (role_ == Role::kServer && opts_.handshake_limit.rate > 0) {
+    initial_limit_.emplace(opts_.handshake_limit);
+  }
 }
 
 Endpoint::~Endpoint() {
@@ -218,6 +221,11 @@ bool Endpoint::check_cookie(const sockaddr* addr, socklen_t len, uint32_t id,
 
 void Endpoint::on_initial(const io::Datagram& d, std::string_view body) {
   ++stats_.initials;
+  if (initial_limit_ && initial_limit_->admit(PeerAddr::from(d.addr, d.addr_len), loop_.clock(),
+                                              /*hold=*/false) != SourceVerdict::kAdmit) {
+    ++stats_.limited;  // silently: an answer is what a flood wants
+    return;
+  }
   Initial in;
   if (parse_initial(body, &in) != WireError::kNone) {
     ++stats_.bad_header;

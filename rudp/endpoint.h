@@ -26,6 +26,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <random>
 #include <string>
 #include <unordered_map>
@@ -54,6 +55,7 @@ struct EndpointStats {
   uint64_t bad_cookies = 0;
   uint64_t accepted = 0;
   uint64_t refused = 0;      // the server would not take it (limit, stopping)
+  uint64_t limited = 0;      // INITIALs dropped by Options::handshake_limit
 };
 
 class Endpoint final : public io::ChannelOps,
@@ -151,6 +153,7 @@ class Endpoint final : public io::ChannelOps,
   AcceptFn accept_;
   EndpointStats stats_;
   std::string out_;  // handshake datagrams being built
+  std::optional<SourceLimiter> initial_limit_;  // Options::handshake_limit on
   // Client handshake.
   ConnectFn connect_done_;
   sockaddr_storage server_{};

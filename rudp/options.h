@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <string>
 
+#include "core/source_limit.h"
 #include "rudp/cc/controller.h"
 
 namespace sluice::rudp {
@@ -71,6 +72,15 @@ struct Options {
   // react to the peer's CE counts as to a loss (docs/RUDP.md, "ECN").
   // Received codepoints are counted and reported either way.
   bool ecn = true;
+  // Server: a token bucket per source address on handshake packets
+  // (INITIAL), checked before any MAC is computed or RETRY sent
+  // (core/source_limit.h; max_conns does not apply here: see
+  // ServerOptions::per_source). One source's flood then costs a table
+  // lookup per datagram and gets no answers, so it can neither burn the
+  // server's CPU on MACs nor aim our RETRYs at a victim. Spoofed floods
+  // from many addresses meet the table's shared overflow bucket. Off by
+  // default.
+  SourceLimitOptions handshake_limit{};
 };
 
 }  // namespace sluice::rudp

@@ -33,6 +33,14 @@ class ServerTransport final : public Transport {
   }
 
   void stop(std::chrono::milliseconds deadline) override {
+    // The handshake's figures, once per socket: what a flood of INITIALs
+    // cost (retries_sent) and what it got (accepted stays flat when the
+    // sources were spoofed: docs/ROBUSTNESS.md, "DoS lab").
+    const EndpointStats& s = ep_.stats();
+    spdlog::info("rudp endpoint :{}: datagrams={} bad_header={} unknown_id={} initials={} "
+                 "retries_sent={} bad_cookies={} limited={} accepted={} refused={}",
+                 ep_.local_port(), s.datagrams, s.bad_header, s.unknown_id, s.initials,
+                 s.retries_sent, s.bad_cookies, s.limited, s.accepted, s.refused);
     ep_.stop(deadline, [this] {
       if (host_) host_->released();
     });
@@ -58,6 +66,10 @@ class Factory final : public TransportFactory {
     std::string why;
     if (!cc::create(opts_.cc, opts_.cc_config, &why)) {
       if (error) *error = "rudp: " + why;
+      return nullptr;
+    }
+    if (why = opts_.handshake_limit.validate(); !why.empty()) {
+      if (error) *error = "rudp: handshake limit: " + why;
       return nullptr;
     }
     UdpSocketOptions so;

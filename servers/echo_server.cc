@@ -29,6 +29,7 @@
 #include "core/signals.h"
 #include "rudp/rudp.h"
 #include "servers/common.h"
+#include "servers/defense_flags.h"
 #include "servers/rudp_flags.h"
 #include "servers/rudp_stats_log.h"
 
@@ -136,6 +137,8 @@ int main(int argc, char** argv) {
   sluice::servers::RudpFlags rudp_flags;
   sluice::servers::add_rudp_flags(app, rudp_flags);
   sluice::servers::add_worker_flags(app, workers);
+  sluice::servers::DefenseFlags defense;
+  sluice::servers::add_defense_flags(app, defense);
   app.add_option("--log-level", log_level, "trace|debug|info|warn|error")->capture_default_str();
   CLI11_PARSE(app, argc, argv);
 
@@ -146,6 +149,10 @@ int main(int argc, char** argv) {
   opts.limits.linger_timeout = std::chrono::milliseconds(linger_ms);
   if (opts.limits.low_water > opts.limits.high_water) {
     std::fprintf(stderr, "echo_server: --low-water must not exceed --high-water\n");
+    return 2;
+  }
+  if (std::string why = sluice::servers::check_defense_flags(defense); !why.empty()) {
+    std::fprintf(stderr, "echo_server: %s\n", why.c_str());
     return 2;
   }
   opts.max_connections = max_conns;
@@ -180,6 +187,9 @@ int main(int argc, char** argv) {
       std::fprintf(stderr, "echo_server: %s\n", err.c_str());
       return 2;
     }
+    sluice::servers::apply_rudp_defenses(defense, &opts, &rudp_opts);
+  } else if (proto == "tcp") {
+    sluice::servers::apply_tcp_defenses(defense, &opts);
   }
   auto line = [&](uint16_t port, const std::string& io_name) {
     std::string s = "listening on " + opts.host + ":" + std::to_string(port) + " io=" + io_name +
@@ -199,6 +209,7 @@ int main(int argc, char** argv) {
       uopts.io_options = opts.io_options;
       uopts.threads = opts.threads;
       uopts.socket.reuse_port = ctx != nullptr;
+      sluice::servers::apply_udp_defenses(defense, &uopts);
       sluice::UdpServer udp(uopts, udp_handler);
       if (udp.start(&error) < 0) {
         std::fprintf(stderr, "echo_server: %s\n", error.c_str());
@@ -213,7 +224,9 @@ int main(int argc, char** argv) {
         std::fflush(stdout);
         sig = sluice::wait_for_stop_signal();
       }
-      spdlog::info("signal {}: stopping", sig);
+      spdlog::info("signal {}: stopping ({} datagrams echoed, {} dropped by the per-source "
+                   "limit)",
+                   sig, udp_handler.datagrams(), udp.limited_count());
       udp.stop();
       return 0;
     }
@@ -250,6 +263,9 @@ int main(int argc, char** argv) {
                  server.connection_count(), drain_ms);
     server.stop(std::chrono::milliseconds(drain_ms));
     if (proto == "rudp") spdlog::info("{}", rudp_log.summary());
+    if (std::string s = sluice::servers::source_summary(server.source_stats()); !s.empty()) {
+      spdlog::info("{}", s);
+    }
     return 0;
   };
 

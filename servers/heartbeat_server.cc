@@ -28,6 +28,7 @@
 #include "core/signals.h"
 #include "rudp/rudp.h"
 #include "servers/common.h"
+#include "servers/defense_flags.h"
 #include "servers/heartbeat_service.h"
 #include "servers/rudp_flags.h"
 #include "servers/rudp_stats_log.h"
@@ -88,6 +89,8 @@ int main(int argc, char** argv) {
   rudp_flags.options.max_message = sluice::codec::heartbeat::kMaxPayload;  // the protocol's limit
   sluice::servers::add_rudp_flags(app, rudp_flags);
   sluice::servers::add_worker_flags(app, workers);
+  sluice::servers::DefenseFlags defense;
+  sluice::servers::add_defense_flags(app, defense);
   app.add_option("--log-level", log_level, "trace|debug|info|warn|error")->capture_default_str();
   CLI11_PARSE(app, argc, argv);
 
@@ -101,6 +104,10 @@ int main(int argc, char** argv) {
   sluice::rudp::Options rudp_opts;
   if (std::string err; proto == "rudp" && !sluice::servers::rudp_options(rudp_flags, &rudp_opts, &err)) {
     std::fprintf(stderr, "heartbeat_server: %s\n", err.c_str());
+    return 2;
+  }
+  if (std::string why = sluice::servers::check_defense_flags(defense); !why.empty()) {
+    std::fprintf(stderr, "heartbeat_server: %s\n", why.c_str());
     return 2;
   }
 
@@ -135,6 +142,7 @@ int main(int argc, char** argv) {
       opts.threads = threads;
       opts.idle = hopts.idle();
       opts.max_connections = max_conns;
+      sluice::servers::apply_tcp_defenses(defense, &opts);
       opts.listen.reuse_port = ctx != nullptr;
       if (max_conns != 0) opts.io_options.max_conns = max_conns;
       limits.linger_timeout = std::chrono::milliseconds(linger_ms);
@@ -144,6 +152,7 @@ int main(int argc, char** argv) {
         // wrapped only to log each connection's rudp figures at close.
         sluice::rudp::Options ro = rudp_opts;
         ro.reuse_port = ctx != nullptr;  // workers share the port
+        sluice::servers::apply_rudp_defenses(defense, &opts, &ro);
         opts.transport = sluice::rudp::transport(ro);
         rudp_log = std::make_unique<sluice::servers::RudpStatsLog>(*tcp_handler);
         tcp = std::make_unique<sluice::Server>(opts, *rudp_log);
@@ -164,6 +173,7 @@ int main(int argc, char** argv) {
       opts.io = io;
       opts.threads = threads;
       opts.socket.reuse_port = ctx != nullptr;
+      sluice::servers::apply_udp_defenses(defense, &opts);
       udp = std::make_unique<sluice::UdpServer>(opts, *udp_handler);
       if (udp->start(&error) < 0) {
         std::fprintf(stderr, "heartbeat_server: %s\n", error.c_str());
@@ -189,7 +199,17 @@ int main(int argc, char** argv) {
     spdlog::info("signal {}: stopping", sig);
     if (tcp) tcp->stop(std::chrono::milliseconds(drain_ms));
     if (rudp_log) spdlog::info("{}", rudp_log->summary());
-    if (udp) udp->stop();
+    if (tcp) {
+      if (std::string s = sluice::servers::source_summary(tcp->source_stats()); !s.empty()) {
+        spdlog::info("{}", s);
+      }
+    }
+    if (udp) {
+      if (udp->limited_count() != 0) {
+        spdlog::info("per-source limit: {} datagrams dropped", udp->limited_count());
+      }
+      udp->stop();
+    }
     return 0;
   };
 
