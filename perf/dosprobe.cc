@@ -90,6 +90,7 @@ struct Probe {
   std::unordered_map<uint64_t, Attempt> by_seq;  // udp
   std::mt19937_64 rng{std::random_device{}()};
   uint64_t next_seq = 1;
+  bool length_prefix = false;  // tcp: frame the echo for a --codec length server
 
   int open_socket(int type) {
     const int fd = socket(AF_INET, type | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
@@ -118,13 +119,15 @@ struct Probe {
     else if (err == ECONNRESET) ++a.w->reset;
     else ++a.w->other;
   }
+  size_t echo_size() const { return length_prefix ? 20 : 16; }
   void send_echo(int fd, Attempt& a, int64_t now) {
-    char msg[16];
-    std::memcpy(msg, &a.seq, 8);
-    std::memcpy(msg + 8, &now, 8);
+    char msg[20] = {0, 0, 0, 16};  // with length_prefix: 16, big-endian
+    char* body = length_prefix ? msg + 4 : msg;
+    std::memcpy(body, &a.seq, 8);
+    std::memcpy(body + 8, &now, 8);
     a.echo_sent = now;
     a.got = 0;
-    if (send(fd, msg, sizeof msg, MSG_NOSIGNAL) != static_cast<ssize_t>(sizeof msg)) {
+    if (send(fd, msg, echo_size(), MSG_NOSIGNAL) != static_cast<ssize_t>(echo_size())) {
       ++a.w->echo_failed;
       finish(fd);
     }
@@ -209,7 +212,7 @@ struct Probe {
       return;
     }
     a.got += static_cast<size_t>(n);
-    if (a.got >= 16) {
+    if (a.got >= echo_size()) {
       ++a.w->echo_ok;
       a.w->echo.record(static_cast<uint64_t>(now - a.echo_sent));
       finish(fd);
@@ -347,6 +350,8 @@ int main(int argc, char** argv) {
   app.add_option("--phases", phases,
                  "Windows by attempt start: NAME:SECONDS[,...] (default: one window, 'all'); "
                  "attempts after the last window's end go into it");
+  app.add_flag("--length-prefix", p.length_prefix,
+               "tcp: send the echo as one frame with a 4-byte big-endian length (a --codec length server)");
   CLI11_PARSE(app, argc, argv);
 
   p.server.sin_family = AF_INET;

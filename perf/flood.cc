@@ -24,6 +24,7 @@
 //
 //   ip netns exec LAB-atk flood --mode syn --dst 10.77.0.2 --port 7000
 //       --src-cidr 10.77.128.0/17 --rate 200000 --seconds 10
+#include <dirent.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 
@@ -44,12 +45,30 @@ constexpr double kMaxSeconds = 600;
 constexpr size_t kMaxConns = 200000;
 constexpr size_t kMaxBind = 65536;
 
-// Whether this process shares PID 1's network namespace. Unknown (PID 1's
-// link unreadable) counts as yes: the guard must fail closed.
+// Whether this process is in the initial network namespace (PID 1's).
+// Some kernels deny /proc/1/ns/net to a process in another namespace; then
+// a namespace named by `ip netns` (bound under /run/netns) is known not to
+// be the initial one. Anything else counts as initial: the guard fails
+// closed.
 bool in_initial_netns() {
   struct stat self {}, init {};
-  if (stat("/proc/self/ns/net", &self) != 0 || stat("/proc/1/ns/net", &init) != 0) return true;
-  return self.st_ino == init.st_ino && self.st_dev == init.st_dev;
+  if (stat("/proc/self/ns/net", &self) != 0) return true;
+  if (stat("/proc/1/ns/net", &init) == 0)
+    return self.st_ino == init.st_ino && self.st_dev == init.st_dev;
+  DIR* d = opendir("/run/netns");
+  if (d == nullptr) return true;
+  bool named = false;
+  while (dirent* e = readdir(d)) {
+    struct stat st {};
+    const std::string path = std::string("/run/netns/") + e->d_name;
+    if (e->d_name[0] != '.' && stat(path.c_str(), &st) == 0 && st.st_ino == self.st_ino &&
+        st.st_dev == self.st_dev) {
+      named = true;
+      break;
+    }
+  }
+  closedir(d);
+  return !named;
 }
 
 int refuse(const std::string& why) {
