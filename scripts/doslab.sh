@@ -134,6 +134,11 @@ server_sysctls() {
   sysctl_ns $NS_SRV net.core.somaxconn 4096
   sysctl_ns $NS_SRV net.ipv4.tcp_max_syn_backlog 256
   sysctl_ns $NS_SRV net.ipv4.tcp_synack_retries 5
+  # Every good connection as a new client's: with saved metrics the kernel
+  # calls a peer it has an RTT for "proven" and lets its SYNs past the
+  # no-cookies drop rule, so a returning probe would hide the failure.
+  sysctl_ns $NS_SRV net.ipv4.tcp_no_metrics_save 1
+  ip -n $NS_SRV tcp_metrics flush all 2>/dev/null || true
 }
 
 defense_flags() {  # PROTO
