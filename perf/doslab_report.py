@@ -86,8 +86,8 @@ def row(d):
         else fmt_ms(during.get("echo_p99_ms")),
         "hbdrops": m.get("hb_false_drops", "?"),
         "cpu": m.get("cpu_pct", "?"),
-        "rss": "{:.1f}→{:.1f}".format(int(m.get("rss_before", 0) or 0) / 1024,
-                                      int(m.get("rss_during", 0) or 0) / 1024),
+        "rss": "→".join("{:.1f}".format(int(m.get(k, 0) or 0) / 1024)
+                        for k in ("rss_before", "rss_mid", "rss_during")),
     }
     for k in TCPEXT:
         r[k] = delta(sb, sa, "TcpExt", k)
@@ -129,7 +129,7 @@ def main():
             ("cpu", "srv CPU %"), ("rss", "srv RSS MiB"), ("notes", "notes")]
     out = [f"DoS lab: phases (s) before,during,after = {a.phases}; link to the server {a.link_rate} "
            "(tbf); good client 50 attempts/s, 3 s deadline; latencies and CPU during the attack; "
-           "TcpExt counters are server-namespace deltas over the whole row; RSS before→during.",
+           "TcpExt counters are server-namespace deltas over the whole row; server RSS before → 1 s into the attack → its end.",
            "",
            "| " + " | ".join(h for _, h in cols) + " |",
            "|" + "|".join("---" for _ in cols) + "|"]

@@ -29,7 +29,7 @@ struct Options {
   size_t conns = 1000;        // connect/slowloris: held open at most
   int64_t connect_timeout_ms = 3000;
   int64_t interval_ms = 1000;    // slowloris: one byte per connection this often
-  uint32_t frame_bytes = 1 << 20;  // slowloris: the length prefix it announces
+  uint32_t frame_bytes = 65536;  // slowloris: the length prefix it announces (under --max-frame)
   uint64_t seed = 0;
 };
 

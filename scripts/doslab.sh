@@ -189,7 +189,12 @@ run_row() {
   sleep "$BEFORE"
   local t0 c0 t1 c1
   t0=$(date +%s.%N); c0=$(proc_ticks "$tpid")
-  in_ns $NS_ATK "$FLOOD" --seconds "$DURING" "$@" > "$d/flood.json" 2> "$d/flood.err" || true
+  ip netns exec $NS_ATK "$FLOOD" --seconds "$DURING" "$@" > "$d/flood.json" 2> "$d/flood.err" &
+  local fl=$!; PIDS+=("$fl")
+  # RSS a second into the attack and at its end: equal means the attack's
+  # cost is bounded (warm-up, not growth).
+  sleep 1; echo "rss_mid=$(proc_rss "$tpid")" >> "$d/meta"
+  wait "$fl" || true
   t1=$(date +%s.%N); c1=$(proc_ticks "$tpid")
   echo "rss_during=$(proc_rss "$tpid")" >> "$d/meta"
   echo "cpu_pct=$(awk -v a="$c0" -v b="$c1" -v s="$t0" -v e="$t1" -v hz="$(getconf CLK_TCK)" \
@@ -232,7 +237,7 @@ for s in ${SCENARIOS//,/ }; do
     udp-1src) rows_for udp-1src 1 udp "--proto udp" tcp echo -- --mode udp --dst $SRV --port 7000 \
            --size 64 --rate 100000 ;;
     slowloris) rows_for slowloris 1 tcp "--codec length" tcp echo -- --mode slowloris --dst $SRV \
-           --port 7000 --bind $ATK --conns 2000 --rate 1000 --interval-ms 1000 ;;
+           --port 7000 --bind $ATK --conns 2000 --rate 1000 --interval-ms 1000 --frame-bytes 100000 ;;
     rudp) rows_for rudp 1 rudp "--proto rudp" rudp echo -- --mode rudp-initial --dst $SRV \
            --port 7000 --src-cidr $SPOOF --rate 20000 ;;
     *) echo "doslab: unknown scenario $s (known: $ALL_SCENARIOS)" >&2; exit 2 ;;
