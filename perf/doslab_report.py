@@ -13,6 +13,7 @@ import argparse
 import glob
 import json
 import os
+import re
 import sys
 
 TCPEXT = ["ListenOverflows", "ListenDrops", "SyncookiesSent", "SyncookiesRecv",
@@ -52,6 +53,14 @@ def load_json(path):
         return None
 
 
+def read_text(path):
+    try:
+        with open(path, errors="replace") as f:
+            return f.read()
+    except OSError:
+        return ""
+
+
 def meta(path):
     m = {}
     for line in open(path):
@@ -82,8 +91,10 @@ def row(d):
         "ok": ok,
         "p50": fmt_ms(during.get("connect_p50_ms")) if during.get("ok") else "-",
         "p99": fmt_ms(during.get("connect_p99_ms")) if during.get("ok") else "-",
+        # Baseline (before) and under attack: the targets compare the two.
         "echo99": "-" if m.get("probe") == "rudp" or not during.get("echo_ok")
-        else fmt_ms(during.get("echo_p99_ms")),
+        else "{} → {}".format(fmt_ms(w.get("before", {}).get("echo_p99_ms")),
+                              fmt_ms(during.get("echo_p99_ms"))),
         "hbdrops": m.get("hb_false_drops", "?"),
         "cpu": m.get("cpu_pct", "?"),
         "rss": "→".join("{:.1f}".format(int(m.get(k, 0) or 0) / 1024)
@@ -105,6 +116,26 @@ def row(d):
         notes.append("srv UDP in {} out {} rcvbuf-err {}".format(
             delta(sb, sa, "Udp", "InDatagrams"), delta(sb, sa, "Udp", "OutDatagrams"),
             delta(sb, sa, "Udp", "RcvbufErrors")))
+    # What the servers said at exit (scripts/doslab.sh keeps their stderr):
+    # the per-source limiter's counts and rudp's handshake figures.
+    for name in ("echo.err", "hb.err"):
+        log = read_text(os.path.join(d, name))
+        lim = re.search(r"per-source limits: admitted=(\d+) over_cap=(\d+) over_rate=(\d+) "
+                        r"overflow=(\d+) sources=(\d+)", log)
+        if lim and int(lim[2]) + int(lim[3]) + int(lim[4]) > 0:
+            notes.append("{}: limiter over_cap {} over_rate {} overflow {}".format(
+                name.split(".")[0], lim[2], lim[3], lim[4]))
+        udp = re.search(r"(\d+) datagrams echoed, (\d+) dropped by the per-source limit", log)
+        if udp and name == "echo.err":
+            notes.append(f"echoed {udp[1]} limited {udp[2]}")
+        hb = re.search(r"per-source limit: (\d+) datagrams dropped", log)
+        if hb:
+            notes.append(f"hb limited {hb[1]}")
+        ep = re.search(r"rudp endpoint :\d+: datagrams=(\d+) .*initials=(\d+) retries_sent=(\d+) "
+                       r"bad_cookies=(\d+) limited=(\d+) accepted=(\d+)", log)
+        if ep and name == "echo.err":
+            notes.append("rudp initials {} retries {} limited {} accepted {}".format(
+                ep[2], ep[3], ep[5], ep[6]))
     if flood.get("errors"):
         notes.append(f"flood errors {flood['errors']} ({flood.get('first_error')})")
     if hbc:
@@ -124,7 +155,7 @@ def main():
     rows = [row(d) for d in dirs]
     cols = [("scenario", "scenario"), ("cookies", "syncookies"), ("defenses", "defenses"),
             ("attack", "attack rate"), ("ok", "good ok % before/during/after"),
-            ("p50", "connect p50 ms"), ("p99", "connect p99 ms"), ("echo99", "echo p99 ms"),
+            ("p50", "connect p50 ms"), ("p99", "connect p99 ms"), ("echo99", "echo p99 ms before → during"),
             ("hbdrops", "hb false drops")] + [(k, SHORT[k]) for k in TCPEXT] + [
             ("cpu", "srv CPU %"), ("rss", "srv RSS MiB"), ("notes", "notes")]
     out = [f"DoS lab: phases (s) before,during,after = {a.phases}; link to the server {a.link_rate} "

@@ -42,7 +42,7 @@ Options:
   --no-build          use the binaries in bazel-bin as they are
 EOF
 }
-ALL_SCENARIOS="syn,ack,rst,udp,udp-hb,conn,conn-1src,udp-1src,slowloris,rudp"
+ALL_SCENARIOS="syn,ack,rst,udp,udp-hb,conn,conn-1src,udp-1src,slowloris,rudp,rudp-1src"
 SCENARIOS=$ALL_SCENARIOS
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -240,6 +240,11 @@ for s in ${SCENARIOS//,/ }; do
            --port 7000 --bind $ATK --conns 2000 --rate 1000 --interval-ms 1000 --frame-bytes 100000 ;;
     rudp) rows_for rudp 1 rudp "--proto rudp" rudp echo -- --mode rudp-initial --dst $SRV \
            --port 7000 --src-cidr $SPOOF --rate 20000 ;;
+    # One spoofed address: the reflection case. Every INITIAL would earn
+    # its RETRY, aimed at that address (a victim's); the handshake bucket
+    # caps what the victim gets.
+    rudp-1src) rows_for rudp-1src 1 rudp "--proto rudp" rudp echo -- --mode rudp-initial \
+           --dst $SRV --port 7000 --src-cidr 10.77.200.9/32 --rate 20000 ;;
     *) echo "doslab: unknown scenario $s (known: $ALL_SCENARIOS)" >&2; exit 2 ;;
   esac
 done
