@@ -89,6 +89,11 @@ def row(d):
         "scenario": m["scenario"], "cookies": m["cookies"], "defenses": m["defenses"],
         "attack": f"{flood.get('rate', 0) / 1000:.1f}k/s" if flood else "failed",
         "ok": ok,
+        # Connected is not served: a server at max_connections accepts and
+        # closes at once. Echo success is the good client's real outcome.
+        "served": "/".join(
+            "{:.0f}".format(100 * w[n]["echo_ok"] / w[n]["attempts"]) if n in w and w[n]["attempts"]
+            and m.get("probe") != "rudp" else "-" for n in ("before", "during", "after")),
         "p50": fmt_ms(during.get("connect_p50_ms")) if during.get("ok") else "-",
         "p99": fmt_ms(during.get("connect_p99_ms")) if during.get("ok") else "-",
         # Baseline (before) and under attack: the targets compare the two.
@@ -154,7 +159,8 @@ def main():
     dirs = sorted(glob.glob(os.path.join(a.dir, "row-*")), key=lambda p: int(p.rsplit("-", 1)[1]))
     rows = [row(d) for d in dirs]
     cols = [("scenario", "scenario"), ("cookies", "syncookies"), ("defenses", "defenses"),
-            ("attack", "attack rate"), ("ok", "good ok % before/during/after"),
+            ("attack", "attack rate"), ("ok", "good connect ok % before/during/after"),
+            ("served", "good echoed % before/during/after"),
             ("p50", "connect p50 ms"), ("p99", "connect p99 ms"), ("echo99", "echo p99 ms before → during"),
             ("hbdrops", "hb false drops")] + [(k, SHORT[k]) for k in TCPEXT] + [
             ("cpu", "srv CPU %"), ("rss", "srv RSS MiB"), ("notes", "notes")]
