@@ -42,7 +42,7 @@ Options:
   --no-build          use the binaries in bazel-bin as they are
 EOF
 }
-ALL_SCENARIOS="syn,ack,rst,udp,udp-hb,conn,conn-1src,udp-1src,slowloris,rudp,rudp-1src"
+ALL_SCENARIOS="control,syn,ack,rst,udp,udp-hb,conn,conn-1src,udp-1src,slowloris,rudp,rudp-1src"
 SCENARIOS=$ALL_SCENARIOS
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -221,6 +221,11 @@ lab_up
 FL_SYN=(--dst $SRV --port 7000 --src-cidr $SPOOF --rate "$SYN_RATE")
 for s in ${SCENARIOS//,/ }; do
   case "$s" in
+    # The machine alone: the same 100k/s UDP flood as udp-1src, at a port
+    # nobody listens on. What the good client loses here is the attacker's
+    # and the kernel's share of the 2 cores, not any server's doing.
+    control) run_row control 1 off tcp "" tcp echo -- --mode udp --dst $SRV --port 7999 \
+           --size 64 --rate 100000 ;;
     syn)
       run_row syn 0 off tcp "" tcp echo -- --mode syn "${FL_SYN[@]}"
       rows_for syn 1 tcp "" tcp echo -- --mode syn "${FL_SYN[@]}" ;;
