@@ -72,9 +72,25 @@ void Client::adopt(int fd, const ConnectDone& done) {
     done(rc);
     return;
   }
+  if (options_.tls) {
+    tls_pending_ = done;  // tls_done() reports how the handshake ended
+    return;
+  }
   // on_open may already have closed it; the caller learns that from
   // on_close, which has run by now.
   done(0);
+}
+
+void Client::tls_done(Connection& conn, TlsEvent event) {
+  // Only the latest connection can be in its handshake (connect() waits
+  // for it), and it may be released already when a failure aborted it.
+  (void)conn;
+  if (!tls_pending_) return;
+  ConnectDone done = std::move(tls_pending_);
+  tls_pending_ = nullptr;
+  done(event == TlsEvent::kDone || event == TlsEvent::kResumed ? 0
+       : event == TlsEvent::kTimedOut                          ? -ETIMEDOUT
+                                                                : -EPROTO);
 }
 
 void Client::abort() {
@@ -82,6 +98,7 @@ void Client::abort() {
     connector_.cancel(request_);
     request_ = 0;
   }
+  tls_pending_ = nullptr;  // like a cancelled attempt: done is not called
   if (current_ != nullptr) current_->abort();
 }
 
