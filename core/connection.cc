@@ -420,14 +420,14 @@ void Connection::progress(size_t n) {
 }
 
 void Connection::on_eof() {
-  if (tls_) {
-    if (peer_shut_) return;  // its close_notify came first
-    if (!tls_->opened && !tls_->failed && state_ == State::kOpen) {
-      tls_fail("peer closed during the handshake", TlsEvent::kFailed, false);
-    }
-  }
+  if (tls_ && peer_shut_) return;  // its close_notify came first
   peer_shut_ = true;
   update_reading();
+  // TLS: a peer that gives up half way through the handshake is a failed
+  // one (after peer_shut_: nothing to linger for).
+  if (tls_ && !tls_->opened && !tls_->failed && state_ == State::kOpen) {
+    tls_fail("peer closed during the handshake", TlsEvent::kFailed, false);
+  }
   if (!leftover_.empty()) {
     spdlog::debug("conn #{} {}: peer closed with {} bytes of an incomplete "
                   "frame",
