@@ -106,12 +106,17 @@ int on_new_session(SSL* ssl, SSL_SESSION* session) {
   // The name this connection checked (see new_ssl): a host or an address.
   X509_VERIFY_PARAM* param = SSL_get0_param(ssl);
   std::string name;
+  // get1_ip_asc() queues an error when no address is set (verification
+  // off): left on this thread's queue, it would make SSL_get_error() call
+  // the SSL_read() that brought the ticket a fatal error.
+  ERR_set_mark();
   if (const char* host = X509_VERIFY_PARAM_get0_host(param, 0)) {
     name = host;
   } else if (char* ip = X509_VERIFY_PARAM_get1_ip_asc(param)) {
     name = ip;
     OPENSSL_free(ip);
   }
+  ERR_pop_to_mark();
   self->remember(session, name);
   return 0;  // not kept by us: remember() took its own reference
 }

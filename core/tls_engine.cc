@@ -143,7 +143,12 @@ TlsEngine::Status TlsEngine::status_of(int rc) {
   }
   const long verify = SSL_get_verify_result(ssl_);
   std::string queue = tls_error_string("");
-  if (verify != X509_V_OK && (SSL_is_server(ssl_) == 0 || SSL_get0_peer_certificate(ssl_))) {
+  // Blame the certificate only for a handshake that checked it: without
+  // verification (--tls-insecure) the result is never X509_V_OK, and
+  // after the handshake a failure is about records, not certificates.
+  const bool verifying = !done_ && (SSL_get_verify_mode(ssl_) & SSL_VERIFY_PEER) != 0;
+  if (verifying && verify != X509_V_OK &&
+      (SSL_is_server(ssl_) == 0 || SSL_get0_peer_certificate(ssl_))) {
     error_ = std::string("certificate verify failed: ") + X509_verify_cert_error_string(verify);
   } else {
     error_ = queue.empty() ? "TLS error" : queue;

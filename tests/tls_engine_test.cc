@@ -193,6 +193,13 @@ TEST(TlsEngine, ClientRefusesExpiredCertificate) {
   End c2(*ic), s2(*sc);
   handshake(c2, s2, 1 << 20);
   EXPECT_TRUE(c2.e->handshake_done() && s2.e->handshake_done()) << c2.e->error();
+  // The session ticket that came after the handshake (no name to file it
+  // under) must not fail the connection, nor the records after it.
+  EXPECT_FALSE(c2.failed) << c2.e->error();
+  ASSERT_TRUE(s2.e->write("after the ticket", s2.out));
+  deliver(s2, c2, 1 << 20);
+  EXPECT_FALSE(c2.failed) << c2.e->error();
+  EXPECT_EQ(c2.plain, "after the ticket");
 }
 
 TEST(TlsEngine, ClientRefusesWrongName) {
