@@ -77,6 +77,11 @@ class Client final : public Connection::Owner {
   // Connections not yet released by the back end (the open one included).
   size_t live() const { return conns_.size(); }
   const ClientOptions& options() const { return options_; }
+  // TLS: why the latest handshake failed (connect()'s done got -EPROTO or
+  // -ETIMEDOUT), e.g. "certificate verify failed: ..."; "" after one that
+  // succeeded. The handler never sees such a connection, so this is where
+  // a tool finds the reason to print.
+  const std::string& tls_failure() const { return tls_failure_; }
 
  private:
   void release(Connection& conn) override;
@@ -91,6 +96,7 @@ class Client final : public Connection::Owner {
   Connection::Shared shared_{handler_, *this, codec_, options_.limits, false, nullptr,
                              options_.tls.get(), options_.host};
   ConnectDone tls_pending_;  // TLS: done, until the handshake ends
+  std::string tls_failure_;
   std::vector<std::unique_ptr<Connection>> conns_;  // open + still detaching
   Connection* current_ = nullptr;
   uint64_t request_ = 0;  // pending Connector request

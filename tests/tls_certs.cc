@@ -94,6 +94,8 @@ TlsFiles make_files() {
       make_cert(rogue_ca_key.get(), "rogue CA", nullptr, nullptr, true, -kDay, 30 * kDay, 2);
   f.ca = f.dir + "/ca.pem";
   write_cert(f.ca, ca.get());
+  f.rogue_ca = f.dir + "/rogue_ca.pem";
+  write_cert(f.rogue_ca, rogue_ca.get());
   struct Leaf {
     std::string* cert;
     std::string* key;

@@ -18,6 +18,7 @@ struct TlsFiles {
   std::string expired_cert, expired_key; // server: same names, expired a day ago
   std::string client_cert, client_key;   // signed by `ca`
   std::string rogue_cert, rogue_key;     // signed by another CA
+  std::string rogue_ca;                  // that other CA's certificate
 };
 
 // Made once per process, in $TEST_TMPDIR (or /tmp) under a fresh directory.
