@@ -3,6 +3,7 @@
 #include <atomic>
 #include <cerrno>
 #include <cstring>
+#include <string_view>
 
 #include <spdlog/spdlog.h>
 
@@ -72,9 +73,28 @@ void Client::adopt(int fd, const ConnectDone& done) {
     done(rc);
     return;
   }
+  if (options_.tls) {
+    tls_pending_ = done;  // tls_done() reports how the handshake ended
+    return;
+  }
   // on_open may already have closed it; the caller learns that from
   // on_close, which has run by now.
   done(0);
+}
+
+void Client::tls_done(Connection& conn, TlsEvent event) {
+  // Only the latest connection can be in its handshake (connect() waits
+  // for it), and it may be released already when a failure aborted it
+  // (conn itself lives to the end of this loop iteration).
+  if (!tls_pending_) return;
+  ConnectDone done = std::move(tls_pending_);
+  tls_pending_ = nullptr;
+  const bool ok = event == TlsEvent::kDone || event == TlsEvent::kResumed;
+  // close_detail() reads "TLS: <OpenSSL's reason>" for a failed handshake.
+  std::string_view why = ok ? std::string_view() : conn.close_detail();
+  if (why.starts_with("TLS: ")) why.remove_prefix(5);
+  tls_failure_ = why;
+  done(ok ? 0 : event == TlsEvent::kTimedOut ? -ETIMEDOUT : -EPROTO);
 }
 
 void Client::abort() {
@@ -82,6 +102,7 @@ void Client::abort() {
     connector_.cancel(request_);
     request_ = 0;
   }
+  tls_pending_ = nullptr;  // like a cancelled attempt: done is not called
   if (current_ != nullptr) current_->abort();
 }
 

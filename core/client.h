@@ -42,11 +42,19 @@ struct ClientOptions {
   TcpOptions tcp;  // applied before connect()
   ConnectionLimits limits;
   IdleOptions idle;
+  // TLS (a client context: TlsContext::make_client), shared by any number
+  // of Clients, which then resume each other's sessions. The server's
+  // certificate must name `host` unless its TlsOptions::server_name says
+  // otherwise. With TLS, connect()'s done runs once the handshake ended:
+  // 0 after on_open, else -EPROTO (failed: verification, refused ...) or
+  // -ETIMEDOUT (handshake_timeout), and the handler hears nothing.
+  std::shared_ptr<const TlsContext> tls;
 };
 
 class Client final : public Connection::Owner {
  public:
-  // result: 0 once connected (on_open has run), else -errno.
+  // result: 0 once connected (on_open has run; with TLS, once the
+  // handshake is done), else -errno.
   using ConnectDone = std::function<void(int result)>;
 
   // handler, codec (may be null: raw bytes) and connector must outlive it.
@@ -69,9 +77,15 @@ class Client final : public Connection::Owner {
   // Connections not yet released by the back end (the open one included).
   size_t live() const { return conns_.size(); }
   const ClientOptions& options() const { return options_; }
+  // TLS: why the latest handshake failed (connect()'s done got -EPROTO or
+  // -ETIMEDOUT), e.g. "certificate verify failed: ..."; "" after one that
+  // succeeded. The handler never sees such a connection, so this is where
+  // a tool finds the reason to print.
+  const std::string& tls_failure() const { return tls_failure_; }
 
  private:
   void release(Connection& conn) override;
+  void tls_done(Connection& conn, TlsEvent event) override;
   void adopt(int fd, const ConnectDone& done);
 
   EventLoop& loop_;
@@ -79,7 +93,10 @@ class Client final : public Connection::Owner {
   Handler& handler_;
   const codec::Codec* codec_;
   ClientOptions options_;
-  Connection::Shared shared_{handler_, *this, codec_, options_.limits};
+  Connection::Shared shared_{handler_, *this, codec_, options_.limits, false, nullptr,
+                             options_.tls.get(), options_.host};
+  ConnectDone tls_pending_;  // TLS: done, until the handshake ends
+  std::string tls_failure_;
   std::vector<std::unique_ptr<Connection>> conns_;  // open + still detaching
   Connection* current_ = nullptr;
   uint64_t request_ = 0;  // pending Connector request

@@ -14,6 +14,7 @@
 
 #include "core/event_loop.h"
 #include "core/net.h"
+#include "core/tls_state.h"
 
 namespace sluice {
 
@@ -74,6 +75,7 @@ Connection::Connection(EventLoop& loop, const PeerAddr& peer, uint64_t id,
 
 Connection::~Connection() {
   stop_idle();
+  if (tls_ && tls_->deadline != 0) loop_.cancel(tls_->deadline);
   if (!attached_ && state_ != State::kClosed && fd() >= 0) ::close(fd());
 }
 
@@ -84,13 +86,24 @@ int Connection::shut_write() {
 }
 
 int Connection::start() {
-  int rc = ops().attach(*this);
+  int rc = shared_.tls ? tls_start() : 0;
+  if (rc == 0) rc = ops().attach(*this);
   if (rc < 0) {
     if (fd() >= 0) ::close(fd());
     state_ = State::kClosed;
     return rc;
   }
   attached_ = true;
+  if (tls_) {
+    // The handshake first: on_open (and idle detection) once it is done,
+    // and a deadline for a peer that never finishes it.
+    tls_->deadline = loop_.run_after(shared_.tls->options().handshake_timeout,
+                                     [this] { on_tls_deadline(); });
+    const size_t before = output().readable();
+    tls_->engine->start(output());  // a client's ClientHello
+    tls_wrote(before);
+    return 0;
+  }
   if (idle_on_) {
     idle_.start(idle_.options(), loop_.clock());  // the clocks start now
     arm_idle();
@@ -112,13 +125,14 @@ bool Connection::send(std::string_view payload) {
     output().append(t_input.span);
     t_input.span = {};
   }
-  const size_t before = output().readable();
-  if (!codec()->encode(payload, output())) {
+  Buffer& out = send_queue();
+  const size_t before = out.readable();
+  if (!codec()->encode(payload, out)) {
     spdlog::warn("conn #{} {}: {} codec cannot frame a {}-byte message; not sent",
                  id_, peer(), codec()->name(), payload.size());
     return false;
   }
-  queued(output().readable() - before);
+  queued(out.readable() - before);
   return true;
 }
 
@@ -138,6 +152,11 @@ bool Connection::send_raw(std::string_view bytes) {
   if (shared_.ops && codec()) return send(bytes);
   if (state_ != State::kOpen || shutdown_wanted_ || !admit(bytes.size())) return false;
   if (bytes.empty()) return true;
+  if (tls_) {  // plaintext waits for the handshake and the next flush
+    tls_->plain.append(bytes);
+    queued(bytes.size());
+    return true;
+  }
   if (in_input_ && t_input.conn == this) {
     // Bytes of the input being handled, with nothing else owed: leave them
     // where they are; flush_span() sends them from there when the handler
@@ -164,7 +183,7 @@ bool Connection::send_raw_now(std::string_view bytes) {
   // Many sends to one connection in one task would each be a syscall
   // here; send_raw() batches them into one flush. So this path is only for
   // a lone message to a connection that owes nothing.
-  if (in_input_ || pending_ != 0 || !attached_ || bytes.empty()) return send_raw(bytes);
+  if (in_input_ || pending_ != 0 || !attached_ || bytes.empty() || tls_) return send_raw(bytes);
   if (state_ != State::kOpen || shutdown_wanted_ || !admit(bytes.size())) return false;
   const ssize_t n = ops().send_now(*this, bytes);
   // A failure (n < 0) is left for update(), which meets it again and
@@ -233,7 +252,10 @@ void Connection::queued(size_t n) {
 // judged in send(): a burst the kernel takes at once is no sign of a slow
 // peer, and send() must not call the handler back.
 void Connection::check_high_water() {
-  if (backpressured_ || state_ != State::kOpen || output().readable() <= limits().high_water) {
+  // TLS: plaintext still waiting for the handshake counts too.
+  const size_t waiting = output().readable() + (tls_ ? tls_->plain.readable() : 0);
+  if (backpressured_ || state_ != State::kOpen || waiting <= limits().high_water ||
+      !handler_open()) {
     return;
   }
   backpressured_ = true;
@@ -243,6 +265,7 @@ void Connection::check_high_water() {
 
 void Connection::flush_now() {
   if (!attached_ || !served()) return;
+  if (tls_) tls_encrypt();
   ops().update(*this);
   check_high_water();
 }
@@ -291,6 +314,11 @@ void Connection::schedule_flush() {
 }
 
 void Connection::on_input(std::string_view data) {
+  if (tls_) return tls_input(data);
+  plain_input(data);
+}
+
+void Connection::plain_input(std::string_view data) {
   // Frames are decoded where they lie: in the back end's read buffer, or
   // in leftover_ when an incomplete frame was kept from an earlier read
   // (then the new bytes join it there).
@@ -392,8 +420,14 @@ void Connection::progress(size_t n) {
 }
 
 void Connection::on_eof() {
+  if (tls_ && peer_shut_) return;  // its close_notify came first
   peer_shut_ = true;
   update_reading();
+  // TLS: a peer that gives up half way through the handshake is a failed
+  // one (after peer_shut_: nothing to linger for).
+  if (tls_ && !tls_->opened && !tls_->failed && state_ == State::kOpen) {
+    tls_fail("peer closed during the handshake", TlsEvent::kFailed, false);
+  }
   if (!leftover_.empty()) {
     spdlog::debug("conn #{} {}: peer closed with {} bytes of an incomplete "
                   "frame",
@@ -401,7 +435,7 @@ void Connection::on_eof() {
     leftover_.retrieve_all();
   }
   leftover_.release();
-  if (state_ == State::kOpen) {
+  if (state_ == State::kOpen && handler_open()) {
     reason_ = CloseReason::kPeerClosed;
     handler().on_peer_shutdown(*this);
   }
@@ -439,6 +473,8 @@ void Connection::close_with(CloseReason reason, int err, bool drop_output) {
 
 void Connection::maybe_finish() {
   if (pending_ != 0) return;
+  // TLS: close_notify before the FIN; finish once it is sent.
+  if (tls_ && tls_notify()) return;
   if (state_ == State::kClosing) {
     // The peer's EOF came first (the common case): no more input can
     // arrive, so close() sends an orderly FIN at once. Else linger.
@@ -465,7 +501,11 @@ void Connection::detach_now() {
   const bool closed_already = state_ == State::kLingering;  // on_close ran
   state_ = State::kDetaching;
   stop_idle();  // the idle timer, or the linger timer
-  if (!closed_already) handler().on_close(*this, reason_, error_);
+  if (tls_ && tls_->deadline != 0) {
+    loop_.cancel(tls_->deadline);
+    tls_->deadline = 0;
+  }
+  if (!closed_already && handler_open()) handler().on_close(*this, reason_, error_);
   ops().detach(*this);
 }
 

@@ -84,6 +84,19 @@
 // no buffer; tests/connection_memory_test.cc keeps the per-connection
 // structures' sizes in a budget.
 //
+// TLS (Shared::tls set; docs/TLS.md): the connection's bytes pass
+// through a TlsEngine between the back end and the codec, so it works on
+// every back end. The handler hears on_open only once the handshake is
+// done, and nothing at all (no on_close either) from a connection whose
+// handshake failed or timed out: those end with one rate-limited log line
+// and Owner::tls_done. Plaintext queued by send() waits in the TLS state
+// until the handshake is done and is encrypted at each flush; pending_
+// counts queued plaintext plus ciphertext not yet handed to the kernel, so
+// water marks and the output cap see what the connection really holds. A
+// graceful close sends close_notify before the FIN; the peer's
+// close_notify counts as its EOF. The TLS state is one pointer here, made
+// at start() for TLS connections only.
+//
 // Re-entrancy (what may call the handler back before returning):
 //  * send(), send_raw(), set_reading(), set_idle(): never.
 //  * close(), abort(), shutdown(): may run on_close before returning (the
@@ -109,6 +122,7 @@
 #include "core/net.h"
 #include "core/state_slot.h"
 #include "core/timer_queue.h"
+#include "core/tls_context.h"
 #include "io/backend.h"
 
 namespace sluice {
@@ -183,6 +197,11 @@ class Connection final : public io::Channel {
     // then have no descriptor, fd() is -1, and the transport's messages
     // are framed by `codec`, so send_raw() frames like send()).
     io::ChannelOps* ops = nullptr;
+    // TLS on every connection (null: none). Server: a server context;
+    // Client: a client context, whose certificate must name tls_host
+    // (unless TlsOptions::server_name says otherwise).
+    const TlsContext* tls = nullptr;
+    std::string tls_host{};
   };
 
   class Owner {
@@ -191,6 +210,12 @@ class Connection final : public io::Channel {
     // A lingering close reached a milestone (for counters); optional. On
     // the connection's loop thread, like release().
     virtual void count_linger(LingerEvent event) { (void)event; }
+    // A TLS handshake ended (after on_open when it succeeded; the handler
+    // hears nothing of one that failed). Optional; loop thread.
+    virtual void tls_done(Connection& conn, TlsEvent event) {
+      (void)conn;
+      (void)event;
+    }
 
    protected:
     ~Owner() = default;
@@ -273,7 +298,11 @@ class Connection final : public io::Channel {
   // Bytes of an incomplete frame kept between reads (0 almost always).
   size_t buffered_input() const { return leftover_.readable(); }
   // Whether the connection holds buffer storage now (tests, benchmarks).
-  bool holds_buffers() const { return leftover_.allocated() || output().allocated(); }
+  bool holds_buffers() const;
+  // TLS: the handshake is done (the handler heard on_open); false without TLS.
+  bool tls_established() const;
+  // TLS: "TLSv1.3 TLS_AES_128_GCM_SHA256 alpn=x resumed" style summary, or "".
+  std::string tls_summary() const;
 
   // Used by Server on shutdown. Dropping output still owed (the stop
   // deadline passed) is reported to the handler as -ETIMEDOUT: without it
@@ -296,8 +325,12 @@ class Connection final : public io::Channel {
     return state_ < State::kDetaching || state_ == State::kLingering;
   }
 
+  struct Tls;  // core/connection_tls.cc
+
   // io::Channel events.
   void on_input(std::string_view data) override;
+  // Input after TLS (or all of it without): decoding and the handler.
+  void plain_input(std::string_view data);
   void on_sent(size_t n) override;
   void on_eof() override;
   void on_error(int err) override;
@@ -331,6 +364,19 @@ class Connection final : public io::Channel {
   void on_linger_timer();
   void end_linger(LingerEvent how);
   void detach_now();
+  // TLS (core/connection_tls.cc).
+  int tls_start();
+  void tls_input(std::string_view data);
+  void tls_open();
+  void tls_fail(const std::string& why, TlsEvent event, bool drop_output);
+  void tls_wrote(size_t before);
+  void tls_encrypt();
+  bool tls_notify();
+  void on_tls_deadline();
+  // Whether the handler has heard on_open (always, without TLS).
+  bool handler_open() const;
+  // Where send() queues: the TLS plaintext queue, or output().
+  Buffer& send_queue();
   void arm_idle();
   void on_idle_timer();
   void stop_idle();
@@ -386,6 +432,7 @@ class Connection final : public io::Channel {
   int error_ = 0;  // beside peer_: together they fill 24 bytes
   StateSlot state_slot_;  // one pointer; nothing allocated until asked
   std::unique_ptr<std::string> close_detail_;  // only once there is one
+  std::unique_ptr<Tls> tls_;  // TLS connections only
 };
 
 }  // namespace sluice

@@ -23,8 +23,8 @@ void Connection::set_idle(const IdleOptions& options) {
   idle_.start(options, loop_.clock());
   if (!idle_on_) {
     stop_idle();
-  } else if (attached_ && state_ < State::kDetaching) {
-    arm_idle();
+  } else if (attached_ && state_ < State::kDetaching && handler_open()) {
+    arm_idle();  // TLS: not before the handshake is done (tls_open() arms it)
   }
 }
 

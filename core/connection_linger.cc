@@ -45,7 +45,7 @@ void Connection::start_linger() {
   idle_.start(IdleOptions{}, loop_.clock());
   // The handler's part ends with the FIN: it hears on_close now, not a
   // delayed ACK (~40 ms) or the peer's close later.
-  handler().on_close(*this, reason_, error_);
+  if (handler_open()) handler().on_close(*this, reason_, error_);
   if (state_ != State::kLingering) return;  // it aborted from on_close
   arm_linger(loop_.clock());
   update_reading();

@@ -85,7 +85,9 @@ struct Server::Slot final : Connection::Owner, TransportHost {
       : server(s),
         loop(std::move(l)),
         index(i),
-        shared{s.handler_, *this, s.codec_.get(), s.options_.limits, s.options_.idle_close} {}
+        shared{s.handler_, *this, s.codec_.get(), s.options_.limits, s.options_.idle_close} {
+    shared.tls = s.tls_.get();
+  }
 
   // TransportHost.
   Connection* adopt(const PeerAddr& peer) override { return server.adopt_peer(*this, peer); }
@@ -106,6 +108,10 @@ struct Server::Slot final : Connection::Owner, TransportHost {
 
   void count_linger(LingerEvent event) override {
     server.linger_[static_cast<size_t>(event)].fetch_add(1, std::memory_order_relaxed);
+  }
+
+  void tls_done(Connection&, TlsEvent event) override {
+    server.tls_events_[static_cast<size_t>(event)].fetch_add(1, std::memory_order_relaxed);
   }
 
   void maybe_quit() {
@@ -186,6 +192,18 @@ int Server::start(std::string* error) {
       return -EINVAL;
     }
     codec_ = options_.transport->codec();
+  }
+  if (options_.tls) {
+    if (options_.transport) {
+      if (error) *error = "tls: TCP only (not over " + std::string(options_.transport->name()) + ")";
+      return -EINVAL;
+    }
+    std::string why;
+    tls_ = TlsContext::make_server(*options_.tls, &why);
+    if (!tls_) {
+      if (error) *error = why;
+      return -EINVAL;
+    }
   }
 
   for (size_t i = 0; i < options_.threads; ++i) {
@@ -401,6 +419,18 @@ LingerStats Server::linger_stats() const {
   s.fin_acked = get(LingerEvent::kFinAcked);
   s.cut_by_time = get(LingerEvent::kTimeLimit);
   s.cut_by_bytes = get(LingerEvent::kByteLimit);
+  return s;
+}
+
+TlsStats Server::tls_stats() const {
+  auto get = [this](TlsEvent e) {
+    return tls_events_[static_cast<size_t>(e)].load(std::memory_order_relaxed);
+  };
+  TlsStats s;
+  s.resumed = get(TlsEvent::kResumed);
+  s.handshakes = get(TlsEvent::kDone) + s.resumed;
+  s.failed = get(TlsEvent::kFailed);
+  s.timed_out = get(TlsEvent::kTimedOut);
   return s;
 }
 

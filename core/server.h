@@ -108,6 +108,13 @@ struct ServerOptions {
   // transport's codec (its message framing; passing a codec of your own
   // too fails start() with -EINVAL). Null: TCP.
   std::shared_ptr<TransportFactory> transport{};
+  // TLS on every connection (docs/TLS.md): the certificate, key and
+  // policy, checked by start() (a bad file or option fails it with
+  // -EINVAL). Handlers do not change: on_open follows the handshake, and
+  // a connection whose handshake fails or times out never reaches the
+  // handler (one rate-limited log line; counted in tls_stats()). TCP
+  // only: with a transport it fails start() with -EINVAL.
+  std::optional<TlsOptions> tls{};
 };
 
 // A server timer (run_after/run_every); 0 is never a valid one.
@@ -144,6 +151,8 @@ class Server {
   const codec::Codec* codec() const { return codec_.get(); }
   // Lingering closes so far (ConnectionLimits::linger_*). Any thread.
   LingerStats linger_stats() const;
+  // TLS handshakes so far (all zero without ServerOptions::tls). Any thread.
+  TlsStats tls_stats() const;
 
   // ---- Connections from any thread (see "Reaching connections") ----
   // Runs fn on connection `id`'s loop: fn(&conn), or fn(nullptr) if the
@@ -239,6 +248,10 @@ class Server {
   std::atomic<uint64_t> accepted_{0};
   // Indexed by LingerEvent; bumped by the loops (relaxed: counters only).
   std::atomic<uint64_t> linger_[5] = {};
+  // Indexed by TlsEvent; bumped by the loops.
+  std::atomic<uint64_t> tls_events_[4] = {};
+  // Made by start() from options_.tls; shared by every loop's connections.
+  std::unique_ptr<TlsContext> tls_;
   LogLimiter refusal_log_;  // loop 0 thread only
   // Per-source limits: null when off. Accepts run on loop 0 and closes on
   // every loop, hence the lock (held for a table lookup, never across IO).

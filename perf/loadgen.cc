@@ -24,7 +24,15 @@
 // announced on stderr ("loadgen: phase measure" / "loadgen: phase done")
 // so a harness can sample the server exactly over the measured window.
 //
-// Output: one JSON line on stdout (rudp adds its summed figures: rudp_*).
+// --tls (TCP): the same echo over TLS (loadgen_tls.h), the server's
+// certificate verified unless --tls-insecure; every connection's handshake
+// is done before the warm-up. A failed one is a connect error, and its
+// reason is printed once on stderr.
+//
+//   loadgen --port 7443 --tls --tls-ca ca.pem --conns 64 --size 4096
+//
+// Output: one JSON line on stdout (rudp adds its summed figures: rudp_*;
+// --tls adds "tls":1).
 // Exit status 1 if errors > 0, 2 on bad options.
 //
 // Layout: options, target checks and main here; the shared types and the
@@ -53,6 +61,7 @@
 #include "perf/histogram.h"
 #include "perf/loadgen_internal.h"
 #include "perf/loadgen_rudp.h"
+#include "perf/loadgen_tls.h"
 
 namespace {
 
@@ -144,6 +153,8 @@ int main(int argc, char** argv) {
   app.add_flag("--quiet", o.quiet, "Do not print phase lines on stderr");
   RudpMode rudp_mode;
   rudp_mode.add_flags(app);
+  TlsFlags tls_flags;
+  add_tls_flags(app, tls_flags);
   CLI11_PARSE(app, argc, argv);
 
   if (o.proto == "udp" && o.size < 8) {
@@ -170,6 +181,16 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "loadgen: refusing non-loopback target %s (loopback only)\n", o.host.c_str());
     return 2;
   }
+  if (tls_flags.on && o.proto != "tcp") {
+    std::fprintf(stderr, "loadgen: --tls is for --proto tcp only\n");
+    return 2;
+  }
+  o.tls = tls_context(tls_flags, &err);
+  if (!o.tls && !err.empty()) {
+    std::fprintf(stderr, "loadgen: %s\n", err.c_str());
+    return 2;
+  }
+  o.tls_name = tls_flags.server_name.empty() ? o.host : tls_flags.server_name;
   o.threads = std::min(o.threads, o.conns);
   raise_fd_limit(o.conns + o.idle_conns + 16);
 
@@ -221,7 +242,13 @@ int main(int argc, char** argv) {
     t.lost += x.lost;
     t.late += x.late;
   };
-  for (auto& w : workers) merge(w->hist(), w->totals());
+  for (auto& w : workers) {
+    merge(w->hist(), w->totals());
+    if (!w->tls_failure().empty()) {  // an error: printed even with --quiet
+      std::fprintf(stderr, "loadgen: TLS handshake with %s:%u failed: %s\n", o.host.c_str(),
+                   static_cast<unsigned>(o.port), w->tls_failure().c_str());
+    }
+  }
   for (auto& w : rudp_workers) {
     merge(w->hist(), w->totals());
     rt.add(w->rudp());
@@ -258,11 +285,13 @@ int main(int argc, char** argv) {
       "\"errors\":%" PRIu64 ",\"lost\":%" PRIu64 ","
       "\"codec\":\"%s\",\"threads\":%zu,\"idle_conns\":%zu,\"mean_us\":%.2f,"
       "\"connect_errors\":%" PRIu64 ",\"verify_errors\":%" PRIu64 ",\"reset_errors\":%" PRIu64
-      ",\"stalled\":%" PRIu64 ",\"late\":%" PRIu64 "%s}\n",
+      ",\"stalled\":%" PRIu64 ",\"late\":%" PRIu64 "%s%s}\n",
       o.proto.c_str(), o.conns, o.size, o.pipeline, secs, t.msgs, mps,
       mps * static_cast<double>(o.size) / 1e6, us(h.percentile(50)), us(h.percentile(99)),
       us(h.percentile(99.9)), us(h.max()), t.errors, t.lost, o.codec.c_str(), o.threads, o.idle_conns, h.mean() / 1000.0,
-      t.connect_errors, t.verify_errors, t.reset_errors, t.stalled, t.late, rudp_json.c_str());
+      t.connect_errors, t.verify_errors, t.reset_errors, t.stalled, t.late, rudp_json.c_str(),
+      o.tls ? ",\"tls\":1" : "");
   std::fflush(stdout);
+  tls_context_free(o.tls);
   return t.errors > 0 ? 1 : 0;
 }

@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "perf/histogram.h"
+#include "perf/loadgen_tls.h"
 
 namespace sluice::perf::loadgen {
 
@@ -47,6 +48,10 @@ struct Options {
   double drain_s = 3;
   double udp_timeout_ms = 1000;
   bool quiet = false;
+  // --tls: the run's client context (made by main from TlsFlags), and the
+  // name the server's certificate must carry.
+  SSL_CTX* tls = nullptr;
+  std::string tls_name;
 };
 
 // Everything a message's bytes are derived from, shared read-only.
@@ -79,6 +84,7 @@ struct Slot {
 
 struct Conn {
   int fd = -1;
+  SSL* ssl = nullptr;  // --tls: over fd (connecting: set once TCP is up)
   uint32_t id = 0;
   bool alive = false;
   bool connecting = false;
@@ -119,6 +125,8 @@ class Worker {
 
   const Histogram& hist() const { return hist_; }
   const Totals& totals() const { return t_; }
+  // --tls: why the first failed handshake failed ("" if none did).
+  const std::string& tls_failure() const { return tls_failure_; }
 
  private:
   void error(Conn& c, uint64_t& kind) {
@@ -128,6 +136,10 @@ class Worker {
   }
 
   void close_conn(Conn& c) {
+    if (c.ssl) {
+      tls_free(c.ssl);
+      c.ssl = nullptr;
+    }
     if (c.fd >= 0) {
       ::close(c.fd);  // also drops it from the epoll set
       c.fd = -1;
@@ -136,6 +148,9 @@ class Worker {
   }
 
   void connect_all();
+  // --tls: one handshake step on a connected c; true while it is still
+  // connecting (events set for what OpenSSL waits for).
+  bool tls_step(Conn& c);
 
   // Fills slot s for message `seq` sent at `ts` and appends/sends its bytes.
   void fill_slot(Slot& s, uint64_t seq, uint64_t ts) {
@@ -189,7 +204,7 @@ class Worker {
   // kData: *n bytes are in rx_ (0 = EOF on TCP). kRetry: EINTR. kDrained:
   // EAGAIN. kFailed: a socket error, already counted and c closed.
   Recv recv_rx(Conn& c, ssize_t* n) {
-    *n = ::recv(c.fd, rx_.data(), rx_.size(), 0);
+    *n = c.ssl ? tls_read(c.ssl, rx_.data(), rx_.size()) : ::recv(c.fd, rx_.data(), rx_.size(), 0);
     if (*n >= 0) return Recv::kData;
     if (errno == EINTR) return Recv::kRetry;
     if (errno == EAGAIN || errno == EWOULDBLOCK) return Recv::kDrained;
@@ -216,6 +231,7 @@ class Worker {
   std::vector<char> rx_, tx_;
   Histogram hist_;
   Totals t_;
+  std::string tls_failure_;
 };
 
 }  // namespace sluice::perf::loadgen

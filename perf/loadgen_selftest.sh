@@ -3,7 +3,9 @@
 # yardstick (TCP and UDP, ping-pong and pipelined, tiny and multi-segment
 # messages, the length codec's bytes) must report no errors and sane
 # numbers; against a deliberately broken echo (python3) it must report
-# verify errors / lost datagrams and exit non-zero. Loopback only; every run
+# verify errors / lost datagrams and exit non-zero. --tls against Python's
+# ssl echo (certificates from the openssl CLI): verified runs are clean; a
+# CA or a name that does not match fails with the reason. Loopback only; every run
 # is bounded (well under a second of load each).
 set -euo pipefail
 
@@ -96,6 +98,57 @@ start python3 "$TMP/bad.py" udp
 J=$("$LOADGEN" --port "$PORT" --proto udp --conns 2 --pipeline 2 --duration-s 0.4 --warmup-s 0 --udp-timeout-ms 50 --quiet)
 check "lossy udp lost" '[ "$(field "$J" lost)" -ge 1 ]'
 check "lossy udp no errors" '[ "$(field "$J" errors)" = 0 ]'
+
+# --tls against an independent TLS echo (Python's ssl, one thread per
+# connection), with a CA and a server certificate for 127.0.0.1 made here.
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj /CN=ca \
+  -keyout "$TMP/ca.key" -out "$TMP/ca.pem" 2>/dev/null
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj /CN=other \
+  -keyout "$TMP/other.key" -out "$TMP/other.pem" 2>/dev/null
+openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj /CN=localhost \
+  -keyout "$TMP/srv.key" -out "$TMP/srv.csr" 2>/dev/null
+openssl x509 -req -in "$TMP/srv.csr" -CA "$TMP/ca.pem" -CAkey "$TMP/ca.key" -CAcreateserial -days 2 \
+  -extfile <(printf 'subjectAltName=DNS:localhost,IP:127.0.0.1') -out "$TMP/srv.pem" 2>/dev/null
+cat > "$TMP/tls_echo.py" <<'PY'
+import socket, ssl, sys, threading
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER); ctx.load_cert_chain(sys.argv[1], sys.argv[2])
+s = socket.socket(); s.bind(("127.0.0.1", 0)); s.listen(64)
+print(f"listening on 127.0.0.1:{s.getsockname()[1]}", flush=True)
+def serve(c):
+    try:
+        c = ctx.wrap_socket(c, server_side=True)
+        while True:
+            d = c.recv(65536)
+            if not d: return
+            c.sendall(d)
+    except (OSError, ssl.SSLError):
+        return
+while True:
+    c, _ = s.accept(); threading.Thread(target=serve, args=(c,), daemon=True).start()
+PY
+start python3 "$TMP/tls_echo.py" "$TMP/srv.pem" "$TMP/srv.key"
+TCP=$PORT
+J=$("$LOADGEN" --port "$TCP" --duration-s 0.3 --warmup-s 0 --quiet --tls --tls-ca "$TMP/ca.pem")
+check "tls reported" '[ "$(field "$J" tls)" = 1 ]'
+run_ok tls-ping-pong --conns 2 --tls --tls-ca "$TMP/ca.pem"
+run_ok tls-pipelined-multi-record --conns 4 --size 40000 --pipeline 4 --threads 2 --tls --tls-ca "$TMP/ca.pem"
+run_ok tls-by-name --conns 2 --tls --tls-ca "$TMP/ca.pem" --tls-server-name localhost
+run_ok tls-insecure --conns 2 --tls --tls-insecure
+tls_refused() {  # tls_refused NAME EXPECTED-STDERR ARGS...
+  local name=$1 want=$2; shift 2
+  set +e
+  J=$("$LOADGEN" --port "$TCP" --conns 2 --duration-s 0.1 --warmup-s 0 --quiet --tls "$@" 2> "$TMP/err"); rc=$?
+  set -e
+  check "$name exit status" '[ "$rc" = 1 ]'
+  check "$name connect_errors" '[ "$(field "$J" connect_errors)" = 2 ]'
+  check "$name reason" 'grep -q "TLS handshake with 127.0.0.1:$TCP failed: $want" "$TMP/err" || { cat "$TMP/err" >&2; false; }'
+}
+tls_refused tls-other-ca "certificate verify failed" --tls-ca "$TMP/other.pem"
+tls_refused tls-wrong-name "certificate verify failed: hostname mismatch" --tls-ca "$TMP/ca.pem" --tls-server-name example.com
+set +e
+"$LOADGEN" --port "$TCP" --duration-s 0.1 --quiet --tls-ca "$TMP/ca.pem" > /dev/null 2>&1; rc=$?
+set -e
+check "--tls-ca without --tls refused" '[ "$rc" = 2 ]'
 
 # Refuses non-loopback targets.
 set +e

@@ -24,7 +24,9 @@ void Worker::queue_tcp(Conn& c, uint64_t ts) {
 
 void Worker::flush(Conn& c) {
   while (c.out_off < c.out.size()) {
-    ssize_t n = ::send(c.fd, c.out.data() + c.out_off, c.out.size() - c.out_off, MSG_NOSIGNAL);
+    const char* data = c.out.data() + c.out_off;
+    const size_t len = c.out.size() - c.out_off;
+    ssize_t n = c.ssl ? tls_write(c.ssl, data, len) : ::send(c.fd, data, len, MSG_NOSIGNAL);
     if (n > 0) {
       c.out_off += static_cast<size_t>(n);
       continue;
@@ -51,7 +53,9 @@ void Worker::set_out(Conn& c, bool on) {
 }
 
 void Worker::on_tcp_readable(Conn& c) {
-  for (int rounds = 0; rounds < 16 && c.alive; ++rounds) {
+  // With TLS, OpenSSL may hold read-ahead bytes that no epoll event will
+  // announce: read on until it has none (or would block).
+  for (int rounds = 0; c.alive && (rounds < 16 || (c.ssl && tls_has_pending(c.ssl))); ++rounds) {
     ssize_t n = 0;
     const Recv r = recv_rx(c, &n);
     if (r == Recv::kRetry) continue;
@@ -93,7 +97,7 @@ void Worker::on_tcp_readable(Conn& c) {
       for (size_t i = 0; i < done; ++i) queue_tcp(c, now);
       flush(c);
     }
-    if (static_cast<size_t>(n) < rx_.size()) break;  // drained the socket
+    if (!c.ssl && static_cast<size_t>(n) < rx_.size()) break;  // drained the socket
   }
 }
 

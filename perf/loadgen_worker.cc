@@ -1,4 +1,5 @@
-// loadgen's per-thread Worker: connecting, the epoll loop and the drain.
+// loadgen's per-thread Worker: connecting (and the TLS handshakes), the
+// epoll loop and the drain.
 // The TCP and UDP message paths are in loadgen_tcp.cc / loadgen_udp.cc.
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -12,6 +13,7 @@
 #include <cerrno>
 #include <chrono>
 #include <cstdint>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -73,16 +75,19 @@ void Worker::connect_all() {
       close_conn(c);
       continue;
     }
+    // TLS: even a connect that completed at once waits for writability,
+    // where the handshake starts.
+    const bool up = r == 0 && o_.tls == nullptr;
     epoll_event ev{};
     ev.data.ptr = &c;
-    ev.events = (r == 0) ? EPOLLIN : EPOLLOUT;
+    ev.events = up ? EPOLLIN : EPOLLOUT;
     if (::epoll_ctl(ep_, EPOLL_CTL_ADD, c.fd, &ev) < 0) {
       ++t_.errors;
       ++t_.connect_errors;
       close_conn(c);
       continue;
     }
-    if (r == 0) {
+    if (up) {
       c.alive = true;
     } else {
       c.connecting = true;
@@ -98,11 +103,23 @@ void Worker::connect_all() {
     for (int i = 0; i < n; ++i) {
       Conn& c = *static_cast<Conn*>(evs[i].data.ptr);
       if (!c.connecting) continue;
-      c.connecting = false;
-      --pending;
+      if (c.ssl) {  // TLS handshake under way
+        if (!tls_step(c)) --pending;
+        continue;
+      }
       int err = 0;
       socklen_t len = sizeof err;
       ::getsockopt(c.fd, SOL_SOCKET, SO_ERROR, &err, &len);
+      if (err == 0 && o_.tls) {
+        c.ssl = tls_new(o_.tls, c.fd, o_.tls_name);
+        if (c.ssl) {
+          if (!tls_step(c)) --pending;
+          continue;
+        }
+        err = ENOMEM;
+      }
+      c.connecting = false;
+      --pending;
       if (err != 0) {
         ++t_.errors;
         ++t_.connect_errors;
@@ -124,6 +141,27 @@ void Worker::connect_all() {
       close_conn(c);
     }
   }
+}
+
+bool Worker::tls_step(Conn& c) {
+  std::string why;
+  const TlsStep step = tls_handshake(c.ssl, &why);
+  if (step == TlsStep::kFailed) {
+    if (tls_failure_.empty()) tls_failure_ = why;
+    c.connecting = false;
+    ++t_.errors;
+    ++t_.connect_errors;
+    close_conn(c);
+    return false;
+  }
+  epoll_event ev{};
+  ev.data.ptr = &c;
+  ev.events = step == TlsStep::kWantWrite ? EPOLLOUT : EPOLLIN;
+  ::epoll_ctl(ep_, EPOLL_CTL_MOD, c.fd, &ev);
+  if (step != TlsStep::kDone) return true;
+  c.connecting = false;
+  c.alive = true;
+  return false;
 }
 
 size_t Worker::total_inflight() const {

@@ -32,6 +32,7 @@
 #include "servers/defense_flags.h"
 #include "servers/rudp_flags.h"
 #include "servers/rudp_stats_log.h"
+#include "servers/tls_flags.h"
 
 namespace {
 
@@ -139,6 +140,8 @@ int main(int argc, char** argv) {
   sluice::servers::add_worker_flags(app, workers);
   sluice::servers::DefenseFlags defense;
   sluice::servers::add_defense_flags(app, defense);
+  sluice::servers::TlsFlags tls_flags;
+  sluice::servers::add_tls_server_flags(app, tls_flags);
   app.add_option("--log-level", log_level, "trace|debug|info|warn|error")->capture_default_str();
   CLI11_PARSE(app, argc, argv);
 
@@ -153,6 +156,17 @@ int main(int argc, char** argv) {
   }
   if (std::string why = sluice::servers::check_defense_flags(defense); !why.empty()) {
     std::fprintf(stderr, "echo_server: %s\n", why.c_str());
+    return 2;
+  }
+  std::string tls_error;
+  if (sluice::servers::tls_enabled(tls_flags, &tls_error)) {
+    if (proto != "tcp") {
+      std::fprintf(stderr, "echo_server: TLS is TCP only (--proto tcp)\n");
+      return 2;
+    }
+    opts.tls = sluice::servers::tls_options(tls_flags);
+  } else if (!tls_error.empty()) {
+    std::fprintf(stderr, "echo_server: %s\n", tls_error.c_str());
     return 2;
   }
   opts.max_connections = max_conns;
@@ -194,6 +208,7 @@ int main(int argc, char** argv) {
   auto line = [&](uint16_t port, const std::string& io_name) {
     std::string s = "listening on " + opts.host + ":" + std::to_string(port) + " io=" + io_name +
                     " proto=" + proto + " codec=" + copts.name;
+    if (opts.tls) s += " tls";
     if (workers > 1) s += " workers=" + std::to_string(workers);
     return s;
   };
@@ -265,6 +280,11 @@ int main(int argc, char** argv) {
     if (proto == "rudp") spdlog::info("{}", rudp_log.summary());
     if (std::string s = sluice::servers::source_summary(server.source_stats()); !s.empty()) {
       spdlog::info("{}", s);
+    }
+    if (opts.tls) {
+      const sluice::TlsStats t = server.tls_stats();
+      spdlog::info("tls: {} handshakes ({} resumed), {} failed, {} timed out", t.handshakes,
+                   t.resumed, t.failed, t.timed_out);
     }
     return 0;
   };

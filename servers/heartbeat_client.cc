@@ -15,6 +15,11 @@
 //   heartbeat_client --port 7100 --conns 10 --interval-ms 100 --duration-s 5
 //   heartbeat_client --port 7100 --stop-pings-after-s 2   # session 0 goes silent
 //   heartbeat_client --proto rudp --port 7101 --conns 10
+//   heartbeat_client --port 7443 --tls --tls-ca ca.pem   # TLS, server verified
+//
+// With --tls, a handshake that fails before any session was ever up (an
+// untrusted certificate, a wrong name, a server without TLS) ends the run:
+// exit 1 and OpenSSL's reason on stderr, no report.
 #include <signal.h>
 
 #include <atomic>
@@ -33,6 +38,7 @@
 #include "servers/common.h"
 #include "servers/heartbeat_pinger.h"
 #include "servers/rudp_flags.h"
+#include "servers/tls_flags.h"
 
 namespace {
 
@@ -89,6 +95,8 @@ int main(int argc, char** argv) {
   app.add_option("--seed", o.seed, "Backoff jitter seed")->capture_default_str();
   sluice::servers::RudpFlags rudp_flags;
   sluice::servers::add_rudp_flags(app, rudp_flags);
+  sluice::servers::TlsFlags tls_flags;
+  sluice::servers::add_tls_client_flags(app, tls_flags);
   app.add_option("--log-level", log_level, "trace|debug|info|warn|error")->capture_default_str();
   CLI11_PARSE(app, argc, argv);
 
@@ -100,6 +108,20 @@ int main(int argc, char** argv) {
   if (list_io) return sluice::servers::print_backends();
   if (!sluice::servers::resolve_io(o.io)) return 2;
   if (std::string err; o.proto == "rudp" && !sluice::servers::rudp_options(rudp_flags, &o.rudp, &err)) {
+    std::fprintf(stderr, "heartbeat_client: %s\n", err.c_str());
+    return 2;
+  }
+  if (std::string err; sluice::servers::tls_enabled(tls_flags, &err)) {
+    if (o.proto != "tcp") {
+      std::fprintf(stderr, "heartbeat_client: --tls is for --proto tcp only\n");
+      return 2;
+    }
+    o.tls = sluice::servers::tls_client_context(tls_flags, &err);
+    if (!o.tls) {
+      std::fprintf(stderr, "heartbeat_client: %s\n", err.c_str());
+      return 2;
+    }
+  } else if (!err.empty()) {
     std::fprintf(stderr, "heartbeat_client: %s\n", err.c_str());
     return 2;
   }

@@ -79,6 +79,10 @@ int Pinger::run(PingerReport* report, std::string* error) {
     if (error) *error = "unknown protocol " + options_.proto;
     return -EINVAL;
   }
+  if (options_.tls && options_.proto != "tcp") {
+    if (error) *error = "TLS is for --proto tcp only";
+    return -EINVAL;
+  }
   if (int rc = make_address(options_.host, options_.port, &im.server, &im.server_len); rc < 0) {
     if (error) *error = "bad server address " + options_.host;
     return rc;

@@ -43,6 +43,7 @@
 #include <string>
 #include <vector>
 
+#include "core/tls_context.h"
 #include "rudp/options.h"
 
 namespace sluice::servers {
@@ -63,6 +64,13 @@ struct PingerOptions {
   // proto rudp: the connections' options (connect_timeout above overrides
   // theirs). rudp handles a silent server like TCP: reader-idle, reconnect.
   rudp::Options rudp;
+  // proto tcp: TLS with this client context (TlsContext::make_client; its
+  // sessions are shared, so reconnects resume). A failed handshake before
+  // any session was ever up (a CA or name that does not match, a server
+  // without TLS) is taken as a set-up error: run() returns -EPROTO with
+  // OpenSSL's reason. Later ones are retried with backoff like a refused
+  // connect (a server restarting with a new certificate), with a warning.
+  std::shared_ptr<const TlsContext> tls;
   uint64_t seed = 1;
   // At the end, how long run() waits for the back end to release every
   // socket (cancelled io_uring operations, helper threads). If it gives up,

@@ -62,6 +62,7 @@ struct Pinger::Impl {
   PingerReport stats;
   std::vector<uint64_t> rtts_us;
   bool finishing = false;
+  bool any_up = false;  // some session has connected (TCP: its handshake done)
   int fatal = 0;
   std::string fatal_error;
 

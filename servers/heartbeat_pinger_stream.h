@@ -43,6 +43,12 @@ inline void finish_client(rudp::Client& c) {
   c.release_socket(nullptr);
 }
 inline bool socket_released(const rudp::Client& c) { return c.socket_released(); }
+// Why the latest TLS handshake failed ("" without TLS: rudp has none).
+inline const std::string& tls_failure(const Client& c) { return c.tls_failure(); }
+inline const std::string& tls_failure(const rudp::Client&) {
+  static const std::string none;
+  return none;
+}
 
 template <class C>
 class StreamSession final : public Session, public Handler {
@@ -85,6 +91,7 @@ class StreamSession final : public Session, public Handler {
       spdlog::debug("session {}: connected to {}", index_, conn.peer());
     }
     ever_up_ = true;
+    p_.any_up = true;
     // Not backoff_.reset() here: a server that accepts and then closes,
     // resets or answers garbage must see the delays grow. See on_message.
     healthy_ = false;
@@ -156,6 +163,17 @@ class StreamSession final : public Session, public Handler {
       if (rc == -EINVAL) {
         p_.fail(rc, "bad server address " + p_.opts.host);
         return;
+      }
+      if (const std::string& why = tls_failure(*client_); !why.empty()) {
+        const std::string what = fmt::format("TLS handshake with {}:{} failed: {}", p_.opts.host,
+                                             p_.opts.port, why);
+        // Before any session was up this is a configuration error (the
+        // wrong CA or name, a server without TLS): retrying cannot help.
+        if (!p_.any_up) {
+          p_.fail(rc, what);
+          return;
+        }
+        spdlog::warn("session {}: {}; retrying", index_, what);
       }
       schedule_retry();
     });

@@ -16,6 +16,7 @@
 
 #include <cstdio>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include <CLI/CLI.hpp>
@@ -29,6 +30,7 @@
 #include "rudp/rudp.h"
 #include "servers/common.h"
 #include "servers/defense_flags.h"
+#include "servers/tls_flags.h"
 #include "servers/heartbeat_service.h"
 #include "servers/rudp_flags.h"
 #include "servers/rudp_stats_log.h"
@@ -91,6 +93,8 @@ int main(int argc, char** argv) {
   sluice::servers::add_worker_flags(app, workers);
   sluice::servers::DefenseFlags defense;
   sluice::servers::add_defense_flags(app, defense);
+  sluice::servers::TlsFlags tls_flags;
+  sluice::servers::add_tls_server_flags(app, tls_flags);
   app.add_option("--log-level", log_level, "trace|debug|info|warn|error")->capture_default_str();
   CLI11_PARSE(app, argc, argv);
 
@@ -110,6 +114,17 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "heartbeat_server: %s\n", why.c_str());
     return 2;
   }
+  std::optional<sluice::TlsOptions> tls;
+  if (std::string err; sluice::servers::tls_enabled(tls_flags, &err)) {
+    if (proto != "tcp") {
+      std::fprintf(stderr, "heartbeat_server: TLS is TCP only (--proto tcp)\n");
+      return 2;
+    }
+    tls = sluice::servers::tls_options(tls_flags);
+  } else if (!err.empty()) {
+    std::fprintf(stderr, "heartbeat_server: %s\n", err.c_str());
+    return 2;
+  }
 
   sluice::servers::HeartbeatOptions hopts;
   hopts.interval = std::chrono::milliseconds(interval_ms);
@@ -120,6 +135,7 @@ int main(int argc, char** argv) {
   auto line = [&](uint16_t bound, const std::string& io_name) {
     std::string s = "listening on " + host + ":" + std::to_string(bound) + " io=" + io_name +
                     " proto=" + proto;
+    if (tls) s += " tls";
     if (workers > 1) s += " workers=" + std::to_string(workers);
     return s;
   };
@@ -147,6 +163,7 @@ int main(int argc, char** argv) {
       if (max_conns != 0) opts.io_options.max_conns = max_conns;
       limits.linger_timeout = std::chrono::milliseconds(linger_ms);
       opts.limits = limits;
+      opts.tls = tls;
       if (proto == "rudp") {
         // The same handler, no codec (each rudp message is one payload);
         // wrapped only to log each connection's rudp figures at close.
@@ -202,6 +219,11 @@ int main(int argc, char** argv) {
     if (tcp) {
       if (std::string s = sluice::servers::source_summary(tcp->source_stats()); !s.empty()) {
         spdlog::info("{}", s);
+      }
+      if (tls) {
+        const sluice::TlsStats t = tcp->tls_stats();
+        spdlog::info("tls: {} handshakes ({} resumed), {} failed, {} timed out", t.handshakes,
+                     t.resumed, t.failed, t.timed_out);
       }
     }
     if (udp) {
