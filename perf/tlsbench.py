@@ -14,8 +14,11 @@ Certificates: a fresh EC P-256 self-signed certificate for 127.0.0.1 (the
 openssl CLI), the same for both servers; both negotiate TLS 1.3 with
 OpenSSL's default suite (TLS_AES_256_GCM_SHA384).
 
-Prints a table and the ratios (sluice TLS / Asio TLS, sluice TLS / sluice
-plaintext); --out FILE also writes every figure as JSON.
+Every cell runs --reps times, the cells interleaved (so a neighbour's load
+on a shared machine falls on every server alike); the median is reported
+with the range. Prints a table and the ratios (sluice TLS / Asio TLS,
+sluice TLS / sluice plaintext); --out FILE also writes every figure as
+JSON.
 """
 import argparse
 import glob
@@ -133,7 +136,8 @@ def main():
     ap.add_argument("--warmup", type=float, default=1.0)
     ap.add_argument("--hs-threads", type=int, default=4, help="tls_handshakes connections at a time")
     ap.add_argument("--hs-duration", type=float, default=3.0)
-    ap.add_argument("--reps", type=int, default=1, help="runs per cell; the median is reported")
+    ap.add_argument("--reps", type=int, default=3,
+                    help="runs per cell, interleaved; the median is reported, with the range")
     ap.add_argument("--server-cpu", type=int, default=1)
     ap.add_argument("--client-cpu", type=int, default=0)
     ap.add_argument("--no-pin", action="store_true")
@@ -156,50 +160,61 @@ def main():
     figures = {"echo": {}, "handshakes": {}, "conns": a.conns, "io": a.io,
                "pinned": scpu is not None}
 
-    for name, cmd in servers.items():
-        for size in sizes:
-            runs = []
-            for _ in range(a.reps):
-                proc, port = start_server(cmd, scpu)
-                lg = [loadgen, "--port", str(port), "--conns", str(a.conns), "--size", str(size),
-                      "--duration-s", str(a.duration), "--warmup-s", str(a.warmup)]
-                if name != "sluice-plain":
-                    lg += ["--tls", "--tls-ca", cert]
-                r, ns = measured(lg, ccpu, proc.pid, "loadgen")
-                stop(proc)
-                if r["errors"]:
-                    sys.exit(f"tlsbench: {name} {size} B: {r['errors']} errors")
-                runs.append({"msgs_per_s": r["msgs_per_s"], "p50_us": r["p50_us"],
-                             "cpu_ns_per_msg": ns / max(1, r["msgs"]),
-                             "server_cpu": ns / 1e9 / r["duration_s"]})
-            cell = sorted(runs, key=lambda x: x["cpu_ns_per_msg"])[len(runs) // 2]
-            figures["echo"][f"{name}/{size}"] = cell
-            print(f"{name:13} {size:5} B: {cell['msgs_per_s']:9.0f} msg/s  "
-                  f"{cell['cpu_ns_per_msg'] / 1000:6.2f} us server CPU/msg  "
-                  f"(server {cell['server_cpu'] * 100:3.0f}% of a CPU, p50 {cell['p50_us']:.0f} us)",
-                  flush=True)
-    for name in ("sluice-tls", "asio-tls"):
-        for resume in (False, True):
-            runs = []
-            for _ in range(a.reps):
-                proc, port = start_server(servers[name], scpu)
-                cmd = [hs, "--port", str(port), "--threads", str(a.hs_threads),
-                       "--duration-s", str(a.hs_duration)] + (["--resume"] if resume else [])
-                r, ns = measured(cmd, ccpu, proc.pid, "tls_handshakes")
-                stop(proc)
-                if resume and r["resumed"] < r["handshakes"]:
-                    print(f"tlsbench: warning: {name}: {r['handshakes'] - r['resumed']} handshakes "
-                          "not resumed", file=sys.stderr)
-                runs.append({"per_s": r["per_s"], "resumed": r["resumed"],
-                             "handshakes": r["handshakes"],
-                             "cpu_us_per_handshake": ns / 1000 / max(1, r["handshakes"]),
-                             "server_cpu": ns / 1e9 / r["duration_s"]})
-            cell = sorted(runs, key=lambda x: x["per_s"])[len(runs) // 2]
-            kind = "resumed" if resume else "full"
-            figures["handshakes"][f"{name}/{kind}"] = cell
-            print(f"{name:13} {kind:7} handshakes: {cell['per_s']:7.0f}/s  "
-                  f"{cell['cpu_us_per_handshake']:6.1f} us server CPU each "
-                  f"(server {cell['server_cpu'] * 100:3.0f}% of a CPU)", flush=True)
+    # Every rep runs every cell once, so the servers are interleaved in
+    # time: a neighbour's load on a shared machine falls on all of them.
+    echo_runs = {(n, size): [] for n in servers for size in sizes}
+    hs_runs = {(n, resume): [] for n in ("sluice-tls", "asio-tls") for resume in (False, True)}
+    for rep in range(a.reps):
+        for (name, size), runs in echo_runs.items():
+            proc, port = start_server(servers[name], scpu)
+            lg = [loadgen, "--port", str(port), "--conns", str(a.conns), "--size", str(size),
+                  "--duration-s", str(a.duration), "--warmup-s", str(a.warmup)]
+            if name != "sluice-plain":
+                lg += ["--tls", "--tls-ca", cert]
+            r, ns = measured(lg, ccpu, proc.pid, "loadgen")
+            stop(proc)
+            if r["errors"]:
+                sys.exit(f"tlsbench: {name} {size} B: {r['errors']} errors")
+            runs.append({"msgs_per_s": r["msgs_per_s"], "p50_us": r["p50_us"],
+                         "cpu_ns_per_msg": ns / max(1, r["msgs"]),
+                         "server_cpu": ns / 1e9 / r["duration_s"]})
+        for (name, resume), runs in hs_runs.items():
+            proc, port = start_server(servers[name], scpu)
+            cmd = [hs, "--port", str(port), "--threads", str(a.hs_threads),
+                   "--duration-s", str(a.hs_duration)] + (["--resume"] if resume else [])
+            r, ns = measured(cmd, ccpu, proc.pid, "tls_handshakes")
+            stop(proc)
+            if resume and r["resumed"] < r["handshakes"]:
+                print(f"tlsbench: warning: {name}: {r['handshakes'] - r['resumed']} handshakes "
+                      "not resumed", file=sys.stderr)
+            runs.append({"per_s": r["per_s"], "resumed": r["resumed"],
+                         "handshakes": r["handshakes"],
+                         "cpu_us_per_handshake": ns / 1000 / max(1, r["handshakes"]),
+                         "server_cpu": ns / 1e9 / r["duration_s"]})
+        print(f"tlsbench: rep {rep + 1}/{a.reps} done", file=sys.stderr, flush=True)
+
+    def median_of(runs, key):
+        """The median run by `key`, with the key's range over the runs."""
+        cell = dict(sorted(runs, key=lambda x: x[key])[len(runs) // 2])
+        cell["range"] = [min(x[key] for x in runs), max(x[key] for x in runs)]
+        return cell
+
+    for (name, size), runs in echo_runs.items():
+        cell = median_of(runs, "cpu_ns_per_msg")
+        figures["echo"][f"{name}/{size}"] = cell
+        lo, hi = cell["range"]
+        print(f"{name:13} {size:5} B: {cell['msgs_per_s']:9.0f} msg/s  "
+              f"{cell['cpu_ns_per_msg'] / 1000:6.2f} us server CPU/msg "
+              f"[{lo / 1000:.2f}-{hi / 1000:.2f}]  "
+              f"(server {cell['server_cpu'] * 100:3.0f}% of a CPU, p50 {cell['p50_us']:.0f} us)")
+    for (name, resume), runs in hs_runs.items():
+        cell = median_of(runs, "per_s")
+        kind = "resumed" if resume else "full"
+        figures["handshakes"][f"{name}/{kind}"] = cell
+        lo, hi = cell["range"]
+        print(f"{name:13} {kind:7} handshakes: {cell['per_s']:7.0f}/s [{lo:.0f}-{hi:.0f}]  "
+              f"{cell['cpu_us_per_handshake']:6.1f} us server CPU each "
+              f"(server {cell['server_cpu'] * 100:3.0f}% of a CPU)")
 
     e, h = figures["echo"], figures["handshakes"]
     ratios = {}
