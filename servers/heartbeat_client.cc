@@ -17,9 +17,10 @@
 //   heartbeat_client --proto rudp --port 7101 --conns 10
 //   heartbeat_client --port 7443 --tls --tls-ca ca.pem   # TLS, server verified
 //
-// With --tls, a handshake that fails before any session was ever up (an
+// With --tls, a handshake refused before any session was ever up (an
 // untrusted certificate, a wrong name, a server without TLS) ends the run:
-// exit 1 and OpenSSL's reason on stderr, no report.
+// exit 1 and OpenSSL's reason on stderr, no report. One that times out is
+// retried.
 #include <signal.h>
 
 #include <atomic>

@@ -65,11 +65,12 @@ struct PingerOptions {
   // theirs). rudp handles a silent server like TCP: reader-idle, reconnect.
   rudp::Options rudp;
   // proto tcp: TLS with this client context (TlsContext::make_client; its
-  // sessions are shared, so reconnects resume). A failed handshake before
-  // any session was ever up (a CA or name that does not match, a server
-  // without TLS) is taken as a set-up error: run() returns -EPROTO with
-  // OpenSSL's reason. Later ones are retried with backoff like a refused
-  // connect (a server restarting with a new certificate), with a warning.
+  // sessions are shared, so reconnects resume). A handshake refused
+  // before any session was ever up (a CA or name that does not match, a
+  // server without TLS) is taken as a set-up error: run() returns -EPROTO
+  // with OpenSSL's reason. Later ones, and handshakes that time out, are
+  // retried with backoff like a refused connect (a server restarting with
+  // a new certificate), with a warning.
   std::shared_ptr<const TlsContext> tls;
   uint64_t seed = 1;
   // At the end, how long run() waits for the back end to release every

@@ -167,9 +167,11 @@ class StreamSession final : public Session, public Handler {
       if (const std::string& why = tls_failure(*client_); !why.empty()) {
         const std::string what = fmt::format("TLS handshake with {}:{} failed: {}", p_.opts.host,
                                              p_.opts.port, why);
-        // Before any session was up this is a configuration error (the
-        // wrong CA or name, a server without TLS): retrying cannot help.
-        if (!p_.any_up) {
+        // Refused before any session was up: a configuration error (the
+        // wrong CA or name, a server without TLS) that retrying cannot
+        // fix. A handshake that timed out (-ETIMEDOUT) may be a busy
+        // server: retried.
+        if (rc == -EPROTO && !p_.any_up) {
           p_.fail(rc, what);
           return;
         }
