@@ -14,7 +14,9 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <chrono>
+#include <functional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -55,15 +57,38 @@ sockaddr_in loopback(const char* ip, uint16_t port) {
   return a;
 }
 
+// The main thread's blocking calls saw EINTR now and then under CPU load
+// (recv with SO_RCVTIMEO on the first echo after the connects). No code
+// of ours sends signals; the likely source is io_uring's task-work
+// notification (TIF_NOTIFY_SIGNAL), which interrupts a blocking call that
+// has a timeout. A real client retries; so do these.
+template <class F>
+auto retry_eintr(F f) {
+  for (;;) {
+    auto r = f();
+    if (r >= 0 || errno != EINTR) return r;
+  }
+}
+
 // A blocking TCP socket from source address `from` to 127.0.0.1:port, or -1.
 int connect_from(const char* from, uint16_t port) {
   int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
   sockaddr_in src = loopback(from, 0);
   sockaddr_in dst = loopback("127.0.0.1", port);
-  if (::bind(fd, reinterpret_cast<sockaddr*>(&src), sizeof src) < 0 ||
-      ::connect(fd, reinterpret_cast<sockaddr*>(&dst), sizeof dst) < 0) {
+  if (::bind(fd, reinterpret_cast<sockaddr*>(&src), sizeof src) < 0) {
     ::close(fd);
     return -1;
+  }
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&dst), sizeof dst) < 0) {
+    // Interrupted, the connect goes on: wait for its outcome.
+    pollfd p{fd, POLLOUT, 0};
+    int err = 0;
+    socklen_t len = sizeof err;
+    if (errno != EINTR || retry_eintr([&] { return ::poll(&p, 1, 3000); }) != 1 ||
+        ::getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0 || err != 0) {
+      ::close(fd);
+      return -1;
+    }
   }
   testing::set_recv_timeout(fd, 2000);
   return fd;
@@ -71,9 +96,9 @@ int connect_from(const char* from, uint16_t port) {
 
 // Whether the server still serves fd: one byte echoed (false: reset or EOF).
 bool echoes(int fd) {
-  if (::send(fd, "x", 1, MSG_NOSIGNAL) != 1) return false;
+  if (retry_eintr([&] { return ::send(fd, "x", 1, MSG_NOSIGNAL); }) != 1) return false;
   char c;
-  return ::recv(fd, &c, 1, 0) == 1 && c == 'x';
+  return retry_eintr([&] { return ::recv(fd, &c, 1, 0); }) == 1 && c == 'x';
 }
 
 // A UDP socket bound to `from`, with a short receive timeout.
@@ -223,7 +248,7 @@ TEST_P(SourceDefenseTest, UdpRatePerSource) {
     send(good, ping);
     for (int i = 0; i < 25; ++i) send(abuser, "flood");
     char buf[64];
-    for (ssize_t n; (n = ::recv(good, buf, sizeof buf, 0)) > 0;) {
+    for (ssize_t n; (n = retry_eintr([&] { return ::recv(good, buf, sizeof buf, 0); })) > 0;) {
       if (std::string_view(buf, static_cast<size_t>(n)) == ping) {
         ++good_echoed;
         break;
@@ -270,7 +295,7 @@ TEST_P(SourceDefenseTest, RudpHandshakeFloodIsStatelessAndLimited) {
   // Reads answers until the socket is quiet: (retries, accepts, last cookie).
   auto drain = [](int fd, int* retries, int* accepts, std::string* cookie) {
     char buf[2048];
-    for (ssize_t n; (n = ::recv(fd, buf, sizeof buf, 0)) > 0;) {
+    for (ssize_t n; (n = retry_eintr([&] { return ::recv(fd, buf, sizeof buf, 0); })) > 0;) {
       std::string_view d(buf, static_cast<size_t>(n));
       rudp::Header hd;
       if (rudp::parse_header(d, &hd) != rudp::WireError::kNone) continue;
