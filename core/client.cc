@@ -86,7 +86,7 @@ void Client::tls_done(Connection& conn, TlsEvent event) {
   // Only the latest connection can be in its handshake (connect() waits
   // for it), and it may be released already when a failure aborted it
   // (conn itself lives to the end of this loop iteration).
-  if (!tls_pending_) return;
+  if (!tls_pending_ || event == TlsEvent::kTruncated) return;
   ConnectDone done = std::move(tls_pending_);
   tls_pending_ = nullptr;
   const bool ok = event == TlsEvent::kDone || event == TlsEvent::kResumed;
