@@ -236,6 +236,7 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "loadgen: %s\n", err.c_str());
     return 2;
   }
+  o.tls_flags = tls_flags;
   o.tls_name = tls_flags.server_name.empty() ? o.host : tls_flags.server_name;
   o.threads = std::min(o.threads, o.conns);
   raise_fd_limit(o.conns + o.idle_conns + 16);

@@ -49,9 +49,11 @@ struct Options {
   double drain_s = 3;
   double udp_timeout_ms = 1000;
   bool quiet = false;
-  // --tls: the run's client context (made by main from TlsFlags), and the
-  // name the server's certificate must carry.
+  // --tls: a client context main made from the flags (the flags checked
+  // once, up front; also "TLS is on"), the flags each Worker makes its own
+  // context from, and the name the server's certificate must carry.
   SSL_CTX* tls = nullptr;
+  TlsFlags tls_flags;
   std::string tls_name;
 };
 
@@ -121,6 +123,9 @@ class Worker {
  public:
   Worker(const Options& o, const Wire& w, const sockaddr_storage& addr, socklen_t addrlen,
          std::vector<uint32_t> ids);
+  ~Worker();
+  Worker(const Worker&) = delete;
+  Worker& operator=(const Worker&) = delete;
 
   void run();
 
@@ -233,6 +238,11 @@ class Worker {
   Histogram hist_;
   Totals t_;
   std::string tls_failure_;
+  // --tls: this worker's own context. Sharing one across threads makes
+  // every handshake meet in OpenSSL's certificate store (its lock, and a
+  // race ThreadSanitizer reports inside libcrypto 3.0's store lookups);
+  // a load generator's threads should not contend on anything.
+  SSL_CTX* tls_ctx_ = nullptr;
 };
 
 }  // namespace sluice::perf::loadgen

@@ -6,8 +6,9 @@
 // (its certificate must chain to --tls-ca, or the system store, and name
 // --tls-server-name, default --host).
 //
-// One SSL_CTX for the run, made on the main thread before the workers
-// start; OpenSSL makes SSL_new() on it safe from every worker thread.
+// One SSL_CTX per worker thread, made on the main thread before the
+// workers start (each then used by its worker only: no contention on
+// OpenSSL's certificate store between the instrument's threads).
 // Sessions are not resumed: every connection makes a full handshake, once,
 // before the measured window.
 //

@@ -13,6 +13,7 @@
 #include <cerrno>
 #include <chrono>
 #include <cstdint>
+#include <cstdio>
 #include <string>
 #include <thread>
 #include <vector>
@@ -34,7 +35,14 @@ Worker::Worker(const Options& o, const Wire& w, const sockaddr_storage& addr, so
     conns_[i].slots.resize(o.pipeline);
   }
   rx_.resize(std::max<size_t>(256 * 1024, w.wire_len + 64));
+  if (o.tls) {
+    std::string err;  // the same flags made o.tls already: this cannot fail but for memory
+    tls_ctx_ = tls_context(o.tls_flags, &err);
+    if (!tls_ctx_) std::fprintf(stderr, "loadgen: TLS context: %s\n", err.c_str());
+  }
 }
+
+Worker::~Worker() { tls_context_free(tls_ctx_); }
 
 void Worker::run() {
   ep_ = epoll_create1(EPOLL_CLOEXEC);
@@ -111,7 +119,7 @@ void Worker::connect_all() {
       socklen_t len = sizeof err;
       ::getsockopt(c.fd, SOL_SOCKET, SO_ERROR, &err, &len);
       if (err == 0 && o_.tls) {
-        c.ssl = tls_new(o_.tls, c.fd, o_.tls_name);
+        c.ssl = tls_ctx_ ? tls_new(tls_ctx_, c.fd, o_.tls_name) : nullptr;
         if (c.ssl) {
           if (!tls_step(c)) --pending;
           continue;
