@@ -128,6 +128,7 @@
 namespace sluice {
 
 class EventLoop;
+struct LoopStats;
 
 // What a connection does when a send() would take its output past
 // ConnectionLimits::max_output.
@@ -202,6 +203,10 @@ class Connection final : public io::Channel {
     // (unless TlsOptions::server_name says otherwise).
     const TlsContext* tls = nullptr;
     std::string tls_host{};
+    // Where this loop's connections count bytes, messages, frame errors
+    // and idle events (core/loop_stats.h); null: not counted (Client).
+    // Written by the loop thread only.
+    LoopStats* stats = nullptr;
   };
 
   class Owner {

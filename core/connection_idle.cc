@@ -12,6 +12,7 @@
 #include "core/connection.h"
 #include "core/event_loop.h"
 #include "core/log.h"
+#include "core/loop_stats.h"
 #include "core/net.h"
 
 namespace sluice {
@@ -69,6 +70,9 @@ void Connection::on_idle_timer() {
     }
   }
   const IdleState::Fired fired = idle_.poll(now);
+  if (LoopStats* st = shared_.stats) {
+    for (size_t i = 0; i < fired.count; ++i) st->idle[static_cast<size_t>(fired.kinds[i])].add();
+  }
   for (size_t i = 0; i < fired.count && state_ < State::kDetaching; ++i) {
     handler().on_idle(*this, fired.kinds[i]);
   }

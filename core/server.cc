@@ -14,6 +14,7 @@
 #include <spdlog/spdlog.h>
 
 #include "base/sys.h"
+#include "core/loop_lag.h"
 
 namespace sluice {
 
@@ -87,6 +88,7 @@ struct Server::Slot final : Connection::Owner, TransportHost {
         index(i),
         shared{s.handler_, *this, s.codec_.get(), s.options_.limits, s.options_.idle_close} {
     shared.tls = s.tls_.get();
+    shared.stats = s.loop_stats_.at(i).get();
   }
 
   // TransportHost.
@@ -143,9 +145,11 @@ struct Server::Slot final : Connection::Owner, TransportHost {
   // ServerOptions::transport: this loop's, in place of the acceptor.
   std::unique_ptr<Transport> transport;
   bool transport_released = false;
+  LagProbe lag_probe;  // ServerOptions::lag_probe; stopped before the loop goes
 };
 
 void Server::Acceptor::on_accept_error(int err) {
+  server_.accept_errors_.fetch_add(1, std::memory_order_relaxed);
   size_t shed = 0;
   if (err == -EMFILE || err == -ENFILE) shed = shed_pending();
   // Log at most once a second: EMFILE under load would otherwise flood.
@@ -206,6 +210,9 @@ int Server::start(std::string* error) {
     }
   }
 
+  while (loop_stats_.size() < options_.threads) {
+    loop_stats_.push_back(std::make_unique<LoopStats>());
+  }
   for (size_t i = 0; i < options_.threads; ++i) {
     auto loop = EventLoop::create(options_.backend_factory, i, options_.io, options_.io_options, error);
     if (!loop) {
@@ -280,9 +287,13 @@ void Server::launch_loops() {
     // the thread that drove it.
     s->thread = std::thread([this, s, posted] {
       s->loop->run([this, s] {
+        if (options_.lag_probe > Clock::duration::zero()) {
+          s->lag_probe.start(*s->loop, s->shared.stats->loop_lag, options_.lag_probe);
+        }
         handler_.on_loop_start(*s->loop, s->index);
         if (s->transport) s->transport->start(*s);
       });
+      s->lag_probe.stop();
       // post() touches the loop after queueing its task, so the loop may
       // only be destroyed once stop() has finished posting to it.
       posted.wait();
@@ -314,6 +325,7 @@ void Server::on_accepted(int fd) {
   if (options_.max_connections != 0 && live >= options_.max_connections) {
     forget(peer);
     refused_.fetch_add(1, std::memory_order_relaxed);
+    refused_limit_.fetch_add(1, std::memory_order_relaxed);
     ::close(fd);
     if (uint64_t skipped = 0; refusal_log_.allow(slots_[0]->loop->clock(), &skipped)) {
       spdlog::warn("max connections ({}) reached: closed {} new connections "
@@ -369,6 +381,7 @@ Connection* Server::adopt_peer(Slot& slot, const PeerAddr& peer) {
   if (options_.max_connections != 0 && live >= options_.max_connections) {
     forget(peer);
     refused_.fetch_add(1, std::memory_order_relaxed);
+    refused_limit_.fetch_add(1, std::memory_order_relaxed);
     if (uint64_t skipped = 0; slot.refusal_log.allow(slot.loop->clock(), &skipped)) {
       spdlog::warn("max connections ({}) reached: refused {} {} peers since last report",
                    options_.max_connections, skipped + 1, options_.transport->name());
@@ -407,6 +420,12 @@ Connection* Server::start_connection(Slot& slot, std::unique_ptr<Connection> own
     return nullptr;
   }
   return &conn;
+}
+
+ServerLoopTotals Server::loop_totals() const {
+  ServerLoopTotals t;
+  for (const auto& s : loop_stats_) s->add_to(t);
+  return t;
 }
 
 LingerStats Server::linger_stats() const {
