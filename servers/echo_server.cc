@@ -30,6 +30,7 @@
 #include "rudp/rudp.h"
 #include "servers/common.h"
 #include "servers/defense_flags.h"
+#include "servers/metrics_flags.h"
 #include "servers/rudp_flags.h"
 #include "servers/rudp_stats_log.h"
 #include "servers/tls_flags.h"
@@ -142,6 +143,8 @@ int main(int argc, char** argv) {
   sluice::servers::add_defense_flags(app, defense);
   sluice::servers::TlsFlags tls_flags;
   sluice::servers::add_tls_server_flags(app, tls_flags);
+  sluice::servers::MetricsFlags metrics_flags;
+  sluice::servers::add_metrics_flags(app, metrics_flags);
   app.add_option("--log-level", log_level, "trace|debug|info|warn|error")->capture_default_str();
   CLI11_PARSE(app, argc, argv);
 
@@ -185,6 +188,11 @@ int main(int argc, char** argv) {
   }
   if (!sluice::servers::resolve_io(opts.io)) return 2;
 
+  if (proto == "udp" && metrics_flags.enabled) {
+    std::fprintf(stderr, "echo_server: --metrics-port: TCP and rudp only\n");
+    return 2;
+  }
+  if (metrics_flags.enabled) opts.lag_probe = std::chrono::milliseconds(100);
   if (proto == "udp" && copts.name != "raw") {
     std::fprintf(stderr, "echo_server: --proto udp takes --codec raw only (a datagram is a message)\n");
     return 2;
@@ -262,10 +270,28 @@ int main(int argc, char** argv) {
       std::fprintf(stderr, "echo_server: %s\n", error.c_str());
       return 1;
     }
+    auto sample = [&server, &rudp_log, rudp = proto == "rudp"] {
+      sluice::ServerSample s = sluice::sample_server(server);
+      if (rudp) {
+        s.has_rudp = 1;
+        s.rudp_retransmitted_bytes = rudp_log.retransmitted_bytes();
+        s.rudp_lost_packets = rudp_log.lost_packets();
+      }
+      return s;
+    };
+    std::unique_ptr<sluice::MetricsServer> metrics;  // one process: its own endpoint
+    if (ctx == nullptr && metrics_flags.enabled) {
+      metrics = sluice::servers::start_metrics(metrics_flags, sample, &error);
+      if (!metrics) {
+        std::fprintf(stderr, "echo_server: %s\n", error.c_str());
+        return 1;
+      }
+    }
     int sig;
     if (ctx != nullptr) {
       ctx->ready();
       sig = ctx->serve([&] {
+        if (metrics_flags.enabled) sluice::servers::publish_sample(*ctx, sample());
         return sluice::WorkerCounters{server.connection_count(), server.accepted_count(),
                                       handler.messages()};
       });
@@ -298,5 +324,6 @@ int main(int argc, char** argv) {
       workers, std::chrono::milliseconds(drain_ms), opts.host, opts.port,
       proto == "tcp" ? SOCK_STREAM : SOCK_DGRAM,
       [&](sluice::WorkerContext& ctx) { return serve(&ctx); },
-      [&](uint16_t port) { return line(port, opts.io); });
+      [&](uint16_t port) { return line(port, opts.io); },
+      sluice::servers::metrics_sidecar_main(metrics_flags), sluice::kServerSampleWords);
 }
