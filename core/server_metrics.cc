@@ -109,7 +109,7 @@ void write_server_metrics(TextWriter& w, std::span<const ServerSample> all) {
     }
     w.family("sluice_heartbeat_rtt_seconds", Type::kHistogram,
              "Round-trip time to heartbeat peers, sampled at each PING: the kernel's smoothed "
-             "TCP RTT (rudp: the session's).");
+             "TCP RTT (TCP connections only).");
     for (size_t i = 0; i < all.size(); ++i) w.latency(worker(i), all[i].heartbeat_rtt);
   }
   if (rudp) {
