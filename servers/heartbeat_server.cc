@@ -30,6 +30,7 @@
 #include "rudp/rudp.h"
 #include "servers/common.h"
 #include "servers/defense_flags.h"
+#include "servers/proxy_flags.h"
 #include "servers/tls_flags.h"
 #include "servers/heartbeat_service.h"
 #include "servers/rudp_flags.h"
@@ -95,6 +96,8 @@ int main(int argc, char** argv) {
   sluice::servers::add_defense_flags(app, defense);
   sluice::servers::TlsFlags tls_flags;
   sluice::servers::add_tls_server_flags(app, tls_flags);
+  sluice::servers::ProxyFlags proxy_flags;
+  sluice::servers::add_proxy_flags(app, proxy_flags);
   app.add_option("--log-level", log_level, "trace|debug|info|warn|error")->capture_default_str();
   CLI11_PARSE(app, argc, argv);
 
@@ -111,6 +114,10 @@ int main(int argc, char** argv) {
     return 2;
   }
   if (std::string why = sluice::servers::check_defense_flags(defense); !why.empty()) {
+    std::fprintf(stderr, "heartbeat_server: %s\n", why.c_str());
+    return 2;
+  }
+  if (std::string why = sluice::servers::check_proxy_flags(proxy_flags, proto); !why.empty()) {
     std::fprintf(stderr, "heartbeat_server: %s\n", why.c_str());
     return 2;
   }
@@ -136,6 +143,7 @@ int main(int argc, char** argv) {
     std::string s = "listening on " + host + ":" + std::to_string(bound) + " io=" + io_name +
                     " proto=" + proto;
     if (tls) s += " tls";
+    if (proxy_flags.mode != "off") s += " proxy-protocol=" + proxy_flags.mode;
     if (workers > 1) s += " workers=" + std::to_string(workers);
     return s;
   };
@@ -164,6 +172,9 @@ int main(int argc, char** argv) {
       limits.linger_timeout = std::chrono::milliseconds(linger_ms);
       opts.limits = limits;
       opts.tls = tls;
+      // The join line (HeartbeatTcpHandler::on_open) then names the client
+      // the balancer's header names.
+      sluice::servers::apply_proxy_flags(proxy_flags, &opts);
       if (proto == "rudp") {
         // The same handler, no codec (each rudp message is one payload);
         // wrapped only to log each connection's rudp figures at close.
