@@ -430,6 +430,7 @@ void Connection::progress(size_t n) {
 
 void Connection::on_eof() {
   if (tls_ && peer_shut_) return;  // its close_notify came first
+  if (tls_) tls_check_truncation();
   peer_shut_ = true;
   update_reading();
   // A peer that closes before its PROXY header is done; one that sent

@@ -94,8 +94,12 @@
 // counts queued plaintext plus ciphertext not yet handed to the kernel, so
 // water marks and the output cap see what the connection really holds. A
 // graceful close sends close_notify before the FIN; the peer's
-// close_notify counts as its EOF. The TLS state is one pointer here, made
-// at start() for TLS connections only.
+// close_notify counts as its EOF. So does a TCP FIN without it, but that
+// is a truncation (an attacker can cut a stream short with a forged FIN;
+// a length-framed protocol notices, a read-to-EOF one must ask):
+// tls_truncated() turns true before on_peer_shutdown, close_detail() says
+// so, and it is counted (Owner::tls_done(kTruncated)). The TLS state is
+// one pointer here, made at start() for TLS connections only.
 //
 // PROXY protocol (Shared::proxy not kOff; core/proxy_protocol.h,
 // docs/OPERATIONS.md): a balancer's header comes first, before TLS and
@@ -233,7 +237,8 @@ class Connection final : public io::Channel {
     // the connection's loop thread, like release().
     virtual void count_linger(LingerEvent event) { (void)event; }
     // A TLS handshake ended (after on_open when it succeeded; the handler
-    // hears nothing of one that failed). Optional; loop thread.
+    // hears nothing of one that failed), or, later, kTruncated: the peer's
+    // FIN came without close_notify. Optional; loop thread.
     virtual void tls_done(Connection& conn, TlsEvent event) {
       (void)conn;
       (void)event;
@@ -335,6 +340,9 @@ class Connection final : public io::Channel {
   bool holds_buffers() const;
   // TLS: the handshake is done (the handler heard on_open); false without TLS.
   bool tls_established() const;
+  // TLS: the peer ended its stream with a TCP FIN and no close_notify
+  // while we were open (see "TLS" above); false without TLS.
+  bool tls_truncated() const;
   // TLS: "TLSv1.3 TLS_AES_128_GCM_SHA256 alpn=x resumed" style summary, or "".
   std::string tls_summary() const;
 
@@ -403,6 +411,7 @@ class Connection final : public io::Channel {
   void tls_input(std::string_view data);
   void tls_open();
   void tls_fail(const std::string& why, TlsEvent event, bool drop_output);
+  void tls_check_truncation();
   void tls_wrote(size_t before);
   void tls_encrypt();
   bool tls_notify();

@@ -14,6 +14,7 @@
 #include <spdlog/spdlog.h>
 
 #include "base/sys.h"
+#include "core/ktls_probe.h"
 
 namespace sluice {
 
@@ -217,6 +218,10 @@ int Server::start(std::string* error) {
       if (error) *error = why;
       return -EINVAL;
     }
+    // Records are sealed in user space on every kernel (docs/TLS.md, "kTLS").
+    const KtlsProbe& ktls = ktls_probe();
+    spdlog::info("tls: records in user space (kTLS: {}{})", ktls.detail,
+                 ktls.available ? "; offload is not built" : "");
   }
 
   for (size_t i = 0; i < options_.threads; ++i) {
@@ -461,6 +466,7 @@ TlsStats Server::tls_stats() const {
   s.handshakes = get(TlsEvent::kDone) + s.resumed;
   s.failed = get(TlsEvent::kFailed);
   s.timed_out = get(TlsEvent::kTimedOut);
+  s.truncated = get(TlsEvent::kTruncated);
   return s;
 }
 

@@ -268,7 +268,7 @@ class Server {
   // Indexed by LingerEvent; bumped by the loops (relaxed: counters only).
   std::atomic<uint64_t> linger_[5] = {};
   // Indexed by TlsEvent; bumped by the loops.
-  std::atomic<uint64_t> tls_events_[4] = {};
+  std::atomic<uint64_t> tls_events_[5] = {};  // by TlsEvent
   // Made by start() from options_.tls; shared by every loop's connections.
   std::unique_ptr<TlsContext> tls_;
   LogLimiter refusal_log_;  // loop 0 thread only

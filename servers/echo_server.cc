@@ -299,8 +299,8 @@ int main(int argc, char** argv) {
     }
     if (opts.tls) {
       const sluice::TlsStats t = server.tls_stats();
-      spdlog::info("tls: {} handshakes ({} resumed), {} failed, {} timed out", t.handshakes,
-                   t.resumed, t.failed, t.timed_out);
+      spdlog::info("tls: {} handshakes ({} resumed), {} failed, {} timed out, {} truncated",
+                   t.handshakes, t.resumed, t.failed, t.timed_out, t.truncated);
     }
     return 0;
   };

@@ -233,8 +233,8 @@ int main(int argc, char** argv) {
       }
       if (tls) {
         const sluice::TlsStats t = tcp->tls_stats();
-        spdlog::info("tls: {} handshakes ({} resumed), {} failed, {} timed out", t.handshakes,
-                     t.resumed, t.failed, t.timed_out);
+        spdlog::info("tls: {} handshakes ({} resumed), {} failed, {} timed out, {} truncated",
+                     t.handshakes, t.resumed, t.failed, t.timed_out, t.truncated);
       }
     }
     if (udp) {
