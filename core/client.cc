@@ -25,6 +25,7 @@ Client::Client(EventLoop& loop, Connector& connector, Handler& handler,
       options_(std::move(options)) {}
 
 Client::~Client() {
+  if (lookup_ != 0) connector_.resolver().cancel(lookup_);
   if (request_ != 0) connector_.cancel(request_);
   if (!conns_.empty()) {
     spdlog::debug("client: destroyed with {} connections not released", conns_.size());
@@ -33,16 +34,34 @@ Client::~Client() {
 
 bool Client::connect(ConnectDone done) {
   // A connection still flushing or detaching does not block a new one.
-  if (request_ != 0 || (current_ != nullptr && current_->is_open())) return false;
-  sockaddr_storage addr;
-  socklen_t len;
-  if (int rc = make_address(options_.host, options_.port, &addr, &len); rc < 0) {
-    done(rc);
+  if (connecting() || (current_ != nullptr && current_->is_open())) return false;
+  std::vector<SocketAddress> addrs;
+  if (resolve_numeric(options_.host, options_.port, SOCK_STREAM, &addrs) == 0) {
+    resolve_failure_.clear();
+    start_connect(std::move(addrs), std::move(done));
     return true;
   }
+  // A name: looked up on the Resolver's thread, never on this loop. `this`
+  // is safe for the reason given in start_connect().
+  lookup_ = connector_.resolver().resolve(
+      loop_, options_.host, options_.port, SOCK_STREAM,
+      [this, done = std::move(done)](Resolver::Result r) mutable {
+        lookup_ = 0;
+        resolve_failure_ = r.error;
+        if (r.err < 0) {
+          spdlog::debug("client: {}: {}", options_.host, r.error);
+          done(r.err);
+          return;
+        }
+        start_connect(std::move(r.addresses), std::move(done));
+      });
+  return true;
+}
+
+void Client::start_connect(std::vector<SocketAddress> addrs, ConnectDone done) {
   // `this` is safe: ~Client and abort() cancel the request on the loop
   // thread, after which the Connector never runs the callback.
-  request_ = connector_.connect(loop_, addr, len, options_.connect_timeout, options_.tcp,
+  request_ = connector_.connect(loop_, std::move(addrs), options_.connect_timeout, options_.tcp,
                                 [this, done = std::move(done)](int fd_or_err) {
                                   request_ = 0;
                                   if (fd_or_err < 0) {
@@ -51,7 +70,6 @@ bool Client::connect(ConnectDone done) {
                                     adopt(fd_or_err, done);
                                   }
                                 });
-  return true;
 }
 
 void Client::adopt(int fd, const ConnectDone& done) {
@@ -86,7 +104,7 @@ void Client::tls_done(Connection& conn, TlsEvent event) {
   // Only the latest connection can be in its handshake (connect() waits
   // for it), and it may be released already when a failure aborted it
   // (conn itself lives to the end of this loop iteration).
-  if (!tls_pending_) return;
+  if (!tls_pending_ || event == TlsEvent::kTruncated) return;
   ConnectDone done = std::move(tls_pending_);
   tls_pending_ = nullptr;
   const bool ok = event == TlsEvent::kDone || event == TlsEvent::kResumed;
@@ -98,6 +116,10 @@ void Client::tls_done(Connection& conn, TlsEvent event) {
 }
 
 void Client::abort() {
+  if (lookup_ != 0) {
+    connector_.resolver().cancel(lookup_);
+    lookup_ = 0;
+  }
   if (request_ != 0) {
     connector_.cancel(request_);
     request_ = 0;

@@ -5,7 +5,16 @@
 //
 // The connect itself never blocks the loop: it runs on a Connector's helper
 // thread (nonblocking connect + poll, bounded by connect_timeout) and the
-// connected descriptor is posted back to the loop. Reconnecting is the
+// connected descriptor is posted back to the loop.
+//
+// Host names: a numeric host ("127.0.0.1", "::1") is used as it is, with
+// no extra thread or latency. Any other name is looked up by the
+// Connector's Resolver on its helper thread (getaddrinfo, IPv4 and IPv6;
+// the loop never blocks), on every connect(), and the addresses are tried
+// in turn until one connects (see connector.h). An unknown name fails the
+// attempt with -EHOSTUNREACH (resolve_failure() has getaddrinfo's words);
+// connect_timeout does not count the lookup, which the system's resolver
+// bounds. Reconnecting is the
 // user's policy (see Backoff): call connect() again after on_close or a
 // failed attempt, e.g. from a loop timer.
 //
@@ -30,13 +39,14 @@
 #include "core/handler.h"
 #include "core/idle_state.h"
 #include "core/net.h"
+#include "core/resolve.h"
 
 namespace sluice {
 
 class EventLoop;
 
 struct ClientOptions {
-  std::string host = "127.0.0.1";  // numeric (or "localhost")
+  std::string host = "127.0.0.1";  // numeric, or a name (see above)
   uint16_t port = 0;
   std::chrono::milliseconds connect_timeout{3000};
   TcpOptions tcp;  // applied before connect()
@@ -68,7 +78,7 @@ class Client final : public Connection::Owner {
   // attempt is pending or the connection is open (one that is closing does
   // not count).
   bool connect(ConnectDone done);
-  bool connecting() const { return request_ != 0; }
+  bool connecting() const { return request_ != 0 || lookup_ != 0; }
   // The latest connection until the back end released it (check
   // is_open()), or null.
   Connection* connection() { return current_; }
@@ -82,11 +92,16 @@ class Client final : public Connection::Owner {
   // succeeded. The handler never sees such a connection, so this is where
   // a tool finds the reason to print.
   const std::string& tls_failure() const { return tls_failure_; }
+  // Why the latest lookup of options().host failed (connect()'s done got
+  // its -errno), e.g. "Name or service not known"; "" after one that
+  // succeeded or when the host is numeric.
+  const std::string& resolve_failure() const { return resolve_failure_; }
 
  private:
   void release(Connection& conn) override;
   void tls_done(Connection& conn, TlsEvent event) override;
   void adopt(int fd, const ConnectDone& done);
+  void start_connect(std::vector<SocketAddress> addrs, ConnectDone done);
 
   EventLoop& loop_;
   Connector& connector_;
@@ -97,9 +112,11 @@ class Client final : public Connection::Owner {
                              options_.tls.get(), options_.host};
   ConnectDone tls_pending_;  // TLS: done, until the handshake ends
   std::string tls_failure_;
+  std::string resolve_failure_;
   std::vector<std::unique_ptr<Connection>> conns_;  // open + still detaching
   Connection* current_ = nullptr;
   uint64_t request_ = 0;  // pending Connector request
+  uint64_t lookup_ = 0;   // pending Resolver request (a host name)
 };
 
 }  // namespace sluice

@@ -88,6 +88,8 @@ int Connection::shut_write() {
 
 int Connection::start() {
   int rc = shared_.tls ? tls_start() : 0;
+  // Before attach: the header is awaited from the first byte on.
+  proxy_pending_ = shared_.proxy != ProxyProtocol::kOff && fd() >= 0;
   if (rc == 0) rc = ops().attach(*this);
   if (rc < 0) {
     if (fd() >= 0) ::close(fd());
@@ -95,6 +97,11 @@ int Connection::start() {
     return rc;
   }
   attached_ = true;
+  if (proxy_pending_) {
+    // The header's deadline on the idle timer's node: idle detection
+    // starts only with on_open (proxy_open() or tls_open()).
+    idle_timer_ = loop_.run_after(shared_.proxy_timeout, [this] { on_proxy_deadline(); });
+  }
   if (tls_) {
     // The handshake first: on_open (and idle detection) once it is done,
     // and a deadline for a peer that never finishes it.
@@ -105,6 +112,7 @@ int Connection::start() {
     tls_wrote(before);
     return 0;
   }
+  if (proxy_pending_) return 0;  // on_open once the header is in
   if (idle_on_) {
     idle_.start(idle_.options(), loop_.clock());  // the clocks start now
     arm_idle();
@@ -327,6 +335,7 @@ void Connection::schedule_flush() {
 }
 
 void Connection::on_input(std::string_view data) {
+  if (proxy_pending_) return proxy_input(data);
   if (tls_) return tls_input(data);
   plain_input(data);
 }
@@ -444,8 +453,14 @@ void Connection::progress(size_t n) {
 
 void Connection::on_eof() {
   if (tls_ && peer_shut_) return;  // its close_notify came first
+  if (tls_) tls_check_truncation();
   peer_shut_ = true;
   update_reading();
+  // A peer that closes before its PROXY header is done; one that sent
+  // nothing at all (a balancer's TCP health check) is not worth a line.
+  if (proxy_pending_ && state_ == State::kOpen) {
+    proxy_fail("peer closed before the header was complete", leftover_.empty(), false);
+  }
   // TLS: a peer that gives up half way through the handshake is a failed
   // one (after peer_shut_: nothing to linger for).
   if (tls_ && !tls_->opened && !tls_->failed && state_ == State::kOpen) {

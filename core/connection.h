@@ -94,8 +94,27 @@
 // counts queued plaintext plus ciphertext not yet handed to the kernel, so
 // water marks and the output cap see what the connection really holds. A
 // graceful close sends close_notify before the FIN; the peer's
-// close_notify counts as its EOF. The TLS state is one pointer here, made
-// at start() for TLS connections only.
+// close_notify counts as its EOF. So does a TCP FIN without it, but that
+// is a truncation (an attacker can cut a stream short with a forged FIN;
+// a length-framed protocol notices, a read-to-EOF one must ask):
+// tls_truncated() turns true before on_peer_shutdown, close_detail() says
+// so, and it is counted (Owner::tls_done(kTruncated)). The TLS state is
+// one pointer here, made at start() for TLS connections only.
+//
+// PROXY protocol (Shared::proxy not kOff; core/proxy_protocol.h,
+// docs/OPERATIONS.md): a balancer's header comes first, before TLS and
+// before the codec. Until it is parsed the connection is "proxy pending":
+// its bytes are parsed where they lie (a split header waits in leftover_,
+// the buffer an incomplete frame would use, so a pending connection costs
+// one bit and that buffer), the handler has heard nothing, and the header
+// deadline runs on the idle timer's node (idle detection starts with
+// on_open). Once parsed, peer_addr() is the client the header names
+// (LOCAL, UNKNOWN, UNSPEC or no header in kOptional: the socket's peer),
+// the owner may refuse it (Owner::proxy_done: per-source limits), and the
+// bytes after the header go on to TLS or the codec unchanged. A bad or
+// missing (kRequired) header, a peer that closes first or one that is
+// not done by Shared::proxy_timeout end with one rate-limited log line,
+// and the handler never hears of the connection (no on_close either).
 //
 // Re-entrancy (what may call the handler back before returning):
 //  * send(), send_raw(), set_reading(), set_idle(): never.
@@ -120,6 +139,7 @@
 #include "core/handler.h"
 #include "core/idle_state.h"
 #include "core/net.h"
+#include "core/proxy_protocol.h"
 #include "core/state_slot.h"
 #include "core/timer_queue.h"
 #include "core/tls_context.h"
@@ -207,6 +227,12 @@ class Connection final : public io::Channel {
     // and idle events (core/loop_stats.h); null: not counted (Client).
     // Written by the loop thread only.
     LoopStats* stats = nullptr;
+    // PROXY protocol header on every connection (see "PROXY protocol"
+    // above): the mode, how long a peer has to send it, and the largest
+    // v2 header accepted (ServerOptions::proxy_*). Sockets only.
+    ProxyProtocol proxy = ProxyProtocol::kOff;
+    std::chrono::milliseconds proxy_timeout{5000};
+    size_t proxy_max_header = 4096;
   };
 
   class Owner {
@@ -216,10 +242,20 @@ class Connection final : public io::Channel {
     // the connection's loop thread, like release().
     virtual void count_linger(LingerEvent event) { (void)event; }
     // A TLS handshake ended (after on_open when it succeeded; the handler
-    // hears nothing of one that failed). Optional; loop thread.
+    // hears nothing of one that failed), or, later, kTruncated: the peer's
+    // FIN came without close_notify. Optional; loop thread.
     virtual void tls_done(Connection& conn, TlsEvent event) {
       (void)conn;
       (void)event;
+    }
+    // The PROXY header was read: peer_addr() is now the client it named
+    // (or the socket's peer, see "PROXY protocol"). False refuses the
+    // connection: it is aborted (the owner may set SO_LINGER for a reset
+    // first), still proxy_pending(), and the handler never hears of it.
+    // Optional; loop thread.
+    virtual bool proxy_done(Connection& conn) {
+      (void)conn;
+      return true;
     }
 
    protected:
@@ -246,6 +282,9 @@ class Connection final : public io::Channel {
   std::string peer() const { return peer_.str(); }
   const PeerAddr& peer_addr() const { return peer_; }
   bool is_open() const { return state_ == State::kOpen; }
+  // PROXY protocol: the header is still awaited, or was bad or refused
+  // (the handler has not heard on_open). False without the protocol.
+  bool proxy_pending() const { return proxy_pending_; }
   // Whether the handler may still hear from this connection: on_close has
   // not run (it is open, or closing and flushing what it owes).
   bool alive() const { return state_ < State::kDetaching; }
@@ -306,6 +345,9 @@ class Connection final : public io::Channel {
   bool holds_buffers() const;
   // TLS: the handshake is done (the handler heard on_open); false without TLS.
   bool tls_established() const;
+  // TLS: the peer ended its stream with a TCP FIN and no close_notify
+  // while we were open (see "TLS" above); false without TLS.
+  bool tls_truncated() const;
   // TLS: "TLSv1.3 TLS_AES_128_GCM_SHA256 alpn=x resumed" style summary, or "".
   std::string tls_summary() const;
 
@@ -374,11 +416,18 @@ class Connection final : public io::Channel {
   void tls_input(std::string_view data);
   void tls_open();
   void tls_fail(const std::string& why, TlsEvent event, bool drop_output);
+  void tls_check_truncation();
   void tls_wrote(size_t before);
   void tls_encrypt();
   bool tls_notify();
   void on_tls_deadline();
-  // Whether the handler has heard on_open (always, without TLS).
+  // PROXY protocol (core/connection_proxy.cc).
+  void proxy_input(std::string_view data);
+  bool proxy_accept(const ProxyHeader* header);
+  void proxy_open();
+  void proxy_fail(const std::string& why, bool quiet, bool drop_output);
+  void on_proxy_deadline();
+  // Whether the handler has heard on_open (always, without TLS or PROXY).
   bool handler_open() const;
   // Where send() queues: the TLS plaintext queue, or output().
   Buffer& send_queue();
@@ -394,7 +443,7 @@ class Connection final : public io::Channel {
   int shut_write();
   const ConnectionLimits& limits() const { return shared_.limits; }
 
-  // Flags are bit-fields: one 16-bit word instead of 11 bytes.
+  // Flags are bit-fields: one 16-bit word instead of 12 bytes.
   // Member order is for the cache: what every message touches (state,
   // flags, byte counts, the shared handler/codec, the decoder, the idle
   // clocks) comes first, right after Channel's, and what only opening and
@@ -417,6 +466,8 @@ class Connection final : public io::Channel {
   // A send() went over max_output: sends are refused from now on (and,
   // with OutputPolicy::kClose, an abort is on its way).
   bool overflowed_ : 1 = false;
+  // PROXY protocol: the header is not accepted yet (see proxy_pending()).
+  bool proxy_pending_ : 1 = false;
   CloseReason reason_ = CloseReason::kPeerClosed;  // 1 byte, in what was padding
   // Peer input discarded in this closing phase (flushing, then lingering;
   // saturating). Sits in what was padding, so lingering costs no

@@ -23,7 +23,8 @@ void Connection::set_idle(const IdleOptions& options) {
   idle_on_ = options.enabled();
   idle_.start(options, loop_.clock());
   if (!idle_on_) {
-    stop_idle();
+    // Before on_open the node may be the PROXY header's deadline: keep it.
+    if (handler_open()) stop_idle();
   } else if (attached_ && state_ < State::kDetaching && handler_open()) {
     arm_idle();  // TLS: not before the handshake is done (tls_open() arms it)
   }

@@ -27,9 +27,29 @@ char* plain_buffer() {
 }
 }  // namespace
 
-bool Connection::handler_open() const { return !tls_ || tls_->opened; }
+bool Connection::handler_open() const {
+  return !proxy_pending_ && (!tls_ || tls_->opened);
+}
 
 bool Connection::tls_established() const { return tls_ && tls_->opened; }
+
+bool Connection::tls_truncated() const { return tls_ && tls_->truncated; }
+
+// The peer's TCP EOF (on_eof) on an established connection: without its
+// close_notify first, and with our side still open, the stream may have
+// been cut short. Our close_notify sent first is the ordinary case of a
+// peer that closes without answering it (RFC 8446 section 6.1 allows it).
+void Connection::tls_check_truncation() {
+  if (!tls_->opened || tls_->failed || tls_->peer_notified || tls_->notified ||
+      state_ != State::kOpen) {
+    return;
+  }
+  tls_->truncated = true;
+  close_detail_ = std::make_unique<std::string>("TLS: peer closed without close_notify");
+  // Common from careless peers, so not logged above debug: counted instead.
+  spdlog::debug("conn #{} {}: peer closed without close_notify (truncated)", id_, peer());
+  shared_.owner.tls_done(*this, TlsEvent::kTruncated);
+}
 
 std::string Connection::tls_summary() const {
   if (!tls_ || !tls_->opened) return "";
@@ -88,6 +108,7 @@ void Connection::tls_input(std::string_view data) {
       return;
     }
     if (s == TlsEngine::Status::kClosed) {
+      tls_->peer_notified = true;
       on_eof();  // close_notify: the peer's orderly end of its stream
       return;
     }

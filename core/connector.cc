@@ -15,6 +15,7 @@
 
 #include "base/sys.h"
 #include "core/event_loop.h"
+#include "core/resolve.h"
 
 namespace sluice {
 
@@ -22,10 +23,12 @@ struct Connector::Request {
   enum class State { kNew, kConnecting, kDone };
   EventLoop* loop = nullptr;
   Done done;
-  sockaddr_storage addr{};
-  socklen_t len = 0;
+  std::vector<SocketAddress> addrs;
+  size_t next = 0;  // the address the next attempt goes to
+  int last_err = -EHOSTUNREACH;  // the latest attempt's failure
   TcpOptions tcp;
-  Clock::time_point deadline;
+  Clock::time_point deadline;          // the whole request's
+  Clock::time_point attempt_deadline;  // the current address's share
   State state = State::kNew;
   int fd = -1;        // while connecting
   int result = 0;     // once done: fd or -errno
@@ -64,6 +67,15 @@ void Connector::wake() {
 uint64_t Connector::connect(EventLoop& loop, const sockaddr_storage& addr, socklen_t len,
                             std::chrono::milliseconds timeout, const TcpOptions& tcp,
                             Done done) {
+  SocketAddress a;
+  a.addr = addr;
+  a.len = std::min<socklen_t>(len, sizeof addr);
+  return connect(loop, std::vector<SocketAddress>{a}, timeout, tcp, std::move(done));
+}
+
+uint64_t Connector::connect(EventLoop& loop, std::vector<SocketAddress> addrs,
+                            std::chrono::milliseconds timeout, const TcpOptions& tcp,
+                            Done done) {
   uint64_t id;
   {
     std::lock_guard<std::mutex> lock(mu_);
@@ -71,8 +83,7 @@ uint64_t Connector::connect(EventLoop& loop, const sockaddr_storage& addr, sockl
     Request& r = (*reqs_)[id];
     r.loop = &loop;
     r.done = std::move(done);
-    r.addr = addr;
-    r.len = std::min<socklen_t>(len, sizeof addr);
+    r.addrs = std::move(addrs);
     r.tcp = tcp;
     r.deadline = Clock::now() + timeout;
   }
@@ -113,28 +124,48 @@ void Connector::finish(Request& r, int result) {
   r.fd = -1;
 }
 
-// Helper thread, mu_ held: socket + options + nonblocking connect().
-void Connector::begin(Request& r) {
-  int fd = ::socket(r.addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-  if (fd < 0) {
-    finish(r, -errno);
-    return;
+// Helper thread, mu_ held: this address failed with err; the next one
+// gets its turn (begin() on the next pass), or the request fails.
+void Connector::fail_attempt(Request& r, int err) {
+  r.last_err = err;
+  r.fd = -1;
+  if (r.next < r.addrs.size()) {
+    r.state = Request::State::kNew;
+  } else {
+    finish(r, err);
   }
-  if (int rc = apply_tcp_options(fd, r.tcp); rc < 0) {
-    spdlog::debug("connector: TCP options: {}", std::strerror(-rc));
+}
+
+// Helper thread, mu_ held: socket + options + nonblocking connect() to the
+// next address. Addresses that fail at once (refused on loopback, no
+// route, a family this host lacks) make way for the next one here.
+void Connector::begin(Request& r, Clock::time_point now) {
+  while (r.next < r.addrs.size()) {
+    const SocketAddress& a = r.addrs[r.next++];
+    const size_t left = r.addrs.size() - r.next + 1;  // this one included
+    r.attempt_deadline = now + (r.deadline - now) / static_cast<int>(left);
+    int fd = ::socket(a.addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+      r.last_err = -errno;
+      continue;
+    }
+    if (int rc = apply_tcp_options(fd, r.tcp); rc < 0) {
+      spdlog::debug("connector: TCP options: {}", std::strerror(-rc));
+    }
+    if (::connect(fd, a.sa(), a.len) == 0) {
+      finish(r, fd);  // loopback can complete at once
+      return;
+    }
+    const int err = errno;
+    if (err == EINPROGRESS || err == EINTR) {  // EINTR: it goes on in the background
+      r.fd = fd;
+      r.state = Request::State::kConnecting;
+      return;
+    }
+    ::close(fd);
+    r.last_err = -err;
   }
-  if (::connect(fd, reinterpret_cast<const sockaddr*>(&r.addr), r.len) == 0) {
-    finish(r, fd);  // loopback can complete at once
-    return;
-  }
-  const int err = errno;
-  if (err == EINPROGRESS || err == EINTR) {  // EINTR: it goes on in the background
-    r.fd = fd;
-    r.state = Request::State::kConnecting;
-    return;
-  }
-  ::close(fd);
-  finish(r, -err);
+  finish(r, r.last_err);
 }
 
 void Connector::run() {
@@ -160,18 +191,21 @@ void Connector::run() {
           it = reqs_->erase(it);
           continue;
         }
-        if (r.state == Request::State::kNew) begin(r);
+        if (r.state == Request::State::kNew) begin(r, now);
+        if (r.state == Request::State::kConnecting && now >= r.attempt_deadline) {
+          // This address's share is spent: the next one, if time is left.
+          ::close(r.fd);
+          fail_attempt(r, -ETIMEDOUT);
+          if (now >= r.deadline) finish(r, -ETIMEDOUT);
+          if (r.state == Request::State::kNew) begin(r, now);
+        }
         if (r.state == Request::State::kConnecting) {
-          if (now >= r.deadline) {
-            ::close(r.fd);
-            finish(r, -ETIMEDOUT);
-          } else {
-            pfds.push_back({r.fd, POLLOUT, 0});
-            ids.push_back(it->first);
-            auto left = std::chrono::ceil<std::chrono::milliseconds>(r.deadline - now).count();
-            timeout_ms = timeout_ms < 0 ? static_cast<int>(left)
-                                        : std::min(timeout_ms, static_cast<int>(left));
-          }
+          pfds.push_back({r.fd, POLLOUT, 0});
+          ids.push_back(it->first);
+          const auto left = std::max<int64_t>(
+              0, std::chrono::ceil<std::chrono::milliseconds>(r.attempt_deadline - now).count());
+          timeout_ms = timeout_ms < 0 ? static_cast<int>(left)
+                                      : std::min(timeout_ms, static_cast<int>(left));
         }
         if (r.state == Request::State::kDone && !r.posted) {
           r.posted = true;
@@ -208,7 +242,7 @@ void Connector::run() {
         finish(r, r.fd);
       } else {
         ::close(r.fd);
-        finish(r, -(err ? err : ECONNREFUSED));
+        fail_attempt(r, -(err ? err : ECONNREFUSED));  // the next address, if any
       }
     }
   }

@@ -6,6 +6,15 @@
 // that loop's back end). One thread serves any number of concurrent
 // connects.
 //
+// Several addresses (a host name's IPv4 and IPv6 ones, core/resolve.h):
+// tried in turn until one connects. The timeout covers the whole attempt;
+// each address gets an equal share of what is left when its turn comes
+// (the last one all of it), so one that never answers cannot starve the
+// rest. A failure reports the last address's error.
+//
+// Names: Client resolves them with resolver() (a Resolver owned here,
+// whose thread starts only on the first lookup) before it connects.
+//
 // Lifetime: tasks posted to a loop refer to the Connector, so it must
 // outlive every loop a request names, or those loops must have stopped for
 // good (tasks left in a loop are destroyed without running). Descriptors
@@ -25,8 +34,11 @@
 #include <mutex>
 #include <thread>
 #include <unordered_map>
+#include <vector>
 
 #include "core/net.h"
+#include "core/resolve.h"
+#include "core/resolver.h"
 
 namespace sluice {
 
@@ -47,15 +59,22 @@ class Connector {
   // Returns the request id (never 0).
   uint64_t connect(EventLoop& loop, const sockaddr_storage& addr, socklen_t len,
                    std::chrono::milliseconds timeout, const TcpOptions& tcp, Done done);
+  // The same for a list of addresses, tried in turn (see above); an empty
+  // list fails with -EHOSTUNREACH.
+  uint64_t connect(EventLoop& loop, std::vector<SocketAddress> addrs,
+                   std::chrono::milliseconds timeout, const TcpOptions& tcp, Done done);
   // Drops a request; true if it had not been delivered yet.
   bool cancel(uint64_t id);
   // Requests not yet delivered (for tests).
   size_t pending() const;
+  // Host name lookups for the same loops (same lifetime rule).
+  Resolver& resolver() { return resolver_; }
 
  private:
   struct Request;
   void run();
-  void begin(Request& r);
+  void begin(Request& r, std::chrono::steady_clock::time_point now);
+  static void fail_attempt(Request& r, int err);
   static void finish(Request& r, int result);
   void deliver(uint64_t id);
   void wake();
@@ -67,6 +86,7 @@ class Connector {
   bool stop_ = false;                             // guarded by mu_
   int wake_fd_ = -1;
   std::thread thread_;
+  Resolver resolver_;  // its thread starts on the first lookup
 };
 
 }  // namespace sluice

@@ -121,6 +121,20 @@ struct ServerOptions {
   // Loop lag (core/loop_lag.h): each loop samples how late it runs a
   // timer this often, into loop_totals().loop_lag. Zero: off.
   Clock::duration lag_probe{0};
+  // PROXY protocol header from a balancer in front (core/proxy_protocol.h;
+  // docs/OPERATIONS.md, "PROXY protocol"). Only behind a trusted balancer:
+  // the header sets the address the server believes, and kOptional lets
+  // any direct client send one. The header is read before TLS and before
+  // the handler hears on_open; from then on Connection::peer_addr(),
+  // peer() in log lines and the per-source limits use the client it
+  // names. Per-source limits then apply once the header is in, not at
+  // accept (the socket's address is the balancer's): a refused connection
+  // is reset. A connection without a usable header within
+  // proxy_header_timeout is cut off; a v2 header over proxy_header_max
+  // bytes (at least 232, at most 64 KiB + 16) is refused. TCP only.
+  ProxyProtocol proxy_protocol = ProxyProtocol::kOff;
+  std::chrono::milliseconds proxy_header_timeout{5000};
+  size_t proxy_header_max = 4096;
 };
 
 // A server timer (run_after/run_every); 0 is never a valid one.
@@ -228,8 +242,13 @@ class Server {
   void on_accepted(int fd);
   // Per-source admission of a new connection (hold until forget()).
   bool admit_source(const PeerAddr& peer, Slot& slot);
-  // A counted connection is gone: live_ and its source's hold.
-  void forget(const PeerAddr& peer);
+  // A counted connection is gone: live_, and its source's hold if it took
+  // one (held).
+  void forget(const PeerAddr& peer, bool held);
+  // Whether per-source admission happens at accept (with PROXY protocol
+  // it waits for the header: admit_proxied()).
+  bool admits_at_accept() const;
+  bool admit_proxied(Connection& conn, Slot& slot);
   void adopt(Slot& slot, int fd, const PeerAddr& peer);
   Connection* adopt_peer(Slot& slot, const PeerAddr& peer);
   Connection* start_connection(Slot& slot, std::unique_ptr<Connection> conn);
@@ -272,7 +291,7 @@ class Server {
   // Indexed by LingerEvent; bumped by the loops (relaxed: counters only).
   std::atomic<uint64_t> linger_[5] = {};
   // Indexed by TlsEvent; bumped by the loops.
-  std::atomic<uint64_t> tls_events_[4] = {};
+  std::atomic<uint64_t> tls_events_[5] = {};  // by TlsEvent
   // Made by start() from options_.tls; shared by every loop's connections.
   std::unique_ptr<TlsContext> tls_;
   LogLimiter refusal_log_;  // loop 0 thread only

@@ -97,6 +97,25 @@ int select_alpn(SSL* ssl, const unsigned char** out, unsigned char* outlen,
   return SSL_TLSEXT_ERR_OK;
 }
 
+// Server: RFC 6066 section 3, a name we do not serve is refused with a
+// fatal unrecognized_name alert rather than answered with a certificate
+// for another name. No SNI at all is allowed (clients that connect by
+// address send none).
+int check_server_name(SSL* ssl, int* alert, void* arg) {
+  const auto* names = static_cast<const std::vector<std::string>*>(arg);
+  const char* sni = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name);
+  if (!sni || server_name_matches(*names, sni)) return SSL_TLSEXT_ERR_OK;
+  // Peers choose the name: it is cut to a printable prefix for the log.
+  std::string shown;
+  for (const char* p = sni; *p && shown.size() < 64; ++p) {
+    shown += (*p >= 0x20 && *p < 0x7f) ? *p : '?';
+  }
+  ERR_raise_data(ERR_LIB_SSL, SSL_R_CALLBACK_FAILED, "unrecognized server name '%s'",
+                 shown.c_str());
+  *alert = SSL_AD_UNRECOGNIZED_NAME;
+  return SSL_TLSEXT_ERR_ALERT_FATAL;
+}
+
 // Client: OpenSSL hands every new session here (TLS 1.3 tickets arrive
 // after the handshake, so SSL_get1_session() at handshake end would miss
 // them).
@@ -126,13 +145,46 @@ int on_new_session(SSL* ssl, SSL_SESSION* session) {
 std::string tls_error_string(const char* fallback) {
   std::string out;
   unsigned long e;
-  while ((e = ERR_get_error()) != 0) {
+  const char* data = nullptr;
+  int flags = 0;
+  while ((e = ERR_get_error_all(nullptr, nullptr, nullptr, &data, &flags)) != 0) {
     char buf[256];
     ERR_error_string_n(e, buf, sizeof buf);
     if (!out.empty()) out += "; ";
     out += buf;
+    // What the code that raised it added (ERR_raise_data), e.g. the name.
+    if ((flags & ERR_TXT_STRING) && data && *data) {
+      out += " (";
+      out += data;
+      out += ")";
+    }
   }
   return out.empty() ? fallback : out;
+}
+
+bool server_name_matches(const std::vector<std::string>& names, const std::string& name) {
+  auto lower = [](std::string s) {
+    for (char& c : s) {
+      if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+    }
+    return s;
+  };
+  std::string n = lower(name);
+  if (!n.empty() && n.back() == '.') n.pop_back();  // "example.com." is the same name
+  for (const std::string& entry : names) {
+    const std::string e = lower(entry);
+    if (e == n) return true;
+    // "*.example.com": one label, non-empty, before ".example.com".
+    if (e.size() > 2 && e.compare(0, 2, "*.") == 0 && n.size() > e.size() - 1) {
+      const std::string suffix = e.substr(1);
+      const size_t label = n.size() - suffix.size();
+      if (n.compare(label, std::string::npos, suffix) == 0 &&
+          n.find('.') == label) {
+        return true;
+      }
+    }
+  }
+  return false;
 }
 
 std::vector<std::string> split_alpn(const std::string& list) {
@@ -198,6 +250,17 @@ std::unique_ptr<TlsContext> TlsContext::make_server(const TlsOptions& o, std::st
     self->alpn_wire_ = alpn_wire(o.alpn, error);
     if (self->alpn_wire_.empty()) return nullptr;
     SSL_CTX_set_alpn_select_cb(ctx, select_alpn, &self->alpn_wire_);
+  }
+  for (const std::string& name : o.server_names) {
+    if (name.empty() || name.size() > 253 || name == "*." ||
+        name.find('*', name.compare(0, 2, "*.") == 0 ? 1 : 0) != std::string::npos) {
+      if (error) *error = "tls: server name '" + name + "' is not a host name or *.domain";
+      return nullptr;
+    }
+  }
+  if (!o.server_names.empty()) {
+    SSL_CTX_set_tlsext_servername_callback(ctx, check_server_name);
+    SSL_CTX_set_tlsext_servername_arg(ctx, &self->options_.server_names);
   }
   return self;
 }

@@ -40,6 +40,12 @@ struct TlsOptions {
   // Client: the name sent as SNI and checked against the certificate
   // (an IP address is checked as one and sends no SNI); empty: the host.
   std::string server_name{};
+  // Server: the names it answers to. A client whose SNI names none of them
+  // is refused with an unrecognized_name alert (RFC 6066 section 3) and
+  // counted as a failed handshake; "*.example.com" matches one label. A
+  // client that sends no SNI (one that connects by address) is served.
+  // Empty: any name.
+  std::vector<std::string> server_names{};
   // ALPN protocols in preference order ("h2,http/1.1" style when parsed
   // from a flag). Server: a client that offers none of them is refused.
   std::vector<std::string> alpn{};
@@ -69,10 +75,15 @@ struct TlsStats {
   uint64_t resumed = 0;     // of those, resumed sessions
   uint64_t failed = 0;      // refused: bad input, verification, no shared cipher ...
   uint64_t timed_out = 0;   // not done within handshake_timeout
+  // Of the established connections: the peer's stream ended with a TCP FIN
+  // and no close_notify (Connection::tls_truncated()).
+  uint64_t truncated = 0;
 };
 
-// How one connection's handshake ended (Connection::Owner::tls_done).
-enum class TlsEvent : uint8_t { kDone, kResumed, kFailed, kTimedOut };
+// How one connection's handshake ended (Connection::Owner::tls_done), and
+// kTruncated, reported later for an established connection whose peer
+// ended its stream without close_notify.
+enum class TlsEvent : uint8_t { kDone, kResumed, kFailed, kTimedOut, kTruncated };
 
 class TlsContext {
  public:
@@ -109,6 +120,10 @@ class TlsContext {
   mutable SSL_SESSION* session_ = nullptr;  // client: the last new session
   mutable std::string session_name_;         // ... and the name it was made for
 };
+
+// Whether an SNI `name` is one of `names` (ASCII case-insensitive; a
+// "*.example.com" entry matches exactly one leftmost label).
+bool server_name_matches(const std::vector<std::string>& names, const std::string& name);
 
 // "h2,http/1.1" -> {"h2", "http/1.1"}; empty entries are dropped.
 std::vector<std::string> split_alpn(const std::string& list);

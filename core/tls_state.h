@@ -23,6 +23,8 @@ struct Connection::Tls {
   bool opened = false;    // the handshake is done and the handler heard on_open
   bool failed = false;    // the handshake (or a record) failed: closing
   bool notified = false;  // our close_notify is queued
+  bool peer_notified = false;  // the peer's close_notify arrived
+  bool truncated = false;      // its FIN came without one, while we were open
 };
 
 }  // namespace sluice

@@ -44,8 +44,10 @@
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <chrono>
 #include <cinttypes>
 #include <cstdint>
@@ -67,34 +69,85 @@ namespace {
 
 using namespace sluice::perf::loadgen;  // NOLINT: one binary's internals
 
-bool resolve(const Options& o, sockaddr_storage* out, socklen_t* len, std::string* err) {
+bool is_loopback(const sockaddr* a) {
+  if (a->sa_family == AF_INET) {
+    auto* in = reinterpret_cast<const sockaddr_in*>(a);
+    return (ntohl(in->sin_addr.s_addr) >> 24) == 127;
+  }
+  if (a->sa_family == AF_INET6) {
+    auto* in6 = reinterpret_cast<const sockaddr_in6*>(a);
+    return IN6_IS_ADDR_LOOPBACK(&in6->sin6_addr);
+  }
+  return false;
+}
+
+// --host to the address every connection uses. Resolved once, here on the
+// main thread before any worker or loop runs, so a blocking lookup stalls
+// nothing. A numeric host first (AI_NUMERICHOST: no lookup, no latency),
+// else getaddrinfo for IPv4 and IPv6. Only loopback addresses are kept
+// (the target policy). With several (a name such as "localhost" may mean
+// 127.0.0.1 and ::1, and the server listens on one), TCP tries each in
+// turn with one probe connection and keeps the first that connects; UDP
+// and rudp have no connect to try with and take getaddrinfo's first.
+// Returns 0, or the exit status after printing why.
+int resolve(Options& o, sockaddr_storage* out, socklen_t* len) {
   addrinfo hints{};
   hints.ai_family = AF_UNSPEC;
   hints.ai_socktype = o.proto == "tcp" ? SOCK_STREAM : SOCK_DGRAM;
   hints.ai_flags = AI_NUMERICHOST | AI_NUMERICSERV;
   addrinfo* res = nullptr;
-  std::string port = std::to_string(o.port);
-  int r = ::getaddrinfo(o.host.c_str(), port.c_str(), &hints, &res);
+  const std::string port = std::to_string(o.port);
+  std::string host = o.host;
+  if (host.size() > 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
+  int r = ::getaddrinfo(host.c_str(), port.c_str(), &hints, &res);
+  if (r == EAI_NONAME) {  // not numeric: a name
+    hints.ai_flags = AI_NUMERICSERV;
+    r = ::getaddrinfo(host.c_str(), port.c_str(), &hints, &res);
+  }
+  const int sys_err = errno;  // EAI_SYSTEM's detail
   if (r != 0 || !res) {
-    *err = std::string("bad --host (numeric loopback address expected): ") + gai_strerror(r);
-    return false;
+    std::fprintf(stderr, "loadgen: cannot resolve --host %s: %s\n", o.host.c_str(),
+                 r == EAI_SYSTEM ? std::strerror(sys_err) : gai_strerror(r));
+    return 2;
   }
-  std::memcpy(out, res->ai_addr, res->ai_addrlen);
-  *len = res->ai_addrlen;
+  std::vector<const addrinfo*> loopback;
+  for (const addrinfo* ai = res; ai; ai = ai->ai_next) {
+    if (is_loopback(ai->ai_addr)) loopback.push_back(ai);
+  }
+  const addrinfo* chosen = loopback.empty() ? nullptr : loopback[0];
+  if (o.proto == "tcp" && loopback.size() > 1) {
+    chosen = nullptr;
+    for (const addrinfo* ai : loopback) {
+      const int fd = ::socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+      const bool ok = fd >= 0 && ::connect(fd, ai->ai_addr, ai->ai_addrlen) == 0;
+      if (fd >= 0) ::close(fd);
+      if (ok) {
+        chosen = ai;
+        break;
+      }
+    }
+    if (!chosen) {
+      std::fprintf(stderr, "loadgen: no address of %s accepts a connection on port %u\n",
+                   o.host.c_str(), o.port);
+      ::freeaddrinfo(res);
+      return 2;
+    }
+  }
+  if (!chosen) {
+    std::fprintf(stderr, "loadgen: refusing non-loopback target %s (loopback only)\n", o.host.c_str());
+    ::freeaddrinfo(res);
+    return 2;
+  }
+  std::memcpy(out, chosen->ai_addr, chosen->ai_addrlen);
+  *len = chosen->ai_addrlen;
+  char text[INET6_ADDRSTRLEN] = {};
+  const void* raw = chosen->ai_family == AF_INET
+                        ? static_cast<const void*>(&reinterpret_cast<const sockaddr_in*>(out)->sin_addr)
+                        : static_cast<const void*>(&reinterpret_cast<const sockaddr_in6*>(out)->sin6_addr);
+  ::inet_ntop(chosen->ai_family, raw, text, sizeof text);
+  o.target = text;
   ::freeaddrinfo(res);
-  return true;
-}
-
-bool is_loopback(const sockaddr_storage& a) {
-  if (a.ss_family == AF_INET) {
-    auto* in = reinterpret_cast<const sockaddr_in*>(&a);
-    return (ntohl(in->sin_addr.s_addr) >> 24) == 127;
-  }
-  if (a.ss_family == AF_INET6) {
-    auto* in6 = reinterpret_cast<const sockaddr_in6*>(&a);
-    return IN6_IS_ADDR_LOOPBACK(&in6->sin6_addr);
-  }
-  return false;
+  return 0;
 }
 
 void raise_fd_limit(size_t need) {
@@ -120,7 +173,7 @@ void sleep_until(uint64_t t) {
 int main(int argc, char** argv) {
   Options o;
   CLI::App app{"sluice perf load generator: closed-loop echo client (TCP, UDP or rudp), verifies every byte"};
-  app.add_option("--host", o.host, "Server address (loopback only: 127.0.0.0/8 or ::1)")->capture_default_str();
+  app.add_option("--host", o.host, "Server: a numeric address or a host name, loopback only (127.0.0.0/8 or ::1)")->capture_default_str();
   app.add_option("--port", o.port, "Server port")->required();
   app.add_option("--proto", o.proto, "tcp|udp|rudp (rudp: reliable messages over UDP, one message per echo)")
       ->check(CLI::IsMember({"tcp", "udp", "rudp"}))
@@ -173,14 +226,7 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "loadgen: %s\n", err.c_str());
     return 2;
   }
-  if (!resolve(o, &addr, &addrlen, &err)) {
-    std::fprintf(stderr, "loadgen: %s\n", err.c_str());
-    return 2;
-  }
-  if (!is_loopback(addr)) {
-    std::fprintf(stderr, "loadgen: refusing non-loopback target %s (loopback only)\n", o.host.c_str());
-    return 2;
-  }
+  if (int rc = resolve(o, &addr, &addrlen); rc != 0) return rc;
   if (tls_flags.on && o.proto != "tcp") {
     std::fprintf(stderr, "loadgen: --tls is for --proto tcp only\n");
     return 2;

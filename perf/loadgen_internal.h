@@ -33,7 +33,8 @@ inline uint64_t now_ns() {
 }
 
 struct Options {
-  std::string host = "127.0.0.1";
+  std::string host = "127.0.0.1";  // numeric or a name (main resolves it)
+  std::string target;  // host's address as main chose it, numeric (rudp takes no names)
   uint16_t port = 0;
   std::string proto = "tcp";
   size_t conns = 1;

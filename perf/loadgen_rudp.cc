@@ -145,7 +145,7 @@ void Load::connected() {
 
 void Load::connect_all() {
   rudp::ClientOptions co;
-  co.host = o_.host;
+  co.host = o_.target;
   co.port = o_.port;
   co.rudp = ro_;
   co.rudp.connect_timeout =

@@ -61,7 +61,16 @@ run_ok multi-segment --conns 2 --size 200000 --pipeline 2
 run_ok length-prefix-bytes --conns 4 --codec length   # a raw echo returns the prefix too
 TCP_SAVE=$TCP; TCP=$UDP
 run_ok udp --proto udp --conns 8 --pipeline 4
+run_ok udp-host-name --proto udp --conns 2 --host localhost
 TCP=$TCP_SAVE
+# --host takes names (resolved up front); an unknown one is a bad option:
+# exit 2 with getaddrinfo's reason, at once.
+run_ok host-name --conns 2 --host localhost
+run_ok numeric-v4 --conns 2 --host 127.0.0.1
+rc=0
+J=$(timeout 20 "$LOADGEN" --port "$TCP" --host no-such-host.invalid --duration-s 0.4 --quiet 2>"$TMP/bad-host.err") || rc=$?
+check "unknown host exits 2" '[ "$rc" = 2 ]'
+check "unknown host says why" 'grep -q "cannot resolve --host no-such-host.invalid: " "$TMP/bad-host.err"'
 
 # A corrupting TCP echo (flips one bit at byte 3000) and a lossy UDP echo.
 cat > "$TMP/bad.py" <<'PY'

@@ -31,6 +31,7 @@
 #include "servers/common.h"
 #include "servers/defense_flags.h"
 #include "servers/metrics_flags.h"
+#include "servers/proxy_flags.h"
 #include "servers/rudp_flags.h"
 #include "servers/rudp_stats_log.h"
 #include "servers/tls_flags.h"
@@ -39,6 +40,11 @@ namespace {
 
 class EchoHandler final : public sluice::Handler {
  public:
+  // One line per connection, so debug level: with --proxy-protocol it
+  // names the client the balancer's header names.
+  void on_open(sluice::Connection& conn) override {
+    spdlog::debug("conn #{} {}: open", conn.id(), conn.peer());
+  }
   void on_message(sluice::Connection& conn, std::string_view data) override {
     messages_.fetch_add(1, std::memory_order_relaxed);
     conn.send(data);
@@ -145,6 +151,8 @@ int main(int argc, char** argv) {
   sluice::servers::add_tls_server_flags(app, tls_flags);
   sluice::servers::MetricsFlags metrics_flags;
   sluice::servers::add_metrics_flags(app, metrics_flags);
+  sluice::servers::ProxyFlags proxy_flags;
+  sluice::servers::add_proxy_flags(app, proxy_flags);
   app.add_option("--log-level", log_level, "trace|debug|info|warn|error")->capture_default_str();
   CLI11_PARSE(app, argc, argv);
 
@@ -158,6 +166,10 @@ int main(int argc, char** argv) {
     return 2;
   }
   if (std::string why = sluice::servers::check_defense_flags(defense); !why.empty()) {
+    std::fprintf(stderr, "echo_server: %s\n", why.c_str());
+    return 2;
+  }
+  if (std::string why = sluice::servers::check_proxy_flags(proxy_flags, proto); !why.empty()) {
     std::fprintf(stderr, "echo_server: %s\n", why.c_str());
     return 2;
   }
@@ -212,11 +224,15 @@ int main(int argc, char** argv) {
     sluice::servers::apply_rudp_defenses(defense, &opts, &rudp_opts);
   } else if (proto == "tcp") {
     sluice::servers::apply_tcp_defenses(defense, &opts);
+    sluice::servers::apply_proxy_flags(proxy_flags, &opts);
   }
   auto line = [&](uint16_t port, const std::string& io_name) {
     std::string s = "listening on " + opts.host + ":" + std::to_string(port) + " io=" + io_name +
                     " proto=" + proto + " codec=" + copts.name;
     if (opts.tls) s += " tls";
+    if (opts.proxy_protocol != sluice::ProxyProtocol::kOff) {
+      s += std::string(" proxy-protocol=") + sluice::to_string(opts.proxy_protocol);
+    }
     if (workers > 1) s += " workers=" + std::to_string(workers);
     return s;
   };
@@ -309,8 +325,8 @@ int main(int argc, char** argv) {
     }
     if (opts.tls) {
       const sluice::TlsStats t = server.tls_stats();
-      spdlog::info("tls: {} handshakes ({} resumed), {} failed, {} timed out", t.handshakes,
-                   t.resumed, t.failed, t.timed_out);
+      spdlog::info("tls: {} handshakes ({} resumed), {} failed, {} timed out, {} truncated",
+                   t.handshakes, t.resumed, t.failed, t.timed_out, t.truncated);
     }
     return 0;
   };

@@ -66,7 +66,7 @@ int main(int argc, char** argv) {
   app.add_option("--proto", o.proto, "Transport: tcp|udp|rudp (rudp: reliable messages over UDP)")
       ->check(CLI::IsMember({"tcp", "udp", "rudp"}))
       ->capture_default_str();
-  app.add_option("--host", o.host, "Server address (numeric)")->capture_default_str();
+  app.add_option("--host", o.host, "Server: a numeric IPv4/IPv6 address or a host name (an unknown name: exit 1)")->capture_default_str();
   app.add_option("--port", o.port, "Server port")->required();
   app.add_option("--conns", o.conns, "Sessions (connections or UDP sockets)")
       ->check(CLI::Range(1, 100000))

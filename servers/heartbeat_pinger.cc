@@ -10,6 +10,7 @@
 
 #include "codec/heartbeat.h"
 #include "core/net.h"
+#include "core/resolve.h"
 #include "servers/heartbeat_pinger_session.h"
 
 namespace sluice::servers {
@@ -83,14 +84,27 @@ int Pinger::run(PingerReport* report, std::string* error) {
     if (error) *error = "TLS is for --proto tcp only";
     return -EINVAL;
   }
-  if (int rc = make_address(options_.host, options_.port, &im.server, &im.server_len); rc < 0) {
-    if (error) *error = "bad server address " + options_.host;
-    return rc;
+  // The host is resolved here, up front, on the thread that becomes the
+  // loop thread only in run() below: a blocking lookup stalls no loop. A
+  // numeric host needs no lookup at all. TCP sessions hand the name to
+  // their Clients, which look it up again on every connect (the
+  // Connector's resolver thread) and try each address in turn; UDP and
+  // rudp have no connect to try addresses with, so they take the first
+  // (getaddrinfo's preferred) one.
+  std::vector<SocketAddress> addrs;
+  const int socktype = options_.proto == "tcp" ? SOCK_STREAM : SOCK_DGRAM;
+  if (resolve_numeric(options_.host, options_.port, socktype, &addrs) < 0) {
+    std::string why;
+    if (int rc = resolve_host(options_.host, options_.port, socktype, &addrs, &why); rc < 0) {
+      if (error) *error = "cannot resolve " + options_.host + ": " + why;
+      return rc;
+    }
   }
-  im.local_host = im.server.ss_family == AF_INET6 ? "::1" : "127.0.0.1";
-  if (options_.host != "127.0.0.1" && options_.host != "localhost" && options_.host != "::1") {
-    im.local_host = im.server.ss_family == AF_INET6 ? "::" : "0.0.0.0";
-  }
+  im.server = addrs[0].addr;
+  im.server_len = addrs[0].len;
+  im.server_host = numeric_host(addrs[0]);
+  const bool v6 = im.server.ss_family == AF_INET6;
+  im.local_host = is_loopback(addrs[0]) ? (v6 ? "::1" : "127.0.0.1") : (v6 ? "::" : "0.0.0.0");
   if (options_.proto == "tcp") im.connector = std::make_unique<Connector>();
   std::string err;
   im.loop = EventLoop::create(options_.io, {}, &err);

@@ -51,6 +51,8 @@ namespace sluice::servers {
 struct PingerOptions {
   std::string io;  // back end; empty: the best available
   std::string proto = "tcp";  // tcp|udp|rudp
+  // Numeric IPv4/IPv6 or a name, resolved by run() before the loop starts
+  // (an unknown name fails it); TCP tries each of a name's addresses.
   std::string host = "127.0.0.1";
   uint16_t port = 0;
   size_t conns = 1;

@@ -9,7 +9,7 @@ namespace sluice::servers::pinger_detail {
 
 std::unique_ptr<Session> make_rudp_session(Pinger::Impl& p, size_t index) {
   rudp::ClientOptions c;
-  c.host = p.opts.host;
+  c.host = p.server_host;  // resolved by Pinger::run
   c.port = p.opts.port;
   c.rudp = p.opts.rudp;
   c.rudp.connect_timeout = p.opts.connect_timeout;

@@ -57,6 +57,7 @@ struct Pinger::Impl {
   std::vector<std::unique_ptr<pinger_detail::Session>> sessions;
   sockaddr_storage server{};
   socklen_t server_len = 0;
+  std::string server_host;  // numeric: what rudp::Client takes
   std::string local_host;  // UDP sockets bind here
 
   PingerReport stats;

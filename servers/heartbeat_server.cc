@@ -32,6 +32,7 @@
 #include "servers/common.h"
 #include "servers/defense_flags.h"
 #include "servers/metrics_flags.h"
+#include "servers/proxy_flags.h"
 #include "servers/tls_flags.h"
 #include "servers/heartbeat_service.h"
 #include "servers/rudp_flags.h"
@@ -99,6 +100,8 @@ int main(int argc, char** argv) {
   sluice::servers::add_tls_server_flags(app, tls_flags);
   sluice::servers::MetricsFlags metrics_flags;
   sluice::servers::add_metrics_flags(app, metrics_flags);
+  sluice::servers::ProxyFlags proxy_flags;
+  sluice::servers::add_proxy_flags(app, proxy_flags);
   app.add_option("--log-level", log_level, "trace|debug|info|warn|error")->capture_default_str();
   CLI11_PARSE(app, argc, argv);
 
@@ -115,6 +118,10 @@ int main(int argc, char** argv) {
     return 2;
   }
   if (std::string why = sluice::servers::check_defense_flags(defense); !why.empty()) {
+    std::fprintf(stderr, "heartbeat_server: %s\n", why.c_str());
+    return 2;
+  }
+  if (std::string why = sluice::servers::check_proxy_flags(proxy_flags, proto); !why.empty()) {
     std::fprintf(stderr, "heartbeat_server: %s\n", why.c_str());
     return 2;
   }
@@ -145,6 +152,7 @@ int main(int argc, char** argv) {
     std::string s = "listening on " + host + ":" + std::to_string(bound) + " io=" + io_name +
                     " proto=" + proto;
     if (tls) s += " tls";
+    if (proxy_flags.mode != "off") s += " proxy-protocol=" + proxy_flags.mode;
     if (workers > 1) s += " workers=" + std::to_string(workers);
     return s;
   };
@@ -174,6 +182,9 @@ int main(int argc, char** argv) {
       opts.limits = limits;
       opts.tls = tls;
       if (metrics_flags.enabled) opts.lag_probe = std::chrono::milliseconds(100);
+      // The join line (HeartbeatTcpHandler::on_open) then names the client
+      // the balancer's header names.
+      sluice::servers::apply_proxy_flags(proxy_flags, &opts);
       if (proto == "rudp") {
         // The same handler, no codec (each rudp message is one payload);
         // wrapped only to log each connection's rudp figures at close.
@@ -256,8 +267,8 @@ int main(int argc, char** argv) {
       }
       if (tls) {
         const sluice::TlsStats t = tcp->tls_stats();
-        spdlog::info("tls: {} handshakes ({} resumed), {} failed, {} timed out", t.handshakes,
-                     t.resumed, t.failed, t.timed_out);
+        spdlog::info("tls: {} handshakes ({} resumed), {} failed, {} timed out, {} truncated",
+                     t.handshakes, t.resumed, t.failed, t.timed_out, t.truncated);
       }
     }
     if (udp) {

@@ -45,6 +45,10 @@ void add_tls_server_flags(CLI::App& app, TlsFlags& f) {
   app.add_option("--tls-client-ca", f.options.ca_file,
                  "Mutual TLS: clients must present a certificate from this CA file (PEM)")
       ->group(g);
+  app.add_option("--tls-sni", f.server_names,
+                 "Host names served, comma-separated (*.domain allowed): a client whose SNI "
+                 "names another is refused with unrecognized_name (default: any)")
+      ->group(g);
   add_common(app, f, g);
 }
 
@@ -94,6 +98,7 @@ bool tls_enabled(const TlsFlags& f, std::string* error) {
 TlsOptions tls_options(const TlsFlags& f) {
   TlsOptions o = f.options;
   o.alpn = split_alpn(f.alpn);
+  o.server_names = split_alpn(f.server_names);  // the same comma list
   o.resumption = !f.no_resumption;
   o.handshake_timeout = std::chrono::milliseconds(f.handshake_timeout_ms);
   return o;

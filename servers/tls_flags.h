@@ -2,6 +2,7 @@
 // server and client spells and checks them alike.
 //   servers: --tls-cert F --tls-key F  (both: TLS on; TCP only)
 //            --tls-client-ca F         (mutual TLS: clients need a certificate from F)
+//            --tls-sni NAMES           (refuse SNI naming another host)
 //   clients: --tls                     (TLS on; the server is verified by default)
 //            --tls-ca F                (trust F instead of the system store)
 //            --tls-insecure            (skip verification: tests only)
@@ -27,6 +28,7 @@ struct TlsFlags {
   bool client = false;
   bool on = false;  // clients: --tls
   std::string alpn;
+  std::string server_names;  // servers: --tls-sni
   bool no_resumption = false;
   int64_t handshake_timeout_ms = 10000;
   TlsOptions options;

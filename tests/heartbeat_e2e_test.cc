@@ -86,6 +86,35 @@ TEST(HeartbeatE2E, TcpClientReconnectsAfterServerRestartAndCountsAddUp) {
   EXPECT_EQ(count_lines(log2, "reason=closed by peer"), 3u) << log2;
 }
 
+// --host takes names: "localhost" is looked up (up front, then by each
+// TCP connect), an unknown name ends the run at once with exit 1 and
+// getaddrinfo's reason.
+TEST(HeartbeatE2E, HostNamesResolveAndUnknownOnesFail) {
+  Proc server(server_args("tcp", 0), "server");
+  const uint16_t port = server.port();
+  ASSERT_NE(port, 0) << server.err();
+  Proc client({binary("heartbeat_client"), "--host", "localhost", "--port", std::to_string(port),
+               "--conns", "2", "--interval-ms", "50", "--duration-s", "0.5"},
+              "client");
+  ASSERT_EQ(client.wait(10s), 0) << client.err();
+  const std::string out = client.out();
+  auto r = parse_report(out);
+  expect_report_adds_up(r, out);
+  server.signal(SIGTERM);
+  EXPECT_EQ(server.wait(5s), 0) << server.err();
+
+  for (const char* proto : {"tcp", "udp"}) {
+    Proc bad({binary("heartbeat_client"), "--proto", proto, "--host", "no-such-host.invalid",
+              "--port", std::to_string(port), "--duration-s", "5"},
+             "bad");
+    // Well before --duration-s: the lookup fails, nothing runs.
+    EXPECT_EQ(bad.wait(4s), 1) << proto << ": " << bad.err();
+    EXPECT_NE(bad.err().find("cannot resolve no-such-host.invalid: "), std::string::npos)
+        << proto << ": " << bad.err();
+    EXPECT_EQ(bad.out(), "") << proto;
+  }
+}
+
 class SilentSession : public ::testing::TestWithParam<std::string> {};
 
 TEST_P(SilentSession, IsDroppedOnceWithTheTimeoutReason) {

@@ -3,6 +3,8 @@
 // and split at every boundary of a record; verification, mutual TLS,
 // resumption, ALPN, close_notify, garbage, and option validation.
 #include <algorithm>
+#include <fstream>
+#include <sstream>
 #include <memory>
 #include <string>
 
@@ -10,6 +12,7 @@
 #include <openssl/ssl.h>
 
 #include "base/buffer.h"
+#include "core/ktls_probe.h"
 #include "core/tls_context.h"
 #include "core/tls_engine.h"
 #include "tests/test_util.h"
@@ -221,6 +224,41 @@ TEST(TlsEngine, ClientRefusesWrongName) {
   EXPECT_TRUE(c3.failed);
 }
 
+// The server's side of names (RFC 6066 section 3): SNI it does not serve
+// fails the handshake on both ends with unrecognized_name.
+TEST(TlsEngine, ServerRefusesAnUnservedName) {
+  TlsOptions so = server_opts();
+  so.server_names = {"localhost"};
+  auto sc = server_ctx(so);
+  TlsOptions co = client_opts();
+  co.verify_peer = false;  // the name check under test is the server's
+  co.server_name = "other.example";
+  auto cc = client_ctx(co);
+  End c(*cc), s(*sc);
+  handshake(c, s, 1 << 20);
+  EXPECT_TRUE(s.failed);
+  EXPECT_NE(s.e->error().find("unrecognized server name 'other.example'"), std::string::npos)
+      << s.e->error();
+  EXPECT_TRUE(c.failed);
+  EXPECT_NE(c.e->error().find("unrecognized name"), std::string::npos) << c.e->error();
+  End c2(*client_ctx()), s2(*sc);  // "localhost"
+  handshake(c2, s2, 1 << 20);
+  EXPECT_TRUE(s2.e->handshake_done()) << s2.e->error();
+}
+
+TEST(TlsContext, ServerNameMatching) {
+  const std::vector<std::string> names = {"Example.com", "*.api.test"};
+  EXPECT_TRUE(server_name_matches(names, "example.com"));
+  EXPECT_TRUE(server_name_matches(names, "EXAMPLE.COM."));
+  EXPECT_FALSE(server_name_matches(names, "www.example.com"));
+  EXPECT_TRUE(server_name_matches(names, "v1.api.test"));
+  EXPECT_FALSE(server_name_matches(names, "a.v1.api.test"));  // one label only
+  EXPECT_FALSE(server_name_matches(names, ".api.test"));
+  EXPECT_FALSE(server_name_matches(names, "api.test"));
+  EXPECT_FALSE(server_name_matches(names, "xapi.test"));
+  EXPECT_FALSE(server_name_matches({}, "example.com"));
+}
+
 TEST(TlsEngine, UntrustedCaIsRefused) {
   auto sc = server_ctx();
   TlsOptions co;
@@ -320,6 +358,25 @@ TEST(TlsEngine, Alpn) {
   EXPECT_TRUE(s2.failed);
 }
 
+// The probe agrees with the kernel's own list of TCP upper-layer
+// protocols (read after the probe: a loadable module is in it by then).
+TEST(KtlsProbe, AgreesWithTheKernelsUlpList) {
+  const KtlsProbe& p = ktls_probe();
+  std::ifstream f("/proc/sys/net/ipv4/tcp_available_ulp");
+  if (!f) GTEST_SKIP() << "no /proc/sys/net/ipv4/tcp_available_ulp here";
+  std::stringstream list;
+  list << f.rdbuf();
+  std::istringstream words(list.str());
+  bool listed = false;
+  for (std::string w; words >> w;) listed = listed || w == "tls";
+  EXPECT_EQ(p.available, listed) << p.detail << " / ULPs: " << list.str();
+  EXPECT_FALSE(p.detail.empty());
+  if (!listed) {
+    EXPECT_NE(p.detail.find("ENOENT"), std::string::npos) << p.detail;
+  }
+  EXPECT_EQ(&ktls_probe(), &p);  // once per process
+}
+
 TEST(TlsContext, RejectsBadOptions) {
   std::string err;
   TlsOptions o;
@@ -351,6 +408,11 @@ TEST(TlsContext, RejectsBadOptions) {
   o = server_opts();
   o.alpn = {std::string(256, 'a')};
   EXPECT_FALSE(TlsContext::make_server(o, &err));
+  for (const char* bad : {"", "*.", "a*.example.com", "*.*.example.com"}) {
+    o = server_opts();
+    o.server_names = {"localhost", bad};
+    EXPECT_FALSE(TlsContext::make_server(o, &err)) << bad;
+  }
   TlsOptions c;
   c.ca_file = "/nonexistent-ca.pem";
   EXPECT_FALSE(TlsContext::make_client(c, &err));

@@ -135,9 +135,14 @@ class Echo final : public Handler {
  public:
   void on_open(Connection&) override { ++opened; }
   void on_message(Connection& conn, std::string_view data) override { conn.send(data); }
+  void on_peer_shutdown(Connection& conn) override {
+    if (conn.tls_truncated()) ++truncated;
+    conn.close();
+  }
   void on_close(Connection&, CloseReason, int) override { ++closed; }
   std::atomic<int> opened{0};
   std::atomic<int> closed{0};
+  std::atomic<int> truncated{0};
 };
 
 // A blocking TLS client on OpenSSL directly (request, then response).
@@ -329,6 +334,75 @@ TEST_P(Tls, SlowHandshakeIsCutOffAtTheDeadline) {
   EXPECT_TRUE(wait_for([&] { return server_->tls_stats().timed_out == 2; }));
   EXPECT_TRUE(good.echo("after")) << good.error();  // done handshakes are not cut
   EXPECT_EQ(handler_.opened, 1);
+}
+
+// RFC 6066 section 3: SNI naming a host the server does not serve is
+// refused with unrecognized_name (not answered with the wrong
+// certificate); the right name, a wildcard match and no SNI at all (a
+// client that connects by address) are served.
+TEST_P(Tls, WrongServerNameIsRefusedWithUnrecognizedName) {
+  TlsOptions t = server_tls();
+  t.server_names = {"localhost", "*.sluice.test"};
+  start(t);
+  const std::string port = std::to_string(server_->port());
+  const std::string base = "(printf 'hi\\n'; sleep 1) | timeout 20 /usr/bin/openssl s_client "
+                           "-connect 127.0.0.1:" + port + " -no_ign_eof ";
+  const std::string wrong = run(base + "-servername wrong.example");
+  EXPECT_NE(wrong.find("unrecognized name"), std::string::npos) << wrong;
+  EXPECT_EQ(wrong.find("\nhi"), std::string::npos) << wrong;
+  const std::string wild = run(base + "-servername api.sluice.test");
+  EXPECT_NE(wild.find("\nhi"), std::string::npos) << wild;
+  const std::string deep = run(base + "-servername a.b.sluice.test");
+  EXPECT_NE(deep.find("unrecognized name"), std::string::npos) << deep;
+  const std::string none = run(base + "-noservername");
+  EXPECT_NE(none.find("\nhi"), std::string::npos) << none;
+  // Python's ssl module as the other independent client.
+  const std::string py = run(
+      "timeout 20 /usr/bin/python3 -c \"import socket, ssl\n"
+      "c = ssl.create_default_context(cafile='" + tls_files().ca + "')\n"
+      "c.check_hostname = False\n"
+      "try:\n"
+      "  c.wrap_socket(socket.create_connection(('127.0.0.1', " + port + ")), "
+      "server_hostname='wrong.example')\n"
+      "  print('connected')\n"
+      "except ssl.SSLError as e:\n"
+      "  print('refused', e)\n\"");
+  EXPECT_NE(py.find("UNRECOGNIZED_NAME"), std::string::npos) << py;
+  EXPECT_TRUE(wait_for([&] { return server_->tls_stats().failed == 3; }))
+      << server_->tls_stats().failed;
+  EXPECT_EQ(server_->tls_stats().handshakes, 2u);
+  EXPECT_EQ(handler_.opened, 2);  // the refused ones never reached the handler
+}
+
+// A TCP FIN without close_notify (a truncation: a forged FIN could cut a
+// read-to-EOF stream short) is reported; an orderly TLS close is not.
+TEST_P(Tls, EofWithoutCloseNotifyIsReportedAsTruncation) {
+  start();
+  const std::string port = std::to_string(server_->port());
+  // SSLSocket.shutdown() drops the TLS layer and sends a bare FIN;
+  // unwrap() sends close_notify and waits for the server's.
+  const std::string py = run(
+      "timeout 20 /usr/bin/python3 -c \"import socket, ssl\n"
+      "c = ssl.create_default_context(cafile='" + tls_files().ca + "')\n"
+      "def one(orderly):\n"
+      "  s = c.wrap_socket(socket.create_connection(('127.0.0.1', " + port + ")), "
+      "server_hostname='localhost')\n"
+      "  s.sendall(b'ping')\n"
+      "  assert s.recv(4) == b'ping'\n"
+      "  if orderly:\n"
+      "    s.unwrap().close()\n"
+      "  else:\n"
+      "    s.shutdown(socket.SHUT_WR)\n"
+      "    s.settimeout(5)\n"
+      "    while s.recv(4096): pass\n"
+      "    s.close()\n"
+      "one(True); one(False)\n"
+      "print('done')\n\"");
+  EXPECT_NE(py.find("done"), std::string::npos) << py;
+  EXPECT_TRUE(wait_for([&] { return handler_.closed == 2; }));
+  EXPECT_EQ(handler_.truncated, 1);
+  EXPECT_EQ(server_->tls_stats().truncated, 1u);
+  EXPECT_EQ(server_->tls_stats().handshakes, 2u);
 }
 
 // sluice's own Client over TLS on the same back end: echo, resumption on
