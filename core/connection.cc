@@ -13,6 +13,7 @@
 #include <spdlog/spdlog.h>
 
 #include "core/event_loop.h"
+#include "core/loop_stats.h"
 #include "core/net.h"
 #include "core/tls_state.h"
 
@@ -87,6 +88,8 @@ int Connection::shut_write() {
 
 int Connection::start() {
   int rc = shared_.tls ? tls_start() : 0;
+  // Before attach: the header is awaited from the first byte on.
+  proxy_pending_ = shared_.proxy != ProxyProtocol::kOff && fd() >= 0;
   if (rc == 0) rc = ops().attach(*this);
   if (rc < 0) {
     if (fd() >= 0) ::close(fd());
@@ -94,6 +97,11 @@ int Connection::start() {
     return rc;
   }
   attached_ = true;
+  if (proxy_pending_) {
+    // The header's deadline on the idle timer's node: idle detection
+    // starts only with on_open (proxy_open() or tls_open()).
+    idle_timer_ = loop_.run_after(shared_.proxy_timeout, [this] { on_proxy_deadline(); });
+  }
   if (tls_) {
     // The handshake first: on_open (and idle detection) once it is done,
     // and a deadline for a peer that never finishes it.
@@ -104,6 +112,7 @@ int Connection::start() {
     tls_wrote(before);
     return 0;
   }
+  if (proxy_pending_) return 0;  // on_open once the header is in
   if (idle_on_) {
     idle_.start(idle_.options(), loop_.clock());  // the clocks start now
     arm_idle();
@@ -133,17 +142,24 @@ bool Connection::send(std::string_view payload) {
     return false;
   }
   queued(out.readable() - before);
+  if (LoopStats* st = shared_.stats) st->messages_out.add();
   return true;
 }
 
 bool Connection::send_unreliable(std::string_view payload) {
   if (state_ != State::kOpen || shutdown_wanted_ || !attached_) return false;
-  return ops().send_unreliable(*this, payload);
+  if (!ops().send_unreliable(*this, payload)) return false;
+  if (LoopStats* st = shared_.stats) st->messages_out.add();
+  return true;
 }
 
 void Connection::on_datagram(const io::Datagram& d) {
   if (state_ != State::kOpen) return;
   if (idle_on_) idle_.on_read(loop_.clock());
+  if (LoopStats* st = shared_.stats) {
+    st->bytes_in.add(d.data.size());
+    st->messages_in.add();
+  }
   handler().on_message(*this, d.data);
 }
 
@@ -151,6 +167,7 @@ bool Connection::send_raw(std::string_view bytes) {
   // A message transport: the bytes are one message, framed like send()'s.
   if (shared_.ops && codec()) return send(bytes);
   if (state_ != State::kOpen || shutdown_wanted_ || !admit(bytes.size())) return false;
+  if (LoopStats* st = shared_.stats) st->messages_out.add();
   if (bytes.empty()) return true;
   if (tls_) {  // plaintext waits for the handshake and the next flush
     tls_->plain.append(bytes);
@@ -189,6 +206,10 @@ bool Connection::send_raw_now(std::string_view bytes) {
   // A failure (n < 0) is left for update(), which meets it again and
   // reports it the usual way (on_error), as flush_span() does.
   const size_t done = n > 0 ? static_cast<size_t>(n) : 0;
+  if (LoopStats* st = shared_.stats) {  // never queued, so progress() does not see it
+    st->messages_out.add();
+    st->bytes_out.add(done);
+  }
   if (done > 0 && idle_on_) idle_.on_write(loop_.clock());
   if (done == bytes.size()) return true;
   output().append(bytes.substr(done));
@@ -314,11 +335,13 @@ void Connection::schedule_flush() {
 }
 
 void Connection::on_input(std::string_view data) {
+  if (proxy_pending_) return proxy_input(data);
   if (tls_) return tls_input(data);
   plain_input(data);
 }
 
 void Connection::plain_input(std::string_view data) {
+  if (LoopStats* st = shared_.stats) st->bytes_in.add(data.size());
   // Frames are decoded where they lie: in the back end's read buffer, or
   // in leftover_ when an incomplete frame was kept from an earlier read
   // (then the new bytes join it there).
@@ -359,18 +382,26 @@ size_t Connection::consume_input(std::string_view view) {
     discard_input(view.size());  // closing: what the peer still sends is dropped
     return view.size();
   }
+  LoopStats* const st = shared_.stats;
   if (!codec()) {
+    if (st) st->messages_in.add();
     handler().on_message(*this, view);
     return view.size();
   }
   if (!decoder_) decoder_ = codec()->new_decoder();
   size_t used = 0;
+  // Frames are counted once per read, not once per frame: the loop's
+  // counter stays out of the per-frame path.
+  uint64_t frames = 0;
   codec::CodecErrc err =
-      codec::drain_frames(*decoder_, view, &used, [this](std::string_view frame) {
+      codec::drain_frames(*decoder_, view, &used, [this, &frames](std::string_view frame) {
+        ++frames;
         handler().on_message(*this, frame);
         return state_ == State::kOpen;
       });
+  if (st) st->messages_in.add(frames);
   if (err != codec::CodecErrc::kNone) {
+    if (st) st->frame_errors.add();
     // Reported to the handler (on_close with kFrameError and this detail),
     // which decides how loudly to log it: one line per dropped peer.
     close_detail_ = std::make_unique<std::string>(
@@ -409,6 +440,7 @@ void Connection::on_sent(size_t n) { progress(n); }
 
 // n bytes owed went to the kernel (on_sent, or sent inline by flush_span).
 void Connection::progress(size_t n) {
+  if (LoopStats* st = shared_.stats) st->bytes_out.add(n);
   if (idle_on_) idle_.on_write(loop_.clock());
   pending_ -= n;
   if (backpressured_ && pending_ <= limits().low_water) {
@@ -424,6 +456,11 @@ void Connection::on_eof() {
   if (tls_) tls_check_truncation();
   peer_shut_ = true;
   update_reading();
+  // A peer that closes before its PROXY header is done; one that sent
+  // nothing at all (a balancer's TCP health check) is not worth a line.
+  if (proxy_pending_ && state_ == State::kOpen) {
+    proxy_fail("peer closed before the header was complete", leftover_.empty(), false);
+  }
   // TLS: a peer that gives up half way through the handshake is a failed
   // one (after peer_shut_: nothing to linger for).
   if (tls_ && !tls_->opened && !tls_->failed && state_ == State::kOpen) {

@@ -101,6 +101,21 @@
 // so, and it is counted (Owner::tls_done(kTruncated)). The TLS state is
 // one pointer here, made at start() for TLS connections only.
 //
+// PROXY protocol (Shared::proxy not kOff; core/proxy_protocol.h,
+// docs/OPERATIONS.md): a balancer's header comes first, before TLS and
+// before the codec. Until it is parsed the connection is "proxy pending":
+// its bytes are parsed where they lie (a split header waits in leftover_,
+// the buffer an incomplete frame would use, so a pending connection costs
+// one bit and that buffer), the handler has heard nothing, and the header
+// deadline runs on the idle timer's node (idle detection starts with
+// on_open). Once parsed, peer_addr() is the client the header names
+// (LOCAL, UNKNOWN, UNSPEC or no header in kOptional: the socket's peer),
+// the owner may refuse it (Owner::proxy_done: per-source limits), and the
+// bytes after the header go on to TLS or the codec unchanged. A bad or
+// missing (kRequired) header, a peer that closes first or one that is
+// not done by Shared::proxy_timeout end with one rate-limited log line,
+// and the handler never hears of the connection (no on_close either).
+//
 // Re-entrancy (what may call the handler back before returning):
 //  * send(), send_raw(), set_reading(), set_idle(): never.
 //  * close(), abort(), shutdown(): may run on_close before returning (the
@@ -124,6 +139,7 @@
 #include "core/handler.h"
 #include "core/idle_state.h"
 #include "core/net.h"
+#include "core/proxy_protocol.h"
 #include "core/state_slot.h"
 #include "core/timer_queue.h"
 #include "core/tls_context.h"
@@ -132,6 +148,7 @@
 namespace sluice {
 
 class EventLoop;
+struct LoopStats;
 
 // What a connection does when a send() would take its output past
 // ConnectionLimits::max_output.
@@ -206,6 +223,16 @@ class Connection final : public io::Channel {
     // (unless TlsOptions::server_name says otherwise).
     const TlsContext* tls = nullptr;
     std::string tls_host{};
+    // Where this loop's connections count bytes, messages, frame errors
+    // and idle events (core/loop_stats.h); null: not counted (Client).
+    // Written by the loop thread only.
+    LoopStats* stats = nullptr;
+    // PROXY protocol header on every connection (see "PROXY protocol"
+    // above): the mode, how long a peer has to send it, and the largest
+    // v2 header accepted (ServerOptions::proxy_*). Sockets only.
+    ProxyProtocol proxy = ProxyProtocol::kOff;
+    std::chrono::milliseconds proxy_timeout{5000};
+    size_t proxy_max_header = 4096;
   };
 
   class Owner {
@@ -220,6 +247,15 @@ class Connection final : public io::Channel {
     virtual void tls_done(Connection& conn, TlsEvent event) {
       (void)conn;
       (void)event;
+    }
+    // The PROXY header was read: peer_addr() is now the client it named
+    // (or the socket's peer, see "PROXY protocol"). False refuses the
+    // connection: it is aborted (the owner may set SO_LINGER for a reset
+    // first), still proxy_pending(), and the handler never hears of it.
+    // Optional; loop thread.
+    virtual bool proxy_done(Connection& conn) {
+      (void)conn;
+      return true;
     }
 
    protected:
@@ -246,6 +282,9 @@ class Connection final : public io::Channel {
   std::string peer() const { return peer_.str(); }
   const PeerAddr& peer_addr() const { return peer_; }
   bool is_open() const { return state_ == State::kOpen; }
+  // PROXY protocol: the header is still awaited, or was bad or refused
+  // (the handler has not heard on_open). False without the protocol.
+  bool proxy_pending() const { return proxy_pending_; }
   // Whether the handler may still hear from this connection: on_close has
   // not run (it is open, or closing and flushing what it owes).
   bool alive() const { return state_ < State::kDetaching; }
@@ -382,7 +421,13 @@ class Connection final : public io::Channel {
   void tls_encrypt();
   bool tls_notify();
   void on_tls_deadline();
-  // Whether the handler has heard on_open (always, without TLS).
+  // PROXY protocol (core/connection_proxy.cc).
+  void proxy_input(std::string_view data);
+  bool proxy_accept(const ProxyHeader* header);
+  void proxy_open();
+  void proxy_fail(const std::string& why, bool quiet, bool drop_output);
+  void on_proxy_deadline();
+  // Whether the handler has heard on_open (always, without TLS or PROXY).
   bool handler_open() const;
   // Where send() queues: the TLS plaintext queue, or output().
   Buffer& send_queue();
@@ -398,7 +443,7 @@ class Connection final : public io::Channel {
   int shut_write();
   const ConnectionLimits& limits() const { return shared_.limits; }
 
-  // Flags are bit-fields: one 16-bit word instead of 11 bytes.
+  // Flags are bit-fields: one 16-bit word instead of 12 bytes.
   // Member order is for the cache: what every message touches (state,
   // flags, byte counts, the shared handler/codec, the decoder, the idle
   // clocks) comes first, right after Channel's, and what only opening and
@@ -421,6 +466,8 @@ class Connection final : public io::Channel {
   // A send() went over max_output: sends are refused from now on (and,
   // with OutputPolicy::kClose, an abort is on its way).
   bool overflowed_ : 1 = false;
+  // PROXY protocol: the header is not accepted yet (see proxy_pending()).
+  bool proxy_pending_ : 1 = false;
   CloseReason reason_ = CloseReason::kPeerClosed;  // 1 byte, in what was padding
   // Peer input discarded in this closing phase (flushing, then lingering;
   // saturating). Sits in what was padding, so lingering costs no

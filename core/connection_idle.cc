@@ -12,6 +12,7 @@
 #include "core/connection.h"
 #include "core/event_loop.h"
 #include "core/log.h"
+#include "core/loop_stats.h"
 #include "core/net.h"
 
 namespace sluice {
@@ -22,7 +23,8 @@ void Connection::set_idle(const IdleOptions& options) {
   idle_on_ = options.enabled();
   idle_.start(options, loop_.clock());
   if (!idle_on_) {
-    stop_idle();
+    // Before on_open the node may be the PROXY header's deadline: keep it.
+    if (handler_open()) stop_idle();
   } else if (attached_ && state_ < State::kDetaching && handler_open()) {
     arm_idle();  // TLS: not before the handshake is done (tls_open() arms it)
   }
@@ -69,6 +71,9 @@ void Connection::on_idle_timer() {
     }
   }
   const IdleState::Fired fired = idle_.poll(now);
+  if (LoopStats* st = shared_.stats) {
+    for (size_t i = 0; i < fired.count; ++i) st->idle[static_cast<size_t>(fired.kinds[i])].add();
+  }
   for (size_t i = 0; i < fired.count && state_ < State::kDetaching; ++i) {
     handler().on_idle(*this, fired.kinds[i]);
   }

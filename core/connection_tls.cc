@@ -27,7 +27,9 @@ char* plain_buffer() {
 }
 }  // namespace
 
-bool Connection::handler_open() const { return !tls_ || tls_->opened; }
+bool Connection::handler_open() const {
+  return !proxy_pending_ && (!tls_ || tls_->opened);
+}
 
 bool Connection::tls_established() const { return tls_ && tls_->opened; }
 

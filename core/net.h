@@ -123,6 +123,10 @@ int tcp_progress(int fd, TcpProgress* out);
 // yet, -errno when unknown (not TCP).
 int tcp_fin_acked(int fd);
 
+// The kernel's smoothed RTT estimate for a TCP connection (TCP_INFO
+// tcpi_rtt, microseconds), or -errno (not TCP).
+int64_t tcp_rtt_us(int fd);
+
 // Whether the socket's receive queue holds input not read yet (FIONREAD:
 // TCP bytes, or a UDP datagram). Idle detection asks it too: input the
 // kernel holds means the peer was not idle, however far behind the reader.

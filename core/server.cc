@@ -14,6 +14,7 @@
 #include <spdlog/spdlog.h>
 
 #include "base/sys.h"
+#include "core/loop_lag.h"
 #include "core/ktls_probe.h"
 
 namespace sluice {
@@ -88,6 +89,10 @@ struct Server::Slot final : Connection::Owner, TransportHost {
         index(i),
         shared{s.handler_, *this, s.codec_.get(), s.options_.limits, s.options_.idle_close} {
     shared.tls = s.tls_.get();
+    shared.stats = s.loop_stats_.at(i).get();
+    shared.proxy = s.options_.proxy_protocol;
+    shared.proxy_timeout = s.options_.proxy_header_timeout;
+    shared.proxy_max_header = s.options_.proxy_header_max;
   }
 
   // TransportHost.
@@ -101,9 +106,12 @@ struct Server::Slot final : Connection::Owner, TransportHost {
     auto it = conns.find(conn.id());
     if (it == conns.end()) return;
     const PeerAddr peer = conn.peer_addr();
+    // A connection still waiting for its PROXY header (or refused after
+    // it) took no per-source hold.
+    const bool held = !conn.proxy_pending();
     loop->destroy_later(std::move(it->second));
     conns.erase(it);
-    server.forget(peer);
+    server.forget(peer, held);
     maybe_quit();
   }
 
@@ -114,6 +122,8 @@ struct Server::Slot final : Connection::Owner, TransportHost {
   void tls_done(Connection&, TlsEvent event) override {
     server.tls_events_[static_cast<size_t>(event)].fetch_add(1, std::memory_order_relaxed);
   }
+
+  bool proxy_done(Connection& conn) override { return server.admit_proxied(conn, *this); }
 
   void maybe_quit() {
     if (!stopping || !conns.empty()) return;
@@ -144,9 +154,11 @@ struct Server::Slot final : Connection::Owner, TransportHost {
   // ServerOptions::transport: this loop's, in place of the acceptor.
   std::unique_ptr<Transport> transport;
   bool transport_released = false;
+  LagProbe lag_probe;  // ServerOptions::lag_probe; stopped before the loop goes
 };
 
 void Server::Acceptor::on_accept_error(int err) {
+  server_.accept_errors_.fetch_add(1, std::memory_order_relaxed);
   size_t shed = 0;
   if (err == -EMFILE || err == -ENFILE) shed = shed_pending();
   // Log at most once a second: EMFILE under load would otherwise flood.
@@ -194,6 +206,11 @@ int Server::start(std::string* error) {
     }
     codec_ = options_.transport->codec();
   }
+  if (options_.proxy_protocol != ProxyProtocol::kOff && options_.transport) {
+    if (error) *error = "PROXY protocol: TCP only (not over " +
+                        std::string(options_.transport->name()) + ")";
+    return -EINVAL;
+  }
   if (options_.tls) {
     if (options_.transport) {
       if (error) *error = "tls: TCP only (not over " + std::string(options_.transport->name()) + ")";
@@ -211,6 +228,9 @@ int Server::start(std::string* error) {
                  ktls.available ? "; offload is not built" : "");
   }
 
+  while (loop_stats_.size() < options_.threads) {
+    loop_stats_.push_back(std::make_unique<LoopStats>());
+  }
   for (size_t i = 0; i < options_.threads; ++i) {
     auto loop = EventLoop::create(options_.backend_factory, i, options_.io, options_.io_options, error);
     if (!loop) {
@@ -285,9 +305,13 @@ void Server::launch_loops() {
     // the thread that drove it.
     s->thread = std::thread([this, s, posted] {
       s->loop->run([this, s] {
+        if (options_.lag_probe > Clock::duration::zero()) {
+          s->lag_probe.start(*s->loop, s->shared.stats->loop_lag, options_.lag_probe);
+        }
         handler_.on_loop_start(*s->loop, s->index);
         if (s->transport) s->transport->start(*s);
       });
+      s->lag_probe.stop();
       // post() touches the loop after queueing its task, so the loop may
       // only be destroyed once stop() has finished posting to it.
       posted.wait();
@@ -304,7 +328,7 @@ void Server::on_accepted(int fd) {
   // connections are still on their way to their loops.
   accepted_.fetch_add(1, std::memory_order_relaxed);
   PeerAddr peer;
-  if (sources_) {
+  if (admits_at_accept()) {
     peer = PeerAddr::of(fd);
     if (!admit_source(peer, *slots_[0])) {
       // A reset: the abuser's connection leaves no FIN_WAIT or TIME_WAIT
@@ -317,8 +341,9 @@ void Server::on_accepted(int fd) {
   }
   const size_t live = live_.fetch_add(1, std::memory_order_relaxed);
   if (options_.max_connections != 0 && live >= options_.max_connections) {
-    forget(peer);
+    forget(peer, admits_at_accept());
     refused_.fetch_add(1, std::memory_order_relaxed);
+    refused_limit_.fetch_add(1, std::memory_order_relaxed);
     ::close(fd);
     if (uint64_t skipped = 0; refusal_log_.allow(slots_[0]->loop->clock(), &skipped)) {
       spdlog::warn("max connections ({}) reached: closed {} new connections "
@@ -354,9 +379,24 @@ bool Server::admit_source(const PeerAddr& peer, Slot& slot) {
   return false;
 }
 
-void Server::forget(const PeerAddr& peer) {
+bool Server::admits_at_accept() const {
+  return sources_ && options_.proxy_protocol == ProxyProtocol::kOff;
+}
+
+// PROXY protocol: the header named the client (conn.peer_addr()); the
+// per-source limits apply to it now, as admit_source() does at accept
+// without the protocol (the socket's address is the balancer's).
+bool Server::admit_proxied(Connection& conn, Slot& slot) {
+  if (!sources_ || admit_source(conn.peer_addr(), slot)) return true;
+  // A reset, as at accept: no FIN handshake or TIME_WAIT kept for it.
+  const linger reset{1, 0};
+  ::setsockopt(conn.fd(), SOL_SOCKET, SO_LINGER, &reset, sizeof reset);
+  return false;
+}
+
+void Server::forget(const PeerAddr& peer, bool held) {
   live_.fetch_sub(1, std::memory_order_relaxed);
-  if (!sources_) return;
+  if (!sources_ || !held) return;
   std::lock_guard lock(sources_mu_);
   sources_->release(peer);
 }
@@ -372,8 +412,9 @@ Connection* Server::adopt_peer(Slot& slot, const PeerAddr& peer) {
   if (sources_ && !admit_source(peer, slot)) return nullptr;
   const size_t live = live_.fetch_add(1, std::memory_order_relaxed);
   if (options_.max_connections != 0 && live >= options_.max_connections) {
-    forget(peer);
+    forget(peer, true);
     refused_.fetch_add(1, std::memory_order_relaxed);
+    refused_limit_.fetch_add(1, std::memory_order_relaxed);
     if (uint64_t skipped = 0; slot.refusal_log.allow(slot.loop->clock(), &skipped)) {
       spdlog::warn("max connections ({}) reached: refused {} {} peers since last report",
                    options_.max_connections, skipped + 1, options_.transport->name());
@@ -387,13 +428,14 @@ Connection* Server::adopt_peer(Slot& slot, const PeerAddr& peer) {
 void Server::adopt(Slot& slot, int fd, const PeerAddr& peer) {
   if (slot.stopping) {
     ::close(fd);
-    forget(peer);  // counted in on_accepted
+    forget(peer, admits_at_accept());  // counted in on_accepted
     return;
   }
   const uint64_t id = slot.next_id();
-  // With per-source limits, the address the hold was taken for.
-  start_connection(slot, sources_ ? std::make_unique<Connection>(*slot.loop, fd, peer, id, slot.shared)
-                                  : std::make_unique<Connection>(*slot.loop, fd, id, slot.shared));
+  // With per-source limits at accept, the address the hold was taken for.
+  start_connection(slot, admits_at_accept()
+                             ? std::make_unique<Connection>(*slot.loop, fd, peer, id, slot.shared)
+                             : std::make_unique<Connection>(*slot.loop, fd, id, slot.shared));
 }
 
 Connection* Server::start_connection(Slot& slot, std::unique_ptr<Connection> owned) {
@@ -406,12 +448,19 @@ Connection* Server::start_connection(Slot& slot, std::unique_ptr<Connection> own
                  conn.peer(), io_name_, std::strerror(-rc));
     auto it = slot.conns.find(id);
     const PeerAddr peer = conn.peer_addr();
+    const bool held = !conn.proxy_pending();
     slot.loop->destroy_later(std::move(it->second));  // closes the fd
     slot.conns.erase(it);
-    forget(peer);
+    forget(peer, held);
     return nullptr;
   }
   return &conn;
+}
+
+ServerLoopTotals Server::loop_totals() const {
+  ServerLoopTotals t;
+  for (const auto& s : loop_stats_) s->add_to(t);
+  return t;
 }
 
 LingerStats Server::linger_stats() const {
@@ -563,7 +612,9 @@ bool Server::visit(std::function<void(size_t, Connection&)> fn, std::function<vo
       list.swap(s->scratch);
       for (auto& [id, conn] : s->conns) list.push_back(conn.get());
       for (Connection* c : list) {
-        if (c->is_open()) job->fn(s->index, *c);
+        // Not one still waiting for its PROXY header: its handler has
+        // not heard on_open, and its address is not the client's yet.
+        if (c->is_open() && !c->proxy_pending()) job->fn(s->index, *c);
       }
       list.clear();
       s->scratch.swap(list);

@@ -27,8 +27,10 @@
 //  * start(), stop() and the destructor: a thread that is not one of the
 //    server's loop threads (typically main). stop() is idempotent.
 //  * port(), io_name(), connection_count(), accepted_count(),
-//    refused_count(), source_stats(), loop_count(): any thread after
-//    start().
+//    refused_count(), refused_by_limit_count(), accept_error_count(),
+//    source_stats(), loop_totals(), loop_count(): any thread after
+//    start(), until the destructor (after stop() they keep the final
+//    figures).
 //  * run_on(), for_each(), gather(), broadcast(), post(), run_after(),
 //    run_every(), cancel_timer(): any thread, any time (safe during and
 //    after stop(): they return false then).
@@ -60,6 +62,7 @@
 #include "core/handler.h"
 #include "core/idle_state.h"
 #include "core/log.h"
+#include "core/loop_stats.h"
 #include "core/net.h"
 #include "core/source_limit.h"
 #include "core/transport.h"
@@ -115,6 +118,23 @@ struct ServerOptions {
   // handler (one rate-limited log line; counted in tls_stats()). TCP
   // only: with a transport it fails start() with -EINVAL.
   std::optional<TlsOptions> tls{};
+  // Loop lag (core/loop_lag.h): each loop samples how late it runs a
+  // timer this often, into loop_totals().loop_lag. Zero: off.
+  Clock::duration lag_probe{0};
+  // PROXY protocol header from a balancer in front (core/proxy_protocol.h;
+  // docs/OPERATIONS.md, "PROXY protocol"). Only behind a trusted balancer:
+  // the header sets the address the server believes, and kOptional lets
+  // any direct client send one. The header is read before TLS and before
+  // the handler hears on_open; from then on Connection::peer_addr(),
+  // peer() in log lines and the per-source limits use the client it
+  // names. Per-source limits then apply once the header is in, not at
+  // accept (the socket's address is the balancer's): a refused connection
+  // is reset. A connection without a usable header within
+  // proxy_header_timeout is cut off; a v2 header over proxy_header_max
+  // bytes (at least 232, at most 64 KiB + 16) is refused. TCP only.
+  ProxyProtocol proxy_protocol = ProxyProtocol::kOff;
+  std::chrono::milliseconds proxy_header_timeout{5000};
+  size_t proxy_header_max = 4096;
 };
 
 // A server timer (run_after/run_every); 0 is never a valid one.
@@ -144,8 +164,19 @@ class Server {
   size_t connection_count() const { return live_.load(std::memory_order_relaxed); }
   // Connections accepted since start() (the refused ones included).
   uint64_t accepted_count() const { return accepted_.load(std::memory_order_relaxed); }
-  // Connections closed at accept because of max_connections.
+  // Connections closed at accept: max_connections and the per-source
+  // limits together.
   uint64_t refused_count() const { return refused_.load(std::memory_order_relaxed); }
+  // Of those, the ones closed because of max_connections (the rest are
+  // source_stats().over_cap + over_rate).
+  uint64_t refused_by_limit_count() const {
+    return refused_limit_.load(std::memory_order_relaxed);
+  }
+  // Failed accept() calls on the listening socket (EMFILE, ENOBUFS ...).
+  uint64_t accept_error_count() const { return accept_errors_.load(std::memory_order_relaxed); }
+  // Bytes, messages, frame errors, idle events and loop lag, summed over
+  // the loops (core/loop_stats.h): the loops count, this only reads.
+  ServerLoopTotals loop_totals() const;
   // The per-source limiter's counters (all zero when per_source is off).
   SourceLimitStats source_stats() const;
   const codec::Codec* codec() const { return codec_.get(); }
@@ -211,8 +242,13 @@ class Server {
   void on_accepted(int fd);
   // Per-source admission of a new connection (hold until forget()).
   bool admit_source(const PeerAddr& peer, Slot& slot);
-  // A counted connection is gone: live_ and its source's hold.
-  void forget(const PeerAddr& peer);
+  // A counted connection is gone: live_, and its source's hold if it took
+  // one (held).
+  void forget(const PeerAddr& peer, bool held);
+  // Whether per-source admission happens at accept (with PROXY protocol
+  // it waits for the header: admit_proxied()).
+  bool admits_at_accept() const;
+  bool admit_proxied(Connection& conn, Slot& slot);
   void adopt(Slot& slot, int fd, const PeerAddr& peer);
   Connection* adopt_peer(Slot& slot, const PeerAddr& peer);
   Connection* start_connection(Slot& slot, std::unique_ptr<Connection> conn);
@@ -245,7 +281,13 @@ class Server {
   // max_connections check cannot be overrun by a burst.
   std::atomic<size_t> live_{0};
   std::atomic<uint64_t> refused_{0};
+  std::atomic<uint64_t> refused_limit_{0};  // the part of refused_ due to max_connections
   std::atomic<uint64_t> accepted_{0};
+  std::atomic<uint64_t> accept_errors_{0};
+  // One per loop, made by start() before the loops run and kept until the
+  // destructor, so loop_totals() may read them even while stop() tears
+  // the loops down.
+  std::vector<std::unique_ptr<LoopStats>> loop_stats_;
   // Indexed by LingerEvent; bumped by the loops (relaxed: counters only).
   std::atomic<uint64_t> linger_[5] = {};
   // Indexed by TlsEvent; bumped by the loops.

@@ -25,6 +25,14 @@ int tcp_progress(int fd, TcpProgress* out) {
   return 0;
 }
 
+int64_t tcp_rtt_us(int fd) {
+  tcp_info info;
+  std::memset(&info, 0, sizeof info);
+  socklen_t len = sizeof info;
+  if (::getsockopt(fd, IPPROTO_TCP, TCP_INFO, &info, &len) < 0) return -errno;
+  return info.tcpi_rtt;
+}
+
 int tcp_fin_acked(int fd) {
   tcp_info info;
   std::memset(&info, 0, sizeof info);

@@ -11,6 +11,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstdio>
 #include <fstream>
@@ -33,6 +34,16 @@ struct alignas(64) Supervisor::Slot {
   std::atomic<uint64_t> messages{0};
 };
 static_assert(std::atomic<uint64_t>::is_always_lock_free);
+
+Supervisor::Slot* Supervisor::slot(size_t i) const {
+  if (slots_ == nullptr || i >= options_.count) return nullptr;
+  return reinterpret_cast<Slot*>(static_cast<char*>(slots_) + i * slot_stride_);
+}
+
+std::atomic<uint64_t>* Supervisor::words(size_t i) const {
+  Slot* s = slot(i);
+  return s == nullptr ? nullptr : reinterpret_cast<std::atomic<uint64_t>*>(s + 1);
+}
 
 struct Supervisor::Worker {
   explicit Worker(size_t i, const WorkerOptions& o)
@@ -94,10 +105,28 @@ void WorkerContext::ready() {
 }
 
 void WorkerContext::publish(const WorkerCounters& c) {
-  auto* slot = static_cast<Supervisor::Slot*>(slot_);
+  Supervisor::Slot* slot = sup_.slot(index_);
+  if (slot == nullptr) return;  // the sidecar has no counters
   slot->connections.store(c.connections, std::memory_order_relaxed);
   slot->accepted.store(c.accepted, std::memory_order_relaxed);
   slot->messages.store(c.messages, std::memory_order_relaxed);
+}
+
+void WorkerContext::publish_words(std::span<const uint64_t> in) {
+  std::atomic<uint64_t>* w = sup_.words(index_);
+  if (w == nullptr) return;
+  const size_t n = std::min(in.size(), sup_.options_.extra_words);
+  for (size_t i = 0; i < n; ++i) w[i].store(in[i], std::memory_order_relaxed);
+}
+
+bool WorkerContext::read_words(size_t worker, std::span<uint64_t> out) const {
+  const std::atomic<uint64_t>* w = sup_.words(worker);
+  if (w == nullptr) return false;
+  const size_t n = std::min(out.size(), sup_.options_.extra_words);
+  for (size_t i = 0; i < out.size(); ++i) {
+    out[i] = i < n ? w[i].load(std::memory_order_relaxed) : 0;
+  }
+  return true;
 }
 
 int WorkerContext::serve(const std::function<WorkerCounters()>& sample) {
@@ -114,7 +143,8 @@ int WorkerContext::serve(const std::function<WorkerCounters()>& sample) {
 
 Supervisor::Supervisor(WorkerOptions options, WorkerMain main)
     : options_(options), main_(std::move(main)) {
-  for (size_t i = 0; i < options_.count; ++i) {
+  const size_t processes = options_.count + (options_.sidecar ? 1 : 0);
+  for (size_t i = 0; i < processes; ++i) {
     workers_.push_back(std::make_unique<Worker>(i, options_));
   }
 }
@@ -152,10 +182,13 @@ int Supervisor::spawn(size_t index) {
   Worker& w = *workers_[index];
   int fds[2];
   if (::pipe2(fds, O_CLOEXEC) < 0) return -errno;
-  auto* slot = &slots_[index];
-  slot->connections.store(0);
-  slot->accepted.store(0);
-  slot->messages.store(0);
+  if (Slot* slot = this->slot(index)) {
+    slot->connections.store(0);
+    slot->accepted.store(0);
+    slot->messages.store(0);
+    std::atomic<uint64_t>* w = words(index);
+    for (size_t i = 0; i < options_.extra_words; ++i) w[i].store(0);
+  }
   std::fflush(nullptr);  // or the child would print the parent's buffered output again
   const pid_t parent = ::getpid();
   const pid_t pid = ::fork();
@@ -184,10 +217,10 @@ int Supervisor::spawn(size_t index) {
     sigdelset(&mask, SIGUSR1);
     ::pthread_sigmask(SIG_SETMASK, &mask, nullptr);
     block_stop_signals();
-    WorkerContext ctx(index, options_.count, fds[1], slot, options_.publish_interval);
+    WorkerContext ctx(index, options_.count, fds[1], *this, options_.publish_interval);
     int rc = 1;
     try {
-      rc = main_(ctx);
+      rc = index < options_.count ? main_(ctx) : options_.sidecar(ctx);
     } catch (const std::exception& e) {
       spdlog::error("worker {}: {}", index, e.what());
     }
@@ -212,11 +245,13 @@ int Supervisor::start(std::string* error) {
   };
   if (options_.count == 0) return fail(-EINVAL, "workers: count must be at least 1");
   if (signal_fd_ >= 0) return fail(-EALREADY, "workers: already started");
-  slots_bytes_ = sizeof(Slot) * options_.count;
+  // Each slot starts on its own cache line (the writers stay apart).
+  slot_stride_ = (sizeof(Slot) + options_.extra_words * sizeof(uint64_t) + 63) / 64 * 64;
+  slots_bytes_ = slot_stride_ * options_.count;
   void* mem = ::mmap(nullptr, slots_bytes_, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS,
                      -1, 0);
   if (mem == MAP_FAILED) return fail(-errno, std::string("workers: mmap: ") + ::strerror(errno));
-  slots_ = static_cast<Slot*>(mem);
+  slots_ = mem;
 
   const sigset_t set = supervisor_signals();
   ::pthread_sigmask(SIG_BLOCK, &set, &saved_mask_);
@@ -227,7 +262,7 @@ int Supervisor::start(std::string* error) {
     ::pthread_sigmask(SIG_SETMASK, &saved_mask_, nullptr);
     return fail(-err, std::string("workers: signalfd: ") + ::strerror(err));
   }
-  for (size_t i = 0; i < options_.count; ++i) {
+  for (size_t i = 0; i < workers_.size(); ++i) {  // the sidecar last: it reads the others
     if (int rc = spawn(i); rc < 0) {
       return fail(rc, std::string("workers: fork: ") + ::strerror(-rc));
     }
@@ -300,7 +335,7 @@ void Supervisor::reap() {
       if (w.pid != pid) continue;
       w.pid = 0;
       w.last_exit = describe(status);
-      slots_[w.index].connections.store(0, std::memory_order_relaxed);
+      if (Slot* s = slot(w.index)) s->connections.store(0, std::memory_order_relaxed);
       if (stopping_) {
         const bool clean = WIFEXITED(status) && WEXITSTATUS(status) == 0;
         if (!clean) failed_ = true;
@@ -431,13 +466,14 @@ int Supervisor::run() {
 std::vector<WorkerStatus> Supervisor::status() const {
   std::vector<WorkerStatus> out;
   for (const auto& w : workers_) {
+    if (w->index >= options_.count) continue;  // the sidecar
     WorkerStatus s;
     s.index = w->index;
     s.pid = w->pid;
     s.starts = w->starts;
     s.last_exit = w->last_exit;
-    if (slots_ != nullptr) {
-      const Slot& c = slots_[w->index];
+    if (const Slot* cp = slot(w->index)) {
+      const Slot& c = *cp;
       s.counters.connections = c.connections.load(std::memory_order_relaxed);
       s.counters.accepted = c.accepted.load(std::memory_order_relaxed);
       s.counters.messages = c.messages.load(std::memory_order_relaxed);

@@ -31,7 +31,17 @@
 //    - SIGUSR1 logs one line of statistics per worker.
 //    It returns 0 when every worker exited 0 after the stop, else 1.
 //  * Statistics (counters()) come from a shared memory page each worker's
-//    serve() refreshes every `publish_interval`.
+//    serve() refreshes every `publish_interval`. Besides those three
+//    counters each worker's part of the page holds `extra_words` words of
+//    its own (publish_words(); a metrics sample, core/server_metrics.h).
+//  * A sidecar (WorkerOptions::sidecar, optional) is one more process,
+//    forked after the workers and supervised like them (ready() awaited
+//    by start(), restarted on exit, stopped with SIGTERM), that can read
+//    every worker's published words (read_words()): a metrics endpoint
+//    serving all workers from one port. It is a process, not a thread of
+//    the supervisor, because the supervisor must stay single-threaded to
+//    fork. Its WorkerContext::index() is `count`; it has no counters of
+//    its own and is left out of status(), counters() and summary().
 //  * Workers die with the supervisor (PR_SET_PDEATHSIG: SIGTERM, so they
 //    still drain).
 //
@@ -52,11 +62,15 @@
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <atomic>
 #include <memory>
+#include <span>
 #include <string>
 #include <vector>
 
 namespace sluice {
+
+class WorkerContext;
 
 struct WorkerOptions {
   size_t count = 2;
@@ -72,6 +86,10 @@ struct WorkerOptions {
   std::chrono::milliseconds stop_timeout{5000};
   // How often WorkerContext::serve() publishes the worker's counters.
   std::chrono::milliseconds publish_interval{200};
+  // Words of the shared page each worker may fill with publish_words().
+  size_t extra_words = 0;
+  // The sidecar's main (see above); empty: none.
+  std::function<int(WorkerContext&)> sidecar{};
 };
 
 // What a worker reports (its own meaning per server; zeros are fine).
@@ -100,6 +118,15 @@ class WorkerContext {
   void ready();
   // Publishes counters now (any time; serve() does it periodically).
   void publish(const WorkerCounters& c);
+  // Publishes up to WorkerOptions::extra_words words (the rest are
+  // ignored); each word is stored on its own (relaxed), so a reader may
+  // see some words of this call and some of the previous one. A worker
+  // calls it from its main thread (e.g. in serve()'s sample callback).
+  void publish_words(std::span<const uint64_t> words);
+  // Reads worker `worker`'s published words into `out` (zeros past
+  // extra_words, and for a worker not started yet). Any of the
+  // supervisor's processes; meant for the sidecar. False: no such worker.
+  bool read_words(size_t worker, std::span<uint64_t> out) const;
   // Blocks until SIGTERM/SIGINT (or the supervisor's death), publishing
   // sample() every publish_interval; returns the signal. Stop signals are
   // blocked in workers, so they arrive here and never kill a loop.
@@ -107,14 +134,14 @@ class WorkerContext {
 
  private:
   friend class Supervisor;
-  WorkerContext(size_t index, size_t count, int ready_fd, void* slot,
+  WorkerContext(size_t index, size_t count, int ready_fd, const Supervisor& sup,
                 std::chrono::milliseconds publish_interval)
-      : index_(index), count_(count), ready_fd_(ready_fd), slot_(slot),
+      : index_(index), count_(count), ready_fd_(ready_fd), sup_(sup),
         publish_interval_(publish_interval) {}
   size_t index_;
   size_t count_;
   int ready_fd_;
-  void* slot_;  // this worker's counters in the shared page
+  const Supervisor& sup_;  // this process's copy; its page is shared
   std::chrono::milliseconds publish_interval_;
 };
 
@@ -146,6 +173,9 @@ class Supervisor {
   friend class WorkerContext;  // writes its Slot
   struct Worker;
   struct Slot;  // one worker's counters in the shared mapping
+  // Worker i's slot (null for the sidecar's index), and its extra words.
+  Slot* slot(size_t i) const;
+  std::atomic<uint64_t>* words(size_t i) const;
 
   int spawn(size_t index);
   void reap();
@@ -160,8 +190,9 @@ class Supervisor {
   WorkerOptions options_;
   WorkerMain main_;
   std::vector<std::unique_ptr<Worker>> workers_;
-  Slot* slots_ = nullptr;  // mmap(MAP_SHARED): count slots, shared with the workers
+  void* slots_ = nullptr;  // mmap(MAP_SHARED): count slots, shared with the workers
   size_t slots_bytes_ = 0;
+  size_t slot_stride_ = 0;  // bytes per slot: the counters, then extra_words
   sigset_t saved_mask_{};  // before start(): restored at the end, and in workers
   int signal_fd_ = -1;
   bool stopping_ = false;

@@ -5,7 +5,7 @@ set -euo pipefail
 
 PACKAGES=(
   bazel-bootstrap g++ liburing-dev libfmt-dev libspdlog-dev libgtest-dev
-  libcli11-dev libbenchmark-dev libssl-dev zlib1g-dev netcat-openbsd socat procps libuv1-dev libboost-dev libevent-dev gnuplot-nox linux-perf libenet-dev libudt-dev
+  libcli11-dev libbenchmark-dev libssl-dev zlib1g-dev netcat-openbsd socat procps libuv1-dev libboost-dev libevent-dev gnuplot-nox linux-perf libenet-dev libudt-dev prometheus
 )
 PACKAGES+=("$@")
 

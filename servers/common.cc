@@ -81,9 +81,11 @@ void add_worker_flags(CLI::App& app, size_t& workers) {
 
 int run_workers(size_t count, std::chrono::milliseconds drain, const std::string& host,
                 uint16_t& port, int sock_type, WorkerMain main,
-                const std::function<std::string(uint16_t)>& listening_line) {
+                const std::function<std::string(uint16_t)>& listening_line,
+                WorkerMain sidecar, size_t extra_words) {
   WorkerOptions opts;
   opts.count = count;
+  opts.extra_words = extra_words;
   opts.stop_timeout = drain + std::chrono::seconds(3);
   int reserved = -1;
   if (port == 0) {
@@ -101,7 +103,14 @@ int run_workers(size_t count, std::chrono::milliseconds drain, const std::string
     spdlog::info("net.ipv4.tcp_migrate_req is 0 here: connections still queued on a worker "
                  "that exits are reset rather than moved to another worker");
   }
-  // A worker has no use for the reservation (its own socket holds the port).
+  // A worker has no use for the reservation (its own socket holds the port),
+  // nor has the sidecar.
+  if (sidecar) {
+    opts.sidecar = [sidecar = std::move(sidecar), reserved](WorkerContext& ctx) {
+      if (reserved >= 0) ::close(reserved);
+      return sidecar(ctx);
+    };
+  }
   Supervisor sup(opts, [main = std::move(main), reserved](WorkerContext& ctx) {
     if (reserved >= 0) ::close(reserved);
     return main(ctx);

@@ -44,9 +44,12 @@ bool resolve_io(std::string& name);
 // `listening_line(port)`) once every worker is ready, then supervises
 // until SIGTERM/SIGINT; workers still draining 3 s past `drain` are
 // killed. Returns main()'s exit code. Call it before any thread starts.
+// `sidecar` (optional): one more supervised process (WorkerOptions::sidecar),
+// with `extra_words` words per worker in the shared page.
 int run_workers(size_t count, std::chrono::milliseconds drain, const std::string& host,
                 uint16_t& port, int sock_type, WorkerMain main,
-                const std::function<std::string(uint16_t)>& listening_line);
+                const std::function<std::string(uint16_t)>& listening_line,
+                WorkerMain sidecar = {}, size_t extra_words = 0);
 
 // The --workers flag and its limits, shared by the bundled servers.
 void add_worker_flags(CLI::App& app, size_t& workers);

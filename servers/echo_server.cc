@@ -30,6 +30,8 @@
 #include "rudp/rudp.h"
 #include "servers/common.h"
 #include "servers/defense_flags.h"
+#include "servers/metrics_flags.h"
+#include "servers/proxy_flags.h"
 #include "servers/rudp_flags.h"
 #include "servers/rudp_stats_log.h"
 #include "servers/tls_flags.h"
@@ -38,6 +40,11 @@ namespace {
 
 class EchoHandler final : public sluice::Handler {
  public:
+  // One line per connection, so debug level: with --proxy-protocol it
+  // names the client the balancer's header names.
+  void on_open(sluice::Connection& conn) override {
+    spdlog::debug("conn #{} {}: open", conn.id(), conn.peer());
+  }
   void on_message(sluice::Connection& conn, std::string_view data) override {
     messages_.fetch_add(1, std::memory_order_relaxed);
     conn.send(data);
@@ -142,6 +149,10 @@ int main(int argc, char** argv) {
   sluice::servers::add_defense_flags(app, defense);
   sluice::servers::TlsFlags tls_flags;
   sluice::servers::add_tls_server_flags(app, tls_flags);
+  sluice::servers::MetricsFlags metrics_flags;
+  sluice::servers::add_metrics_flags(app, metrics_flags);
+  sluice::servers::ProxyFlags proxy_flags;
+  sluice::servers::add_proxy_flags(app, proxy_flags);
   app.add_option("--log-level", log_level, "trace|debug|info|warn|error")->capture_default_str();
   CLI11_PARSE(app, argc, argv);
 
@@ -155,6 +166,10 @@ int main(int argc, char** argv) {
     return 2;
   }
   if (std::string why = sluice::servers::check_defense_flags(defense); !why.empty()) {
+    std::fprintf(stderr, "echo_server: %s\n", why.c_str());
+    return 2;
+  }
+  if (std::string why = sluice::servers::check_proxy_flags(proxy_flags, proto); !why.empty()) {
     std::fprintf(stderr, "echo_server: %s\n", why.c_str());
     return 2;
   }
@@ -185,6 +200,11 @@ int main(int argc, char** argv) {
   }
   if (!sluice::servers::resolve_io(opts.io)) return 2;
 
+  if (proto == "udp" && metrics_flags.enabled) {
+    std::fprintf(stderr, "echo_server: --metrics-port: TCP and rudp only\n");
+    return 2;
+  }
+  if (metrics_flags.enabled) opts.lag_probe = std::chrono::milliseconds(100);
   if (proto == "udp" && copts.name != "raw") {
     std::fprintf(stderr, "echo_server: --proto udp takes --codec raw only (a datagram is a message)\n");
     return 2;
@@ -204,11 +224,15 @@ int main(int argc, char** argv) {
     sluice::servers::apply_rudp_defenses(defense, &opts, &rudp_opts);
   } else if (proto == "tcp") {
     sluice::servers::apply_tcp_defenses(defense, &opts);
+    sluice::servers::apply_proxy_flags(proxy_flags, &opts);
   }
   auto line = [&](uint16_t port, const std::string& io_name) {
     std::string s = "listening on " + opts.host + ":" + std::to_string(port) + " io=" + io_name +
                     " proto=" + proto + " codec=" + copts.name;
     if (opts.tls) s += " tls";
+    if (opts.proxy_protocol != sluice::ProxyProtocol::kOff) {
+      s += std::string(" proxy-protocol=") + sluice::to_string(opts.proxy_protocol);
+    }
     if (workers > 1) s += " workers=" + std::to_string(workers);
     return s;
   };
@@ -262,10 +286,28 @@ int main(int argc, char** argv) {
       std::fprintf(stderr, "echo_server: %s\n", error.c_str());
       return 1;
     }
+    auto sample = [&server, &rudp_log, rudp = proto == "rudp"] {
+      sluice::ServerSample s = sluice::sample_server(server);
+      if (rudp) {
+        s.has_rudp = 1;
+        s.rudp_retransmitted_bytes = rudp_log.retransmitted_bytes();
+        s.rudp_lost_packets = rudp_log.lost_packets();
+      }
+      return s;
+    };
+    std::unique_ptr<sluice::MetricsServer> metrics;  // one process: its own endpoint
+    if (ctx == nullptr && metrics_flags.enabled) {
+      metrics = sluice::servers::start_metrics(metrics_flags, sample, &error);
+      if (!metrics) {
+        std::fprintf(stderr, "echo_server: %s\n", error.c_str());
+        return 1;
+      }
+    }
     int sig;
     if (ctx != nullptr) {
       ctx->ready();
       sig = ctx->serve([&] {
+        if (metrics_flags.enabled) sluice::servers::publish_sample(*ctx, sample());
         return sluice::WorkerCounters{server.connection_count(), server.accepted_count(),
                                       handler.messages()};
       });
@@ -298,5 +340,6 @@ int main(int argc, char** argv) {
       workers, std::chrono::milliseconds(drain_ms), opts.host, opts.port,
       proto == "tcp" ? SOCK_STREAM : SOCK_DGRAM,
       [&](sluice::WorkerContext& ctx) { return serve(&ctx); },
-      [&](uint16_t port) { return line(port, opts.io); });
+      [&](uint16_t port) { return line(port, opts.io); },
+      sluice::servers::metrics_sidecar_main(metrics_flags), sluice::kServerSampleWords);
 }

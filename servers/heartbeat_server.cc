@@ -14,6 +14,7 @@
 // error (a frame error on the connection).
 #include <sys/socket.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <memory>
 #include <optional>
@@ -30,6 +31,8 @@
 #include "rudp/rudp.h"
 #include "servers/common.h"
 #include "servers/defense_flags.h"
+#include "servers/metrics_flags.h"
+#include "servers/proxy_flags.h"
 #include "servers/tls_flags.h"
 #include "servers/heartbeat_service.h"
 #include "servers/rudp_flags.h"
@@ -95,6 +98,10 @@ int main(int argc, char** argv) {
   sluice::servers::add_defense_flags(app, defense);
   sluice::servers::TlsFlags tls_flags;
   sluice::servers::add_tls_server_flags(app, tls_flags);
+  sluice::servers::MetricsFlags metrics_flags;
+  sluice::servers::add_metrics_flags(app, metrics_flags);
+  sluice::servers::ProxyFlags proxy_flags;
+  sluice::servers::add_proxy_flags(app, proxy_flags);
   app.add_option("--log-level", log_level, "trace|debug|info|warn|error")->capture_default_str();
   CLI11_PARSE(app, argc, argv);
 
@@ -114,6 +121,10 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "heartbeat_server: %s\n", why.c_str());
     return 2;
   }
+  if (std::string why = sluice::servers::check_proxy_flags(proxy_flags, proto); !why.empty()) {
+    std::fprintf(stderr, "heartbeat_server: %s\n", why.c_str());
+    return 2;
+  }
   std::optional<sluice::TlsOptions> tls;
   if (std::string err; sluice::servers::tls_enabled(tls_flags, &err)) {
     if (proto != "tcp") {
@@ -126,7 +137,12 @@ int main(int argc, char** argv) {
     return 2;
   }
 
+  if (proto == "udp" && metrics_flags.enabled) {
+    std::fprintf(stderr, "heartbeat_server: --metrics-port: TCP and rudp only\n");
+    return 2;
+  }
   sluice::servers::HeartbeatOptions hopts;
+  hopts.sample_rtt = metrics_flags.enabled;
   hopts.interval = std::chrono::milliseconds(interval_ms);
   hopts.misses = misses;
   hopts.peer_lines_per_s = peer_lines;
@@ -136,6 +152,7 @@ int main(int argc, char** argv) {
     std::string s = "listening on " + host + ":" + std::to_string(bound) + " io=" + io_name +
                     " proto=" + proto;
     if (tls) s += " tls";
+    if (proxy_flags.mode != "off") s += " proxy-protocol=" + proxy_flags.mode;
     if (workers > 1) s += " workers=" + std::to_string(workers);
     return s;
   };
@@ -164,6 +181,10 @@ int main(int argc, char** argv) {
       limits.linger_timeout = std::chrono::milliseconds(linger_ms);
       opts.limits = limits;
       opts.tls = tls;
+      if (metrics_flags.enabled) opts.lag_probe = std::chrono::milliseconds(100);
+      // The join line (HeartbeatTcpHandler::on_open) then names the client
+      // the balancer's header names.
+      sluice::servers::apply_proxy_flags(proxy_flags, &opts);
       if (proto == "rudp") {
         // The same handler, no codec (each rudp message is one payload);
         // wrapped only to log each connection's rudp figures at close.
@@ -197,10 +218,34 @@ int main(int argc, char** argv) {
         return 1;
       }
     }
+    auto sample = [&tcp, &rudp_log, counters] {
+      sluice::ServerSample s = sluice::sample_server(*tcp);
+      s.has_heartbeat = 1;
+      const uint64_t drops = counters->drops.load(std::memory_order_relaxed);
+      const uint64_t timeouts = counters->timeouts.load(std::memory_order_relaxed);
+      s.heartbeat_drops_timeout = std::min(timeouts, drops);
+      s.heartbeat_drops_other = drops - s.heartbeat_drops_timeout;
+      s.heartbeat_rtt = counters->rtt.read();
+      if (rudp_log) {
+        s.has_rudp = 1;
+        s.rudp_retransmitted_bytes = rudp_log->retransmitted_bytes();
+        s.rudp_lost_packets = rudp_log->lost_packets();
+      }
+      return s;
+    };
+    std::unique_ptr<sluice::MetricsServer> metrics;  // one process: its own endpoint
+    if (ctx == nullptr && metrics_flags.enabled) {
+      metrics = sluice::servers::start_metrics(metrics_flags, sample, &error);
+      if (!metrics) {
+        std::fprintf(stderr, "heartbeat_server: %s\n", error.c_str());
+        return 1;
+      }
+    }
     int sig;
     if (ctx != nullptr) {
       ctx->ready();
-      sig = ctx->serve([counters] {
+      sig = ctx->serve([&, counters] {
+        if (metrics_flags.enabled) sluice::servers::publish_sample(*ctx, sample());
         const uint64_t joins = counters->joins.load(std::memory_order_relaxed);
         const uint64_t drops = counters->drops.load(std::memory_order_relaxed);
         return sluice::WorkerCounters{joins - drops, joins,
@@ -244,5 +289,6 @@ int main(int argc, char** argv) {
       workers, std::chrono::milliseconds(drain_ms), host, port,
       proto == "tcp" ? SOCK_STREAM : SOCK_DGRAM,
       [&](sluice::WorkerContext& ctx) { return serve(&ctx); },
-      [&](uint16_t bound) { return line(bound, io); });
+      [&](uint16_t bound) { return line(bound, io); },
+      sluice::servers::metrics_sidecar_main(metrics_flags), sluice::kServerSampleWords);
 }

@@ -104,6 +104,11 @@ void HeartbeatTcpHandler::on_message(Connection& conn, std::string_view payload)
     case hb::Type::kPing:
       counters_.pings.fetch_add(1, std::memory_order_relaxed);
       conn.send(hb::view(hb::pong_for(m)));
+      if (options_.sample_rtt && conn.fd() >= 0) {  // rudp connections have no descriptor
+        if (const int64_t us = tcp_rtt_us(conn.fd()); us > 0) {
+          counters_.rtt.observe_ns(static_cast<uint64_t>(us) * 1000);
+        }
+      }
       break;
     case hb::Type::kData:
       counters_.data.fetch_add(1, std::memory_order_relaxed);

@@ -28,6 +28,7 @@
 
 #include "core/handler.h"
 #include "core/idle_state.h"
+#include "core/metrics.h"
 #include "core/timer_queue.h"
 #include "core/udp_endpoint.h"
 
@@ -47,6 +48,9 @@ struct HeartbeatOptions {
   // The connection handler's name for its transport in join/drop lines:
   // "tcp", or "rudp" when the same handler serves rudp connections.
   std::string stream_proto = "tcp";
+  // TCP: at each PING, record the kernel's smoothed RTT to the peer in
+  // HeartbeatCounters::rtt (one getsockopt per PING; for metrics).
+  bool sample_rtt = false;
 
   Clock::duration timeout() const { return interval * misses; }
   // What a Server needs for this service's TCP handler.
@@ -73,7 +77,8 @@ struct HeartbeatCounters {
   std::atomic<uint64_t> pings{0};
   std::atomic<uint64_t> data{0};
   std::atomic<uint64_t> protocol_errors{0};
-  std::atomic<uint64_t> timeouts{0};
+  std::atomic<uint64_t> timeouts{0};  // peers found silent (each then dropped)
+  metrics::SharedHistogram rtt;       // HeartbeatOptions::sample_rtt
 };
 
 // TCP: use with a Server built with heartbeat's length-prefix codec

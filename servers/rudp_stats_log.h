@@ -39,6 +39,9 @@ class RudpStatsLog final : public Handler {
   // "rudp: 12 connections closed: 3400 packets sent, 0 B retransmitted, 0
   // lost, 0 spurious, 0 pto, mean srtt 0.05 ms" (no stats: "0 connections").
   std::string summary() const;
+  // Summed over the closed connections (any thread).
+  uint64_t retransmitted_bytes() const { return retransmitted_.load(std::memory_order_relaxed); }
+  uint64_t lost_packets() const { return lost_.load(std::memory_order_relaxed); }
 
  private:
   Handler& inner_;
