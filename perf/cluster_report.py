@@ -108,7 +108,7 @@ def main():
 
     ok = True
     out = []
-    out.append("| host | clients at start | joins after the kill | joins of the late batch | health checks (balancer's address) |")
+    out.append("| host | clients at start | joins after the kill | joins of the late batch | balancer's own connections (health checks, PROXY LOCAL) |")
     out.append("|---|---|---|---|---|")
     for h in (1, 2, 3):
         j = hosts[h]

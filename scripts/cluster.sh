@@ -113,6 +113,7 @@ start_host() {  # H: the host's server, logging to $TMP/h$H.log
   ip netns exec $P-h$1 "$HB" "${HB_ARGS[@]}" > "$TMP/h$1.out" 2> >(stamp >> "$TMP/h$1.log") &
   local pid=$!
   PIDS+=("$pid")
+  disown "$pid"  # killed on purpose (h2) or by cleanup: no job-control notice
   eval "HOST_PID_$1=$pid"
   for _ in $(seq 1 100); do
     grep -q '^listening on' "$TMP/h$1.out" 2>/dev/null && return 0
@@ -149,11 +150,13 @@ EOF
 haproxy -c -f "$TMP/haproxy.cfg" >/dev/null || { echo "cluster: bad haproxy config" >&2; exit 1; }
 ip netns exec $NS_LB haproxy -db -f "$TMP/haproxy.cfg" > >(stamp > "$TMP/haproxy.log") 2>&1 &
 PIDS+=("$!")
+disown "$!"  # killed by cleanup: no job-control notice
+# Ready once it listens (a probe connection would count as a client).
 for _ in $(seq 1 100); do
-  grep -q 'h3 is UP\|Proxy hosts started\|hb started' "$TMP/haproxy.log" 2>/dev/null && break
-  ip netns exec $NS_CL bash -c 'exec 3<>/dev/tcp/10.78.10.1/9000' 2>/dev/null && break
+  ip netns exec $NS_LB ss -Hltn 'sport = :9000' 2>/dev/null | grep -q LISTEN && break
   sleep 0.05
 done
+sleep 0.5  # the first health checks (inter 300 ms)
 
 T0=$(date +%s.%N)
 echo "t0=$T0" > "$TMP/meta"
