@@ -139,6 +139,12 @@ def forget_close(a):
     while time.monotonic() < end:
         try:
             c, _ = ls.accept()
+            c.settimeout(1.0)
+            try:
+                while c.recv(4096):  # read to EOF (unread data would make close() send RST)
+                    pass
+            except socket.timeout:
+                pass
             kept.append(c)  # held, never closed: the bug
         except socket.timeout:
             pass
@@ -152,6 +158,39 @@ def hangup_clients(a):
         s.sendall(b"bye\n")
         s.close()
     say(f"{a.n} clients connected and closed")
+
+
+def idle_clients(a):
+    """N clients connect and send nothing; after --hold they close (a
+    server's idle timeout may have closed them first: they forget to
+    close until then, so their side sits in CLOSE_WAIT meanwhile)."""
+    socks = [connect(a.host, a.port) for _ in range(a.n)]
+    say(f"{a.n} clients connected, silent")
+    time.sleep(a.hold)
+    eofs = 0
+    for s in socks:
+        s.setblocking(False)
+        try:
+            eofs += s.recv(1) == b""
+        except BlockingIOError:
+            pass
+        s.close()
+    say(f"closed {a.n} clients ({eofs} had seen the server's FIN)")
+
+
+def bind_test(a):
+    """bind() to a port with and without SO_REUSEADDR: a restarted server
+    meets its predecessor's TIME_WAIT connections."""
+    for reuse in (0, 1):
+        s = socket.socket()
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, reuse)
+        try:
+            s.bind((a.host, a.port))
+            s.listen(1)
+            say(f"SO_REUSEADDR={reuse}: bind({a.host}:{a.port}) ok")
+        except OSError as e:
+            say(f"SO_REUSEADDR={reuse}: bind({a.host}:{a.port}) failed: {e.strerror}")
+        s.close()
 
 
 def slow_reader(a):
@@ -251,6 +290,8 @@ def main():
     mode("codec", codec, codec=dict(default="line", choices=["line", "length"]))
     mode("forget-close", forget_close)
     mode("hangup-clients", hangup_clients, n=dict(type=int, default=5))
+    mode("idle-clients", idle_clients, n=dict(type=int, default=3))
+    mode("bind-test", bind_test)
     mode("slow-reader", slow_reader, pause=dict(type=float, default=3), bytes=dict(type=int, default=8 << 20),
          rcvbuf=dict(type=int, default=65536))
     mode("idle-client", idle_client, keepalive=dict(type=int, nargs=3, metavar=("IDLE", "INTVL", "CNT")),
