@@ -263,10 +263,10 @@ def idle_client(a):
     try:
         d = s.recv(100)
         what = "EOF" if not d else f"data {d!r}"
-    except socket.timeout:
-        what = f"nothing noticed within {a.hold}s"
     except OSError as e:
-        what = f"error {e.strerror}"
+        # socket.timeout is TimeoutError, which the kernel's ETIMEDOUT also
+        # raises: only Python's own timeout has no errno.
+        what = f"nothing noticed within {a.hold}s" if e.errno is None else f"error {e.strerror}"
     say(f"after cut +{time.monotonic() - t_cut:.2f}s: {what}")
 
 
