@@ -196,8 +196,11 @@ def bind_test(a):
 def slow_reader(a):
     """Sends a request that makes the echo server write a lot, then stops
     reading for --pause seconds, then drains."""
-    s = connect(a.host, a.port)
+    s = socket.socket()
+    # Before connect(): the window scale is agreed in the handshake.
     s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, a.rcvbuf)
+    s.connect((a.host, a.port))
+    say(f"connected, SO_RCVBUF {a.rcvbuf}; writing, not reading")
     payload = b"x" * a.bytes
     s.setblocking(False)
     sent = 0
