@@ -22,10 +22,10 @@ lab_cmd "ip netns exec $NS_C tcpdump -nn -S -i eth0 tcp port 7000   # client sid
 sed -E 's/, options \[[^]]*\]//' "$D/cap" | awk '
   { line = $0; note = "" }
   /Flags \[S\],/ && !syn { syn = 1; match($0, /seq [0-9]+/); x = substr($0, RSTART + 4, RLENGTH - 4) + 0
-    note = sprintf("SYN: the client picks its ISN x=%s and asks for a connection", x) }
+    note = sprintf("SYN: the client picks its ISN x=%.0f and asks for a connection", x) }
   /Flags \[S\.\],/ && !synack { synack = 1; match($0, /seq [0-9]+/); y = substr($0, RSTART + 4, RLENGTH - 4) + 0
     match($0, /ack [0-9]+/); a = substr($0, RSTART + 4, RLENGTH - 4) + 0
-    note = sprintf("SYN-ACK: the server picks its ISN y=%s and acknowledges x: ack=x+1 %s", y, (a == x + 1) ? "holds" : "DOES NOT HOLD") }
+    note = sprintf("SYN-ACK: the server picks its ISN y=%.0f and acknowledges x: ack=x+1 %s", y, (a == x + 1) ? "holds" : "DOES NOT HOLD") }
   /Flags \[\.\],/ && synack && !ack3 { ack3 = 1; match($0, /ack [0-9]+/); a = substr($0, RSTART + 4, RLENGTH - 4) + 0
     note = sprintf("ACK: the client acknowledges y: ack=y+1 %s. Now each side knows the other received its ISN", (a == y + 1) ? "holds" : "DOES NOT HOLD") }
   /Flags \[P\.\]/ && !data { data = 1; note = "first data: seq continues from x+1 (the SYN used one number)" }
