@@ -84,6 +84,12 @@ for io in $IOS; do
   for _ in $(seq 1 100); do grep -q 'phase measure' "$D/$io.lg.err" 2>/dev/null && break; sleep 0.02; done
   count_syscalls "$SERVER_PID" $MEASURE "$D/$io.sys"
   lab_wait_pid $LG 10 || true
+  # And once idle, after the load: under full load a single loop is
+  # nearly always running, so a few samples may never catch it in its
+  # wait; idle, it sits there (the same call it waits in under load).
+  sleep 0.2
+  sample_threads "$SERVER_PID" 4 "$D/$io.idle" /dev/null
+  cat "$D/$io.idle" >>"$D/$io.threads"
   lab_stop "$SERVER_PID"
   msgs=$(sed -nE 's/.*"msgs":([0-9]+).*/\1/p' "$D/$io.lg")
   threads=$(awk '{ print $1 }' "$D/$io.threads" | sort -u | wc -l)
@@ -99,8 +105,8 @@ for io in $IOS; do
   echo "$io threads=$threads permsg=$permsg msgs=${msgs:-0} waits=$waits" >>"$D/summary"
 done
 lab_show "$D/table" 20
-lab_note "threads: distinct threads in 20 samples 50 ms apart (with the main thread, which only"
-lab_note "waits for signals). blocking: a reader and a writer thread per connection plus an"
+lab_note "threads: distinct threads in the samples taken during the warm-up and 4 once idle (with"
+lab_note "the main thread, which only waits for signals). blocking: a reader and a writer thread per connection plus an"
 lab_note "acceptor and the loop: readers asleep in recv() (wait_woken: the socket's wait queue),"
 lab_note "writers and the loop on condition variables (futex) -- the scheduler is the multiplexer,"
 lab_note "and the hand-offs cost futex calls. nonblocking: one loop trying every socket (recvfrom"
