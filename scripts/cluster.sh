@@ -74,12 +74,9 @@ NS_LB=$P-lb NS_CL=$P-cl HOSTS=(1 2 3)
 TMP=$(mktemp -d /tmp/cluster.XXXXXX)
 PIDS=()
 cleanup() {
-  local p ns
+  local p
   for p in "${PIDS[@]}"; do kill -KILL "$p" 2>/dev/null || true; done
-  for ns in $NS_LB $NS_CL $P-h1 $P-h2 $P-h3; do
-    for p in $(ip netns pids "$ns" 2>/dev/null); do kill -KILL "$p" 2>/dev/null || true; done
-    ip netns del "$ns" 2>/dev/null || true
-  done
+  netns_teardown $NS_LB $NS_CL $P-h1 $P-h2 $P-h3
   rm -rf "$TMP"
 }
 trap cleanup EXIT

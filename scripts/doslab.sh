@@ -84,13 +84,9 @@ SPOOF=10.77.128.0/17 MANY=10.77.64.0/18
 TMP=$(mktemp -d /tmp/doslab.XXXXXX)
 PIDS=()
 cleanup() {
-  local p ns
+  local p
   for p in "${PIDS[@]}"; do kill -KILL "$p" 2>/dev/null || true; done
-  for ns in $NS_SRV $NS_GOOD $NS_ATK $NS_RTR; do
-    # Anything still running inside is ours (the lab's processes).
-    for p in $(ip netns pids "$ns" 2>/dev/null); do kill -KILL "$p" 2>/dev/null || true; done
-    ip netns del "$ns" 2>/dev/null || true
-  done
+  netns_teardown $NS_SRV $NS_GOOD $NS_ATK $NS_RTR
   rm -rf "$TMP"
 }
 trap cleanup EXIT

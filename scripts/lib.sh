@@ -41,3 +41,14 @@ stop_server() {
 json_field() {
   sed -nE "s/.*\"$2\": *\"?([^,\"}]*)\"?.*/\1/p" <<<"$1"
 }
+
+# netns_teardown NS...: kills what still runs in each namespace (a lab's
+# own processes: nothing else enters the namespaces it made) and deletes
+# it. Quiet when a namespace is already gone.
+netns_teardown() {
+  local ns p
+  for ns in "$@"; do
+    for p in $(ip netns pids "$ns" 2>/dev/null); do kill -KILL "$p" 2>/dev/null || true; done
+    ip netns del "$ns" 2>/dev/null || true
+  done
+}

@@ -47,12 +47,9 @@ lab_init() {
 }
 
 lab_cleanup() {
-  local rc=$? p ns
+  local rc=$? p
   for p in "${LAB_PIDS[@]}"; do kill -KILL "$p" 2>/dev/null || true; done
-  for ns in "${LAB_NS[@]}"; do
-    for p in $(ip netns pids "$ns" 2>/dev/null); do kill -KILL "$p" 2>/dev/null || true; done
-    ip netns del "$ns" 2>/dev/null || true
-  done
+  netns_teardown "${LAB_NS[@]}"
   [ "$LAB_KEEP" = 1 ] || rm -rf "$LAB_TMP"
   exit $rc
 }
